@@ -1,0 +1,370 @@
+//! Series registration and batch encoding: turns typed samples into the compact wire.
+
+use crate::bindings::sonde::plugin::types::{Batch, Error, Family as WireFamily, Label, MetricKind, Series};
+use std::collections::HashMap;
+
+/// "Stamp with the collection's start time" in `batch.timestamps`.
+const NOW: i64 = i64::MIN;
+
+/// A registered metric family, returned by [`Collection::family`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Family(u32);
+
+struct SeriesRec {
+    family: u32,
+    name: Box<str>,
+    labels: Box<[(Box<str>, Box<str>)]>,
+    /// The collection in which this series was last emitted.
+    seen: u32,
+}
+
+impl SeriesRec {
+    fn matches(&self, family: u32, name: &str, labels: &[(&str, &str)]) -> bool {
+        self.family == family
+            && &*self.name == name
+            && self.labels.len() == labels.len()
+            && self.labels.iter().zip(labels).all(|((n, v), (n2, v2))| &**n == *n2 && &**v == *v2)
+    }
+}
+
+/// State that persists across collections of one instance.
+#[derive(Default)]
+pub(crate) struct Registry {
+    families: HashMap<Box<str>, (u32, MetricKind)>,
+    series: Vec<Option<SeriesRec>>,
+    free: Vec<u32>,
+    /// Hash of (family, name, labels) → ids with that hash (almost always one).
+    index: HashMap<u64, Vec<u32>>,
+    epoch: u32,
+}
+
+/// The output of one collection, handed to [`crate::Plugin::collect`].
+pub struct Collection<'a> {
+    reg: &'a mut Registry,
+    batch: Batch,
+    error: Option<Error>,
+}
+
+fn fnv(hash: &mut u64, bytes: &[u8]) {
+    for b in bytes {
+        *hash ^= *b as u64;
+        *hash = hash.wrapping_mul(0x100000001b3);
+    }
+    // A separator so ("ab","c") and ("a","bc") differ.
+    *hash ^= 0xff;
+    *hash = hash.wrapping_mul(0x100000001b3);
+}
+
+fn series_hash(family: u32, name: &str, labels: &[(&str, &str)]) -> u64 {
+    let mut h = 0xcbf29ce484222325u64;
+    fnv(&mut h, &family.to_le_bytes());
+    fnv(&mut h, name.as_bytes());
+    for (n, v) in labels {
+        fnv(&mut h, n.as_bytes());
+        fnv(&mut h, v.as_bytes());
+    }
+    h
+}
+
+impl<'a> Collection<'a> {
+    pub(crate) fn new(reg: &'a mut Registry) -> Self {
+        reg.epoch = reg.epoch.wrapping_add(1);
+        Collection {
+            reg,
+            batch: Batch {
+                families: Vec::new(),
+                series: Vec::new(),
+                forget: Vec::new(),
+                ids: Vec::new(),
+                values: Vec::new(),
+                timestamps: Vec::new(),
+            },
+            error: None,
+        }
+    }
+
+    /// Registers (or looks up) a metric family. `name` is the text-format family
+    /// name: counters keep `_total`.
+    pub fn family(&mut self, name: &str, kind: MetricKind, help: &str) -> Family {
+        self.family_with_unit(name, kind, help, "")
+    }
+
+    pub fn family_with_unit(&mut self, name: &str, kind: MetricKind, help: &str, unit: &str) -> Family {
+        if let Some((id, k)) = self.reg.families.get(name) {
+            if *k != kind && self.error.is_none() {
+                self.error = Some(Error::Failed(format!(
+                    "metric family {name} registered as {k:?} and again as {kind:?}"
+                )));
+            }
+            return Family(*id);
+        }
+        let id = self.reg.families.len() as u32;
+        self.reg.families.insert(name.into(), (id, kind));
+        self.batch.families.push(WireFamily {
+            id,
+            name: name.into(),
+            kind,
+            help: help.into(),
+            unit: unit.into(),
+        });
+        Family(id)
+    }
+
+    /// Emits one sample of `family`. `name` is the sample name (the family name, or
+    /// e.g. `<family>_bucket`). Emitting the same series twice in one collection is
+    /// an error reported when the collection ends.
+    pub fn sample(&mut self, family: Family, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.push(family, name, labels, value, NOW);
+    }
+
+    /// Like [`Collection::sample`] with an explicit timestamp (ms since the epoch).
+    pub fn sample_at(&mut self, family: Family, name: &str, labels: &[(&str, &str)], value: f64, timestamp_ms: i64) {
+        if self.batch.timestamps.len() < self.batch.ids.len() {
+            self.batch.timestamps.resize(self.batch.ids.len(), NOW);
+        }
+        self.push(family, name, labels, value, timestamp_ms);
+    }
+
+    /// A gauge family with one sample.
+    pub fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
+        let f = self.family(name, MetricKind::Gauge, help);
+        self.sample(f, name, labels, value);
+    }
+
+    /// A counter family with one sample; `name` should end in `_total`.
+    pub fn counter(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
+        let f = self.family(name, MetricKind::Counter, help);
+        self.sample(f, name, labels, value);
+    }
+
+    /// An "info" metric: a gauge of value 1 carrying facts in its labels, as
+    /// node_exporter's `node_uname_info`.
+    pub fn info(&mut self, name: &str, help: &str, labels: &[(&str, &str)]) {
+        self.gauge(name, help, labels, 1.0);
+    }
+
+    /// A histogram: `buckets` are (upper bound, cumulative count) pairs; the `+Inf`
+    /// bucket is added from `count` when missing.
+    pub fn histogram(&mut self, name: &str, help: &str, labels: &[(&str, &str)], buckets: &[(f64, f64)], sum: f64, count: f64) {
+        let f = self.family(name, MetricKind::Histogram, help);
+        let bucket_name = format!("{name}_bucket");
+        let bounds: Vec<String> = buckets.iter().map(|(le, _)| format_le(*le)).collect();
+        for ((_, n), le) in buckets.iter().zip(&bounds) {
+            self.sample(f, &bucket_name, &with_extra(labels, "le", le), *n);
+        }
+        if !buckets.iter().any(|(le, _)| *le == f64::INFINITY) {
+            self.sample(f, &bucket_name, &with_extra(labels, "le", "+Inf"), count);
+        }
+        self.sample(f, &format!("{name}_sum"), labels, sum);
+        self.sample(f, &format!("{name}_count"), labels, count);
+    }
+
+    /// A summary: `quantiles` are (quantile, value) pairs.
+    pub fn summary(&mut self, name: &str, help: &str, labels: &[(&str, &str)], quantiles: &[(f64, f64)], sum: f64, count: f64) {
+        let f = self.family(name, MetricKind::Summary, help);
+        for (q, v) in quantiles {
+            let q = format_le(*q);
+            self.sample(f, name, &with_extra(labels, "quantile", &q), *v);
+        }
+        self.sample(f, &format!("{name}_sum"), labels, sum);
+        self.sample(f, &format!("{name}_count"), labels, count);
+    }
+
+    fn push(&mut self, family: Family, name: &str, labels: &[(&str, &str)], value: f64, ts: i64) {
+        let id = self.lookup_or_register(family.0, name, labels);
+        let rec = self.reg.series[id as usize].as_mut().expect("registered id");
+        if rec.seen == self.reg.epoch {
+            if self.error.is_none() {
+                self.error = Some(Error::Failed(format!(
+                    "series {name}{} emitted twice in one collection",
+                    render_labels(labels)
+                )));
+            }
+            return;
+        }
+        rec.seen = self.reg.epoch;
+        self.batch.ids.push(id);
+        self.batch.values.push(value);
+        if !self.batch.timestamps.is_empty() || ts != NOW {
+            self.batch.timestamps.push(ts);
+        }
+    }
+
+    fn lookup_or_register(&mut self, family: u32, name: &str, labels: &[(&str, &str)]) -> u32 {
+        let hash = series_hash(family, name, labels);
+        if let Some(ids) = self.reg.index.get(&hash) {
+            for id in ids {
+                if let Some(rec) = &self.reg.series[*id as usize] {
+                    if rec.matches(family, name, labels) {
+                        return *id;
+                    }
+                }
+            }
+        }
+        let rec = SeriesRec {
+            family,
+            name: name.into(),
+            labels: labels.iter().map(|(n, v)| ((*n).into(), (*v).into())).collect(),
+            seen: 0,
+        };
+        let id = match self.reg.free.pop() {
+            Some(id) => {
+                self.reg.series[id as usize] = Some(rec);
+                id
+            }
+            None => {
+                self.reg.series.push(Some(rec));
+                (self.reg.series.len() - 1) as u32
+            }
+        };
+        self.reg.index.entry(hash).or_default().push(id);
+        self.batch.series.push(Series {
+            id,
+            family,
+            name: name.into(),
+            labels: labels.iter().map(|(n, v)| Label { name: (*n).into(), value: (*v).into() }).collect(),
+        });
+        id
+    }
+
+    /// Ends the collection: releases series not emitted this time and returns the
+    /// batch (or the first error).
+    pub(crate) fn finish(mut self, result: Result<(), Error>) -> Result<Batch, Error> {
+        result?;
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        if self.batch.timestamps.len() > 0 && self.batch.timestamps.len() < self.batch.ids.len() {
+            self.batch.timestamps.resize(self.batch.ids.len(), NOW);
+        }
+        let epoch = self.reg.epoch;
+        for id in 0..self.reg.series.len() {
+            let stale = matches!(&self.reg.series[id], Some(rec) if rec.seen != epoch);
+            if stale {
+                let rec = self.reg.series[id].take().expect("checked above");
+                let hash = series_hash(rec.family, &rec.name, &borrow_labels(&rec.labels));
+                if let Some(ids) = self.reg.index.get_mut(&hash) {
+                    ids.retain(|i| *i as usize != id);
+                    if ids.is_empty() {
+                        self.reg.index.remove(&hash);
+                    }
+                }
+                self.reg.free.push(id as u32);
+                self.batch.forget.push(id as u32);
+            }
+        }
+        Ok(self.batch)
+    }
+}
+
+fn with_extra<'l>(labels: &[(&'l str, &'l str)], name: &'l str, value: &'l str) -> Vec<(&'l str, &'l str)> {
+    let mut v = Vec::with_capacity(labels.len() + 1);
+    v.extend_from_slice(labels);
+    v.push((name, value));
+    v
+}
+
+fn borrow_labels(labels: &[(Box<str>, Box<str>)]) -> Vec<(&str, &str)> {
+    labels.iter().map(|(n, v)| (&**n, &**v)).collect()
+}
+
+fn render_labels(labels: &[(&str, &str)]) -> String {
+    let inner: Vec<String> = labels.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// Formats a bucket bound or quantile the way Prometheus client libraries do
+/// (`0.005`, `1`, `+Inf`).
+pub fn format_le(v: f64) -> String {
+    if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(reg: &mut Registry, f: impl FnOnce(&mut Collection)) -> Result<Batch, Error> {
+        let mut c = Collection::new(reg);
+        f(&mut c);
+        c.finish(Ok(()))
+    }
+
+    #[test]
+    fn series_are_registered_once_then_sent_as_ids() {
+        let mut reg = Registry::default();
+        let emit = |c: &mut Collection| {
+            c.gauge("a", "h", &[("x", "1")], 1.0);
+            c.gauge("a", "h", &[("x", "2")], 2.0);
+        };
+        let b1 = collect(&mut reg, emit).unwrap();
+        assert_eq!(b1.families.len(), 1);
+        assert_eq!(b1.series.len(), 2);
+        assert_eq!(b1.ids.len(), 2);
+        let b2 = collect(&mut reg, emit).unwrap();
+        assert!(b2.families.is_empty() && b2.series.is_empty() && b2.forget.is_empty());
+        assert_eq!(b2.ids, b1.ids);
+        assert_eq!(b2.values, vec![1.0, 2.0]);
+        assert!(b2.timestamps.is_empty());
+    }
+
+    #[test]
+    fn absent_series_are_forgotten_and_ids_reused() {
+        let mut reg = Registry::default();
+        let b1 = collect(&mut reg, |c| {
+            c.gauge("a", "h", &[("x", "1")], 1.0);
+            c.gauge("a", "h", &[("x", "2")], 2.0);
+        })
+        .unwrap();
+        let b2 = collect(&mut reg, |c| c.gauge("a", "h", &[("x", "2")], 2.0)).unwrap();
+        assert_eq!(b2.forget, vec![b1.ids[0]]);
+        let b3 = collect(&mut reg, |c| {
+            c.gauge("a", "h", &[("x", "2")], 2.0);
+            c.gauge("a", "h", &[("x", "3")], 3.0);
+        })
+        .unwrap();
+        assert_eq!(b3.series.len(), 1);
+        assert_eq!(b3.series[0].id, b1.ids[0], "freed id is reused");
+    }
+
+    #[test]
+    fn duplicate_series_in_one_collection_is_an_error() {
+        let mut reg = Registry::default();
+        let r = collect(&mut reg, |c| {
+            c.gauge("a", "h", &[], 1.0);
+            c.gauge("a", "h", &[], 2.0);
+        });
+        assert!(matches!(r, Err(Error::Failed(m)) if m.contains("emitted twice")));
+    }
+
+    #[test]
+    fn explicit_timestamps_fill_the_rest_with_now() {
+        let mut reg = Registry::default();
+        let b = collect(&mut reg, |c| {
+            let f = c.family("a", MetricKind::Gauge, "h");
+            c.sample(f, "a", &[("x", "1")], 1.0);
+            c.sample_at(f, "a", &[("x", "2")], 2.0, 1000);
+            c.sample(f, "a", &[("x", "3")], 3.0);
+        })
+        .unwrap();
+        assert_eq!(b.timestamps, vec![NOW, 1000, NOW]);
+    }
+
+    #[test]
+    fn histogram_adds_inf_bucket_sum_and_count() {
+        let mut reg = Registry::default();
+        let b = collect(&mut reg, |c| c.histogram("h", "x", &[], &[(0.5, 1.0), (1.0, 3.0)], 2.5, 4.0)).unwrap();
+        let names: Vec<String> = b
+            .series
+            .iter()
+            .map(|s| format!("{}{:?}", s.name, s.labels.iter().map(|l| l.value.clone()).collect::<Vec<_>>()))
+            .collect();
+        assert_eq!(names, ["h_bucket[\"0.5\"]", "h_bucket[\"1\"]", "h_bucket[\"+Inf\"]", "h_sum[]", "h_count[]"]);
+        assert_eq!(b.values, vec![1.0, 3.0, 4.0, 2.5, 4.0]);
+    }
+}

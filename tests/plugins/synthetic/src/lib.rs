@@ -1,0 +1,62 @@
+//! Test plugin: emits `series` synthetic gauges with `labels` labels each, so tests
+//! and benchmarks can measure the boundary and the host pipeline at a chosen size.
+//! Config: `{"series": 1000, "labels": 3, "churn": false, "counter_step": 1.0}`.
+
+use serde::Deserialize;
+use sonde_plugin_sdk::{Collection, Error, Info, Kind, Plugin, export_plugin, parse_config};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Config {
+    /// Number of series per collection.
+    series: u32,
+    /// Labels per series (besides `i`).
+    labels: u32,
+    /// Replace every series with a new one on each collection (new label value).
+    churn: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { series: 100, labels: 3, churn: false }
+    }
+}
+
+struct Synthetic {
+    cfg: Config,
+    label_values: Vec<(String, String)>,
+    index: Vec<String>,
+    round: u64,
+}
+
+impl Plugin for Synthetic {
+    fn info() -> Info {
+        Info::new("synthetic", env!("CARGO_PKG_VERSION"), "synthetic series for tests and benchmarks")
+    }
+
+    fn configure(config: &str) -> Result<Self, Error> {
+        let cfg: Config = parse_config(config)?;
+        let label_values = (0..cfg.labels).map(|l| (format!("label{l}"), format!("value-{l}-abcdefgh"))).collect();
+        let index = (0..cfg.series).map(|i| i.to_string()).collect();
+        Ok(Synthetic { cfg, label_values, index, round: 0 })
+    }
+
+    fn collect(&mut self, out: &mut Collection) -> Result<(), Error> {
+        self.round += 1;
+        let f = out.family("synthetic_value", Kind::Gauge, "A synthetic gauge.");
+        let round = self.round.to_string();
+        let mut labels: Vec<(&str, &str)> = self.label_values.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        labels.push(("i", ""));
+        if self.cfg.churn {
+            labels.push(("round", &round));
+        }
+        let i_pos = self.label_values.len();
+        for (i, idx) in self.index.iter().enumerate() {
+            labels[i_pos] = ("i", idx);
+            out.sample(f, "synthetic_value", &labels, (i as u64 + self.round) as f64);
+        }
+        Ok(())
+    }
+}
+
+export_plugin!(Synthetic);
