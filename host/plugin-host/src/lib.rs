@@ -1,1 +1,22 @@
+//! The plugin host: loads sonde plugins (WebAssembly components), sandboxes them with
+//! grants and limits, and calls their `sonde:plugin` exports.
+//!
+//! - [`engine`]: wasmtime engine, linker, pooling allocator, epoch ticker, compile cache;
+//! - [`instance`]: a loaded plugin and its instances, calls under deadline and limits;
+//! - [`grants`]: what an instance may reach, enforced in the WASI hooks ([`state`]);
+//! - [`host_api`]: the `sonde:plugin/host` imports (log, statfs, uname).
 
+pub mod bindings;
+mod cache;
+pub mod engine;
+pub mod error;
+pub mod grants;
+mod host_api;
+pub mod instance;
+mod state;
+
+pub use bindings::{Batch, Family, Label, MetricKind, PluginError, PluginInfo, Series};
+pub use engine::{EngineOptions, LoadStats, PluginEngine};
+pub use error::{CallError, LoadError};
+pub use grants::Grants;
+pub use instance::{InstanceSpec, Plugin, PluginInstance};

@@ -1,0 +1,138 @@
+//! The wasmtime engine shared by all plugins: configuration (pooling allocator,
+//! epoch interruption), the linker with WASI + sonde:plugin, the epoch ticker and the
+//! compile cache. Loading a plugin yields an `InstancePre`, so re-creating an instance
+//! after a trap costs microseconds.
+
+use crate::bindings::CollectorPre;
+use crate::cache::{CompileCache, sha256_hex};
+use crate::error::LoadError;
+use crate::instance::Plugin;
+use crate::state::State;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances; the granularity of timeouts and of yielding a
+/// CPU-bound plugin back to the scheduler.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Core instances per component: a Rust wasip2 component has a handful (the module
+/// plus adapter shims); componentize-py components have more.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 50;
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Plugin instances that can exist at once (each collection slot, plus one spare
+    /// per instance while it is being re-created).
+    pub max_instances: u32,
+    /// Largest memory limit of any plugin; sizes the pool's memory slots.
+    pub max_memory_bytes: usize,
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+pub struct PluginEngine {
+    engine: Engine,
+    linker: Linker<State>,
+    cache: Option<CompileCache>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+/// How a plugin was loaded (for logs, /metrics and the benchmark).
+#[derive(Debug, Clone, Copy)]
+pub struct LoadStats {
+    pub from_cache: bool,
+    pub took: Duration,
+}
+
+impl PluginEngine {
+    pub fn new(opts: &EngineOptions) -> Result<Self, LoadError> {
+        let engine_err = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
+        let mut pool = PoolingAllocationConfig::default();
+        let instances = opts.max_instances.max(1);
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * MAX_CORE_INSTANCES_PER_COMPONENT)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(instances * 2)
+            .max_memories_per_component(2)
+            .total_tables(instances * 4)
+            .max_tables_per_component(4)
+            .total_stacks(instances)
+            .max_memory_size(opts.max_memory_bytes);
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(engine_err)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_err)?;
+        crate::bindings::Collector::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
+            .map_err(engine_err)?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.clone(), ticker_stop.clone());
+        let cache = opts.cache_dir.clone().map(|d| CompileCache::new(d, &engine));
+        Ok(PluginEngine { engine, linker, cache, ticker_stop })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles (or loads from the cache) the component at `path` and links it.
+    pub fn load(&self, path: &Path) -> Result<(Plugin, LoadStats), LoadError> {
+        let start = Instant::now();
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.into(), source })?;
+        let sha = sha256_hex(&bytes);
+        let cached = self.cache.as_ref().and_then(|c| c.get(&self.engine, &sha));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(c) => c,
+            None => {
+                let c = Component::new(&self.engine, &bytes)
+                    .map_err(|e| LoadError::Compile { path: path.into(), message: format!("{e:#}") })?;
+                if let Some(cache) = &self.cache {
+                    cache.put(&sha, &c);
+                }
+                c
+            }
+        };
+        let plugin = self.link(path, component, sha)?;
+        Ok((plugin, LoadStats { from_cache, took: start.elapsed() }))
+    }
+
+    fn link(&self, path: &Path, component: Component, sha256: String) -> Result<Plugin, LoadError> {
+        let link_err = |e: wasmtime::Error| LoadError::Link { path: path.into(), message: format!("{e:#}") };
+        let imports = component_imports(&self.engine, &component);
+        let pre = self.linker.instantiate_pre(&component).map_err(link_err)?;
+        let pre = CollectorPre::new(pre).map_err(link_err)?;
+        Ok(Plugin::new(self.engine.clone(), pre, sha256, imports))
+    }
+}
+
+impl Drop for PluginEngine {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("sonde-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .expect("spawn epoch ticker thread");
+}
+
+/// The interfaces a component imports, for `sonde plugin inspect`.
+fn component_imports(engine: &Engine, component: &Component) -> Vec<String> {
+    component.component_type().imports(engine).map(|(name, _)| name.to_string()).collect()
+}

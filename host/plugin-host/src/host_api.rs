@@ -1,0 +1,153 @@
+//! The `sonde:plugin/host` interface: logging and host facts WASI cannot give.
+
+use crate::bindings::sonde::plugin::host::{FsStats, Host, Level, UnameInfo};
+use crate::bindings::sonde::plugin::types::{self, Error};
+use crate::state::State;
+use std::ffi::CStr;
+use std::time::Duration;
+
+/// Log lines a plugin may write per call; more are dropped (with one notice) so a
+/// looping plugin cannot flood the host's log.
+pub(crate) const LOG_LINES_PER_CALL: u32 = 100;
+
+/// A statfs on a hung network mount blocks forever; give up after this long.
+const STATFS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest log line kept from a plugin.
+const MAX_LOG_LINE: usize = 4096;
+
+impl types::Host for State {}
+
+impl Host for State {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        if self.log_budget == 0 {
+            return Ok(());
+        }
+        self.log_budget -= 1;
+        let mut msg = message;
+        if msg.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !msg.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            msg.truncate(cut);
+        }
+        let plugin = &*self.name;
+        match level {
+            Level::Trace => tracing::trace!(target: "sonde::plugin", plugin, "{msg}"),
+            Level::Debug => tracing::debug!(target: "sonde::plugin", plugin, "{msg}"),
+            Level::Info => tracing::info!(target: "sonde::plugin", plugin, "{msg}"),
+            Level::Warn => tracing::warn!(target: "sonde::plugin", plugin, "{msg}"),
+            Level::Error => tracing::error!(target: "sonde::plugin", plugin, "{msg}"),
+        }
+        if self.log_budget == 0 {
+            tracing::warn!(target: "sonde::plugin", plugin, "log limit of {LOG_LINES_PER_CALL} lines per call reached; dropping the rest");
+        }
+        Ok(())
+    }
+
+    async fn statfs(&mut self, path: String) -> Result<FsStats, Error> {
+        if !self.grants.statfs {
+            return Err(Error::Denied(format!(
+                "statfs({path}) needs `statfs = true` in the grants of plugin {} in plugins.toml",
+                self.name
+            )));
+        }
+        let task = tokio::task::spawn_blocking(move || {
+            if !is_mount_point(&path) {
+                return Err(Error::Denied(format!("statfs: {path} is not a mount point")));
+            }
+            statfs(&path)
+        });
+        match tokio::time::timeout(STATFS_TIMEOUT, task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(Error::Failed(format!("statfs task failed: {e}"))),
+            Err(_) => Err(Error::Timeout(format!("statfs did not answer within {STATFS_TIMEOUT:?}"))),
+        }
+    }
+
+    fn uname(&mut self) -> wasmtime::Result<UnameInfo> {
+        Ok(uname())
+    }
+}
+
+/// Whether `path` is listed as a mount point in /proc/self/mounts (octal escapes
+/// such as `\040` for a space are decoded).
+fn is_mount_point(path: &str) -> bool {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+        return false;
+    };
+    mounts.lines().filter_map(|l| l.split(' ').nth(1)).any(|m| unescape_mount(m) == path)
+}
+
+fn unescape_mount(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn statfs(path: &str) -> Result<FsStats, Error> {
+    let c = std::ffi::CString::new(path).map_err(|_| Error::Failed(format!("statfs: bad path {path:?}")))?;
+    // SAFETY: `c` is a valid C string and `buf` a properly sized out-parameter.
+    let mut buf: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut buf) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(Error::Failed(format!("statfs({path}): {e}")));
+    }
+    // f_blocks and friends count fragments (f_frsize); on Linux this equals the
+    // statfs(2) f_bsize node_exporter multiplies by.
+    let bs = buf.f_frsize as u64;
+    Ok(FsStats {
+        size_bytes: buf.f_blocks as u64 * bs,
+        free_bytes: buf.f_bfree as u64 * bs,
+        avail_bytes: buf.f_bavail as u64 * bs,
+        files: buf.f_files as u64,
+        files_free: buf.f_ffree as u64,
+        read_only: (buf.f_flag as u64 & libc::ST_RDONLY as u64) != 0,
+    })
+}
+
+fn uname() -> UnameInfo {
+    // SAFETY: uname fills the zeroed struct; every field is NUL-terminated.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    unsafe { libc::uname(&mut u) };
+    let f = |field: &[libc::c_char]| unsafe { CStr::from_ptr(field.as_ptr()) }.to_string_lossy().into_owned();
+    UnameInfo {
+        sysname: f(&u.sysname),
+        nodename: f(&u.nodename),
+        release: f(&u.release),
+        version: f(&u.version),
+        machine: f(&u.machine),
+        domainname: f(&u.domainname),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_escapes_are_decoded() {
+        assert_eq!(unescape_mount("/mnt/my\\040disk"), "/mnt/my disk");
+        assert_eq!(unescape_mount("/plain"), "/plain");
+        assert_eq!(unescape_mount("/trailing\\"), "/trailing\\");
+    }
+
+    #[test]
+    fn root_is_a_mount_point_and_statfs_reads_it() {
+        assert!(is_mount_point("/"));
+        assert!(!is_mount_point("/definitely/not/a/mount"));
+        let s = statfs("/").unwrap();
+        assert!(s.size_bytes > 0 && s.avail_bytes <= s.size_bytes);
+    }
+}
