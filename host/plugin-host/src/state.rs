@@ -266,6 +266,6 @@ mod tests {
         assert!(!check_socket(&g, "127.0.0.1:22".parse().unwrap(), SocketAddrUse::TcpConnect));
         assert!(check_socket(&g, "0.0.0.0:0".parse().unwrap(), SocketAddrUse::TcpBind));
         assert!(!check_socket(&g, "0.0.0.0:8080".parse().unwrap(), SocketAddrUse::TcpBind));
-        assert!(!check_socket(&g, "127.0.0.1:6379".parse().unwrap(), SocketAddrUse::UdpConnect));
+        assert!(!check_socket(&g, "127.0.0.1:6379".parse().unwrap(), SocketAddrUse::TcpListen));
     }
 }
