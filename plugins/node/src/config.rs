@@ -1,6 +1,7 @@
 //! The plugin's configuration (the `config` table of its plugins.toml entry).
 
 use crate::collectors::Name;
+use crate::collectors::netclass::Detail;
 use serde::Deserialize;
 
 /// Keys of the `config` table. Every key is optional; the defaults reproduce
@@ -34,6 +35,11 @@ pub struct Config {
     pub fs_types_exclude: Vec<String>,
     /// Devices the netclass collector skips (exact names). Default: none.
     pub netclass_devices_exclude: Vec<String>,
+    /// Which /sys/class/net attributes to report: "basic" (default) reads the five
+    /// families dashboards use (`node_network_{up,info,mtu_bytes,speed_bytes,carrier}`);
+    /// "all" adds the rest of node_exporter's (flags, iface_id, carrier_changes_total,
+    /// ...) at about three times the CPU cost, a sysfs file being ~10 µs to read.
+    pub netclass_detail: Detail,
     /// Leave out `node_network_speed_bytes` for devices reporting a negative speed,
     /// as node_exporter's `--collector.netclass.ignore-invalid-speed`.
     pub netclass_ignore_invalid_speed: bool,
@@ -90,6 +96,7 @@ impl Default for Config {
                 "tracefs",
             ]),
             netclass_devices_exclude: Vec::new(),
+            netclass_detail: Detail::Basic,
             netclass_ignore_invalid_speed: false,
             netdev_devices_exclude: Vec::new(),
             vmstat_extra_fields: Vec::new(),

@@ -80,34 +80,9 @@ impl Plugin for Node {
         if cfg.enabled(Name::Filesystem) {
             check_statfs_grant()?;
         }
-        let readable = |dir: &str| std::fs::read_dir(dir).is_ok().then(|| dir.to_string());
-        let mut reader = Reader::default();
-        let page_size = match cfg.enabled(Name::Sockstat) {
-            true => collectors::sockstat::page_size(&mut reader, &cfg.proc_path).unwrap_or(DEFAULT_PAGE_SIZE),
-            false => DEFAULT_PAGE_SIZE,
-        };
-        let state = State {
-            sys: readable(&cfg.sys_path),
-            udev: if cfg.enabled(Name::Diskstats) {
-                readable(&cfg.udev_data_path)
-            } else {
-                None
-            },
-            cfg,
-            reader,
-            page_size,
-            proc_stat: String::new(),
-            proc_stat_loaded: false,
-            cpu: Cpu::default(),
-            filesystem: Filesystem::default(),
-            netclass: Netclass::default(),
-            os: Os::default(),
-            name: String::new(),
-            failing: Default::default(),
-        };
         Ok(Node {
             memory: Memory::default(),
-            state,
+            state: State::new(cfg),
         })
     }
 
@@ -158,6 +133,34 @@ fn check_statfs_grant() -> Result<(), Error> {
 }
 
 impl State {
+    fn new(cfg: Config) -> Self {
+        let readable = |dir: &str| std::fs::read_dir(dir).is_ok().then(|| dir.to_string());
+        let mut reader = Reader::default();
+        let page_size = match cfg.enabled(Name::Sockstat) {
+            true => collectors::sockstat::page_size(&mut reader, &cfg.proc_path).unwrap_or(DEFAULT_PAGE_SIZE),
+            false => DEFAULT_PAGE_SIZE,
+        };
+        State {
+            sys: readable(&cfg.sys_path),
+            udev: if cfg.enabled(Name::Diskstats) {
+                readable(&cfg.udev_data_path)
+            } else {
+                None
+            },
+            cfg,
+            reader,
+            page_size,
+            proc_stat: String::new(),
+            proc_stat_loaded: false,
+            cpu: Cpu::default(),
+            filesystem: Filesystem::default(),
+            netclass: Netclass::default(),
+            os: Os::default(),
+            name: String::new(),
+            failing: Default::default(),
+        }
+    }
+
     fn run(&mut self, name: Name, out: &mut dyn Sink) -> Result<(), Failure> {
         let proc = self.cfg.proc_path.as_str();
         let reader = &mut self.reader;
@@ -197,9 +200,12 @@ impl State {
             }
             Name::Netclass => {
                 let cfg = &self.cfg;
-                let ignore_speed = cfg.netclass_ignore_invalid_speed;
-                self.netclass
-                    .collect(reader, &cfg.sys_path, &cfg.netclass_devices_exclude, ignore_speed, out)
+                let opts = collectors::netclass::Options {
+                    detail: cfg.netclass_detail,
+                    exclude: &cfg.netclass_devices_exclude,
+                    ignore_invalid_speed: cfg.netclass_ignore_invalid_speed,
+                };
+                self.netclass.collect(reader, &cfg.sys_path, &opts, Instant::now(), out)
             }
             Name::Netdev => {
                 collectors::netdev::collect(reader, proc, self.sys.as_deref(), &self.cfg.netdev_devices_exclude, out)
@@ -261,6 +267,62 @@ fn host_statfs(path: &str) -> Answer {
         }),
         Err(Error::Timeout(_)) => Answer::Timeout,
         Err(_) => Answer::Error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::Recorder;
+
+    /// Runs every collector that needs no host import against this machine's own
+    /// /proc and /sys: real kernel output must parse. Collectors whose data a kernel
+    /// may lack (pressure, os) may report no data, but never fail.
+    #[test]
+    fn live_proc_and_sys_parse() {
+        if !std::path::Path::new("/proc/self/stat").exists() {
+            return; // not Linux
+        }
+        let mut state = State::new(Config::default());
+        let rounds = std::env::var("NODE_LIVE_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(1);
+        let started = Instant::now();
+        let mut r = Recorder::default();
+        let mut per_collector = [std::time::Duration::ZERO; Name::ALL.len()];
+        for _ in 0..rounds {
+            r = Recorder::default();
+            state.proc_stat_loaded = false;
+            for (i, name) in Name::ALL.into_iter().enumerate() {
+                if matches!(name, Name::Uname | Name::Filesystem) {
+                    continue;
+                }
+                let started = Instant::now();
+                let result = state.run(name, &mut r);
+                per_collector[i] += started.elapsed();
+                match result {
+                    Ok(()) | Err(Failure::NoData(_)) => {}
+                    Err(Failure::Failed(msg)) => panic!("{} failed on this machine: {msg}", name.as_str()),
+                }
+            }
+        }
+        eprintln!(
+            "{} samples, {:?} per collection",
+            r.samples.len(),
+            started.elapsed() / rounds
+        );
+        for (name, spent) in Name::ALL.iter().zip(per_collector) {
+            eprintln!("  {:<10} {:?}", name.as_str(), spent / rounds);
+        }
+        for family in [
+            "node_cpu_seconds_total",
+            "node_memory_MemTotal_bytes",
+            "node_load1",
+            "node_boot_time_seconds",
+        ] {
+            assert!(r.count(family) > 0, "{family} missing");
+        }
     }
 }
 

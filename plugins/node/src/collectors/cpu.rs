@@ -121,7 +121,7 @@ impl Cpu {
     /// spares every other host the per-CPU reads.
     fn throttles(&mut self, reader: &mut Reader, sys: &str, out: &mut dyn Sink) {
         if reader
-            .read(&[sys, "devices/system/cpu/cpu0/thermal_throttle/package_throttle_count"])
+            .read_attribute(&[sys, "devices/system/cpu/cpu0/thermal_throttle/package_throttle_count"])
             .is_err()
         {
             return;
@@ -199,7 +199,7 @@ pub fn emit_times(out: &mut dyn Sink, cpus: &[Times], ids: &[String]) {
 }
 
 fn read_u64(reader: &mut Reader, parts: &[&str]) -> Option<u64> {
-    reader.read_trimmed(parts).ok().and_then(number::uint)
+    reader.read_attribute(parts).ok().and_then(number::uint)
 }
 
 fn read_topology(reader: &mut Reader, sys: &str, dir: &str) -> Option<(u64, u64)> {
@@ -209,7 +209,7 @@ fn read_topology(reader: &mut Reader, sys: &str, dir: &str) -> Option<(u64, u64)
 }
 
 fn read_isolated(reader: &mut Reader, sys: &str) -> Vec<u32> {
-    match reader.read(&[sys, "devices/system/cpu/isolated"]) {
+    match reader.read_attribute(&[sys, "devices/system/cpu/isolated"]) {
         Ok(text) => parse_cpu_list(text).unwrap_or_default(),
         Err(_) => Vec::new(),
     }

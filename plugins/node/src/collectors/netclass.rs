@@ -1,77 +1,170 @@
 //! netclass: `node_network_{up,info,mtu_bytes,speed_bytes,carrier,...}{device}` from
 //! the attribute files of /sys/class/net/<device>.
+//!
+//! Every attribute is a file, and a sysfs open costs about 10 µs, so this collector
+//! would dominate a collection's CPU time (node_exporter reads ~25 files per device).
+//! Two economies: by default only the attributes dashboards use are read ("basic";
+//! "all" gives node_exporter's full family list), and attributes that only change
+//! by administration (address, MTU, ifindex, ...) are re-read once a minute or when
+//! the device's operstate changes, not at every collection.
 
 use crate::failure::Failure;
 use crate::number;
 use crate::reader::Reader;
 use crate::sink::Sink;
+use serde::Deserialize;
 use sonde_plugin_sdk::Kind;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-/// Numeric attribute files and the family each becomes, as node_exporter names them.
-const NUMERIC: [(&str, &str, Kind); 15] = [
-    ("addr_assign_type", "node_network_address_assign_type", Kind::Gauge),
-    ("carrier", "node_network_carrier", Kind::Gauge),
-    ("carrier_changes", "node_network_carrier_changes_total", Kind::Counter),
-    (
-        "carrier_up_count",
-        "node_network_carrier_up_changes_total",
-        Kind::Counter,
-    ),
-    (
-        "carrier_down_count",
-        "node_network_carrier_down_changes_total",
-        Kind::Counter,
-    ),
-    ("dev_id", "node_network_device_id", Kind::Gauge),
-    ("dormant", "node_network_dormant", Kind::Gauge),
-    ("flags", "node_network_flags", Kind::Gauge),
-    ("ifindex", "node_network_iface_id", Kind::Gauge),
-    ("iflink", "node_network_iface_link", Kind::Gauge),
-    ("link_mode", "node_network_iface_link_mode", Kind::Gauge),
-    ("mtu", "node_network_mtu_bytes", Kind::Gauge),
-    ("name_assign_type", "node_network_name_assign_type", Kind::Gauge),
-    ("netdev_group", "node_network_net_dev_group", Kind::Gauge),
-    ("tx_queue_len", "node_network_transmit_queue_length", Kind::Gauge),
-];
-
-/// Text attribute files, in the label order of `node_network_info`.
-const TEXT: [&str; 5] = ["address", "broadcast", "duplex", "operstate", "ifalias"];
-
-/// What one device's directory holds. A file that cannot be read (absent, or EINVAL
-/// as `speed` of a down link answers) leaves its value out, as in procfs.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Attributes {
-    pub text: [String; 5],
-    pub numeric: [Option<i64>; 15],
-    pub speed: Option<i64>,
-    pub kind: Option<i64>,
+/// Which attributes the netclass collector reads.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Detail {
+    /// up, info, mtu_bytes, speed_bytes, carrier: what dashboards use.
+    #[default]
+    Basic,
+    /// Every family node_exporter 1.5 reports.
+    All,
 }
 
-impl Attributes {
-    pub fn read(&mut self, reader: &mut Reader, dir: &str, device: &str) {
-        for (slot, file) in self.text.iter_mut().zip(TEXT) {
-            slot.clear();
-            if let Ok(value) = reader.read_trimmed(&[dir, device, file]) {
-                slot.push_str(value);
-            }
-        }
-        let mut number = |file: &str| {
-            reader
-                .read_trimmed(&[dir, device, file])
-                .ok()
-                .and_then(number::int_any_base)
-        };
-        for (slot, (file, _, _)) in self.numeric.iter_mut().zip(NUMERIC) {
-            *slot = number(file);
-        }
-        self.speed = number("speed");
-        self.kind = number("type");
+/// How a file's content is reported.
+#[derive(Clone, Copy, PartialEq)]
+enum Report {
+    /// A label of `node_network_info`, at this position.
+    Info(usize),
+    /// A number, reported as this family.
+    Value(&'static str, Kind),
+}
+
+struct Attribute {
+    file: &'static str,
+    report: Report,
+    /// Re-read at every collection (state), rather than once a minute (configuration).
+    changes: bool,
+    basic: bool,
+}
+
+const fn attr(file: &'static str, report: Report, changes: bool, basic: bool) -> Attribute {
+    Attribute {
+        file,
+        report,
+        changes,
+        basic,
     }
 }
 
-pub fn emit(out: &mut dyn Sink, device: &str, a: &Attributes, ignore_invalid_speed: bool) {
-    let labels = [("device", device)];
-    let up = if a.text[3] == "up" { 1.0 } else { 0.0 };
+const G: Kind = Kind::Gauge;
+const C: Kind = Kind::Counter;
+const SPEED: &str = "node_network_speed_bytes";
+
+/// Every attribute file node_exporter 1.5 reports, and how.
+const ATTRIBUTES: [Attribute; 22] = [
+    attr("address", Report::Info(0), false, true),
+    attr("broadcast", Report::Info(1), false, true),
+    attr("duplex", Report::Info(2), true, true),
+    attr("operstate", Report::Info(3), true, true),
+    attr("ifalias", Report::Info(4), false, true),
+    attr(
+        "addr_assign_type",
+        Report::Value("node_network_address_assign_type", G),
+        false,
+        false,
+    ),
+    attr("carrier", Report::Value("node_network_carrier", G), true, true),
+    attr(
+        "carrier_changes",
+        Report::Value("node_network_carrier_changes_total", C),
+        true,
+        false,
+    ),
+    attr(
+        "carrier_up_count",
+        Report::Value("node_network_carrier_up_changes_total", C),
+        true,
+        false,
+    ),
+    attr(
+        "carrier_down_count",
+        Report::Value("node_network_carrier_down_changes_total", C),
+        true,
+        false,
+    ),
+    attr("dev_id", Report::Value("node_network_device_id", G), false, false),
+    attr("dormant", Report::Value("node_network_dormant", G), true, false),
+    attr("flags", Report::Value("node_network_flags", G), true, false),
+    attr("ifindex", Report::Value("node_network_iface_id", G), false, false),
+    attr("iflink", Report::Value("node_network_iface_link", G), false, false),
+    attr(
+        "link_mode",
+        Report::Value("node_network_iface_link_mode", G),
+        false,
+        false,
+    ),
+    attr("mtu", Report::Value("node_network_mtu_bytes", G), false, true),
+    attr(
+        "name_assign_type",
+        Report::Value("node_network_name_assign_type", G),
+        false,
+        false,
+    ),
+    attr(
+        "netdev_group",
+        Report::Value("node_network_net_dev_group", G),
+        false,
+        false,
+    ),
+    attr("speed", Report::Value(SPEED, G), true, true),
+    attr(
+        "tx_queue_len",
+        Report::Value("node_network_transmit_queue_length", G),
+        false,
+        false,
+    ),
+    attr("type", Report::Value("node_network_protocol_type", G), false, false),
+];
+
+const OPERSTATE: usize = 3;
+
+/// How long configuration attributes are trusted before being read again.
+const STATIC_REFRESH: Duration = Duration::from_secs(60);
+
+/// What is known of one device. A file that cannot be read (absent, or EINVAL as
+/// `speed` of a down link answers) leaves its value out, as in procfs.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Device {
+    /// Labels of `node_network_info`: address, broadcast, duplex, operstate, ifalias.
+    pub info: [String; 5],
+    /// Numeric values, by position in `ATTRIBUTES`.
+    pub values: [Option<i64>; ATTRIBUTES.len()],
+    refreshed: Option<Instant>,
+}
+
+impl Device {
+    /// Reads the attributes `detail` asks for: all of them when `everything`, else
+    /// the changing ones.
+    fn read(&mut self, reader: &mut Reader, dir: &str, name: &str, detail: Detail, everything: bool) {
+        for (i, a) in ATTRIBUTES.iter().enumerate() {
+            if !(a.basic || detail == Detail::All) || !(a.changes || everything) {
+                continue;
+            }
+            let value = reader.read_attribute(&[dir, name, a.file]);
+            match a.report {
+                Report::Info(slot) => {
+                    self.info[slot].clear();
+                    if let Ok(v) = value {
+                        self.info[slot].push_str(v);
+                    }
+                }
+                Report::Value(..) => self.values[i] = value.ok().and_then(number::int_any_base),
+            }
+        }
+    }
+}
+
+pub fn emit(out: &mut dyn Sink, name: &str, d: &Device, detail: Detail, ignore_invalid_speed: bool) {
+    let labels = [("device", name)];
+    let up = if d.info[OPERSTATE] == "up" { 1.0 } else { 0.0 };
     out.gauge(
         "node_network_up",
         &"Value is 1 if operstate is 'up', 0 otherwise.",
@@ -79,49 +172,52 @@ pub fn emit(out: &mut dyn Sink, device: &str, a: &Attributes, ignore_invalid_spe
         up,
     );
     let info = [
-        ("device", device),
-        ("address", a.text[0].as_str()),
-        ("broadcast", a.text[1].as_str()),
-        ("duplex", a.text[2].as_str()),
-        ("operstate", a.text[3].as_str()),
-        ("ifalias", a.text[4].as_str()),
+        ("device", name),
+        ("address", d.info[0].as_str()),
+        ("broadcast", d.info[1].as_str()),
+        ("duplex", d.info[2].as_str()),
+        ("operstate", d.info[3].as_str()),
+        ("ifalias", d.info[4].as_str()),
     ];
     let help = "Non-numeric data from /sys/class/net/<iface>, value is always 1.";
     out.gauge("node_network_info", &help, &info, 1.0);
-    for ((_, name, kind), value) in NUMERIC.iter().zip(&a.numeric) {
-        if let Some(v) = value {
-            property(out, name, *kind, &labels, *v as f64);
+    for (a, value) in ATTRIBUTES.iter().zip(&d.values) {
+        let (Report::Value(family, kind), Some(v)) = (a.report, *value) else {
+            continue;
+        };
+        if !(a.basic || detail == Detail::All) {
+            continue;
         }
-    }
-    if let Some(speed) = a.speed.filter(|s| *s >= 0 || !ignore_invalid_speed) {
-        // Mbit/s to bytes/s in integer arithmetic, as node_exporter (so -1 gives -125000).
-        property(
-            out,
-            "node_network_speed_bytes",
-            Kind::Gauge,
+        let v = if family != SPEED {
+            v as f64
+        } else if v < 0 && ignore_invalid_speed {
+            continue;
+        } else {
+            // Mbit/s to bytes/s in integer arithmetic, as node_exporter (-1 gives -125000).
+            v.saturating_mul(1_000_000 / 8) as f64
+        };
+        let key = &family["node_network_".len()..];
+        out.emit(
+            family,
+            kind,
+            &format_args!("Network device property: {key}"),
             &labels,
-            speed.saturating_mul(1_000_000 / 8) as f64,
+            v,
         );
     }
-    if let Some(kind) = a.kind {
-        property(out, "node_network_protocol_type", Kind::Gauge, &labels, kind as f64);
-    }
 }
 
-fn property(out: &mut dyn Sink, name: &str, kind: Kind, labels: &[(&str, &str)], value: f64) {
-    let key = &name["node_network_".len()..];
-    out.emit(
-        name,
-        kind,
-        &format_args!("Network device property: {key}"),
-        labels,
-        value,
-    );
+/// Settings of the collector.
+pub struct Options<'a> {
+    pub detail: Detail,
+    pub exclude: &'a [String],
+    pub ignore_invalid_speed: bool,
 }
 
+/// Devices seen at the last collection.
 #[derive(Default)]
 pub struct Netclass {
-    attributes: Attributes,
+    devices: HashMap<String, Device>,
 }
 
 impl Netclass {
@@ -129,30 +225,47 @@ impl Netclass {
         &mut self,
         reader: &mut Reader,
         sys: &str,
-        exclude: &[String],
-        ignore_invalid_speed: bool,
+        opts: &Options,
+        now: Instant,
         out: &mut dyn Sink,
     ) -> Result<(), Failure> {
         let dir = format!("{sys}/class/net");
-        let entries = std::fs::read_dir(&dir).map_err(|e| Failure::failed(format!("{dir}: {e}")))?;
-        let mut devices: Vec<String> = entries
-            .filter_map(|e| {
-                let e = e.ok()?;
-                // Devices are symlinks; regular files there (bonding_masters) are not.
-                if e.file_type().ok()?.is_file() {
-                    return None;
-                }
-                e.file_name().into_string().ok()
-            })
-            .filter(|d| !exclude.contains(d))
-            .collect();
-        devices.sort_unstable();
-        for device in &devices {
-            self.attributes.read(reader, &dir, device);
-            emit(out, device, &self.attributes, ignore_invalid_speed);
+        let names = list_devices(&dir, opts.exclude)?;
+        self.devices.retain(|name, _| names.contains(name));
+        for name in &names {
+            let device = self.devices.entry(name.clone()).or_default();
+            let due = device.refreshed.is_none_or(|t| now.duration_since(t) >= STATIC_REFRESH);
+            let operstate = std::mem::take(&mut device.info[OPERSTATE]);
+            device.read(reader, &dir, name, opts.detail, due);
+            // A link going up or down is when its configuration tends to change.
+            if !due && device.info[OPERSTATE] != operstate {
+                device.read(reader, &dir, name, opts.detail, true);
+            }
+            if due || device.info[OPERSTATE] != operstate {
+                device.refreshed = Some(now);
+            }
+            emit(out, name, device, opts.detail, opts.ignore_invalid_speed);
         }
         Ok(())
     }
+}
+
+/// The entries of /sys/class/net that are devices (symlinks; `bonding_masters` is a
+/// regular file), sorted.
+fn list_devices(dir: &str, exclude: &[String]) -> Result<Vec<String>, Failure> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Failure::failed(format!("{dir}: {e}")))?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| {
+            let e = e.ok()?;
+            if e.file_type().ok()?.is_file() {
+                return None;
+            }
+            e.file_name().into_string().ok()
+        })
+        .filter(|d| !exclude.contains(d))
+        .collect();
+    names.sort_unstable();
+    Ok(names)
 }
 
 #[cfg(test)]
@@ -160,38 +273,53 @@ mod tests {
     use super::*;
     use crate::sink::Recorder;
 
-    fn tree(files: &[(&str, &str)]) -> std::path::PathBuf {
-        let root = std::env::temp_dir().join(format!("sonde-node-netclass-{}-{}", std::process::id(), files.len()));
+    fn tree(tag: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+        let root = std::env::temp_dir().join(format!("sonde-node-netclass-{}-{tag}", std::process::id()));
+        write(&root, files);
+        root
+    }
+
+    fn write(root: &std::path::Path, files: &[(&str, &str)]) {
         for (path, content) in files {
             let p = root.join("class/net").join(path);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, content).unwrap();
         }
-        root
+    }
+
+    const ETH0: [(&str, &str); 14] = [
+        ("eth0/address", "02:fc:00:00:00:01\n"),
+        ("eth0/broadcast", "ff:ff:ff:ff:ff:ff\n"),
+        ("eth0/duplex", "full\n"),
+        ("eth0/operstate", "up\n"),
+        ("eth0/ifalias", "\n"),
+        ("eth0/carrier", "1\n"),
+        ("eth0/carrier_changes", "2\n"),
+        ("eth0/flags", "0x1003\n"),
+        ("eth0/mtu", "1400\n"),
+        ("eth0/speed", "10000\n"),
+        ("eth0/type", "1\n"),
+        ("lo/operstate", "unknown\n"),
+        ("lo/mtu", "65536\n"),
+        ("bonding_masters", "\n"),
+    ];
+
+    fn collect(nc: &mut Netclass, root: &std::path::Path, detail: Detail, now: Instant) -> Recorder {
+        let mut r = Recorder::default();
+        let opts = Options {
+            detail,
+            exclude: &[],
+            ignore_invalid_speed: false,
+        };
+        nc.collect(&mut Reader::default(), root.to_str().unwrap(), &opts, now, &mut r)
+            .unwrap();
+        r
     }
 
     #[test]
-    fn attributes_of_a_sysfs_tree() {
-        let root = tree(&[
-            ("eth0/address", "02:fc:00:00:00:01\n"),
-            ("eth0/broadcast", "ff:ff:ff:ff:ff:ff\n"),
-            ("eth0/duplex", "full\n"),
-            ("eth0/operstate", "up\n"),
-            ("eth0/ifalias", "\n"),
-            ("eth0/carrier", "1\n"),
-            ("eth0/carrier_changes", "2\n"),
-            ("eth0/flags", "0x1003\n"),
-            ("eth0/mtu", "1400\n"),
-            ("eth0/speed", "10000\n"),
-            ("eth0/type", "1\n"),
-            ("lo/operstate", "unknown\n"),
-            ("lo/mtu", "65536\n"),
-            ("bonding_masters", "\n"),
-        ]);
-        let mut r = Recorder::default();
-        Netclass::default()
-            .collect(&mut Reader::default(), root.to_str().unwrap(), &[], false, &mut r)
-            .unwrap();
+    fn all_attributes_of_a_sysfs_tree() {
+        let root = tree("all", &ETH0);
+        let r = collect(&mut Netclass::default(), &root, Detail::All, Instant::now());
         let eth0 = [("device", "eth0")];
         assert_eq!(r.value("node_network_up", &eth0), Some(1.0));
         assert_eq!(r.value("node_network_up", &[("device", "lo")]), Some(0.0));
@@ -212,22 +340,57 @@ mod tests {
             None,
             "absent file, no sample"
         );
-        assert_eq!(r.value("node_network_carrier", &[("device", "bonding_masters")]), None);
-        assert_eq!(r.count("node_network_info"), 2);
+        assert_eq!(r.count("node_network_info"), 2, "bonding_masters is not a device");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn basic_detail_keeps_dashboard_families() {
+        let root = tree("basic", &ETH0);
+        let r = collect(&mut Netclass::default(), &root, Detail::Basic, Instant::now());
+        let mut names = r.names();
+        names.sort_unstable();
+        let expected = [
+            "node_network_carrier",
+            "node_network_info",
+            "node_network_mtu_bytes",
+            "node_network_speed_bytes",
+            "node_network_up",
+        ];
+        assert_eq!(names, expected);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn configuration_is_reread_after_a_minute_or_an_operstate_change() {
+        let root = tree("refresh", &ETH0);
+        let mut nc = Netclass::default();
+        let t0 = Instant::now();
+        let eth0 = [("device", "eth0")];
+        collect(&mut nc, &root, Detail::Basic, t0);
+        write(&root, &[("eth0/mtu", "9000\n"), ("eth0/carrier", "0\n")]);
+        let r = collect(&mut nc, &root, Detail::Basic, t0 + Duration::from_secs(10));
+        assert_eq!(r.value("node_network_mtu_bytes", &eth0), Some(1400.0), "mtu is cached");
+        assert_eq!(r.value("node_network_carrier", &eth0), Some(0.0), "carrier is not");
+        let r = collect(&mut nc, &root, Detail::Basic, t0 + Duration::from_secs(61));
+        assert_eq!(r.value("node_network_mtu_bytes", &eth0), Some(9000.0));
+        write(&root, &[("eth0/mtu", "1500\n"), ("eth0/operstate", "down\n")]);
+        let r = collect(&mut nc, &root, Detail::Basic, t0 + Duration::from_secs(62));
+        assert_eq!(r.value("node_network_mtu_bytes", &eth0), Some(1500.0));
+        assert_eq!(r.value("node_network_up", &eth0), Some(0.0));
         std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
     fn unknown_speed_is_negative_unless_ignored() {
-        let a = Attributes {
-            speed: Some(-1),
-            ..Attributes::default()
-        };
+        let mut d = Device::default();
+        let speed = ATTRIBUTES.iter().position(|a| a.file == "speed").unwrap();
+        d.values[speed] = Some(-1);
         let mut r = Recorder::default();
-        emit(&mut r, "eth0", &a, false);
+        emit(&mut r, "eth0", &d, Detail::Basic, false);
         assert_eq!(r.value("node_network_speed_bytes", &[]), Some(-125000.0));
         let mut r = Recorder::default();
-        emit(&mut r, "eth0", &a, true);
+        emit(&mut r, "eth0", &d, Detail::Basic, true);
         assert_eq!(r.value("node_network_speed_bytes", &[]), None);
         assert_eq!(
             r.find("node_network_up", &[]).unwrap().help,

@@ -83,7 +83,7 @@ pub fn collect(
         }
         let nohandler = sys.and_then(|sys| {
             let value = reader
-                .read_trimmed(&[sys, "class/net", device.name, "statistics/rx_nohandler"])
+                .read_attribute(&[sys, "class/net", device.name, "statistics/rx_nohandler"])
                 .ok()?;
             number::float(value)
         });

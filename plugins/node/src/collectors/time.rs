@@ -38,8 +38,10 @@ pub fn collect(reader: &mut Reader, sys: &str, out: &mut dyn Sink) -> Result<(),
     // The `device` label is the index in glob order, which is lexical.
     names.sort_unstable();
     for (index, name) in names.iter().enumerate() {
-        let available = reader.read_trimmed(&[&dir, name, "available_clocksource"])?.to_string();
-        let current = reader.read_trimmed(&[&dir, name, "current_clocksource"])?;
+        let available = reader
+            .read_attribute(&[&dir, name, "available_clocksource"])?
+            .to_string();
+        let current = reader.read_attribute(&[&dir, name, "current_clocksource"])?;
         emit_clocksource(out, &index.to_string(), &available, current);
     }
     Ok(())
