@@ -1,1 +1,273 @@
-fn main(){}
+//! `sonde`: one observability daemon whose data sources are sandboxed WebAssembly
+//! plugins. This file is the command line; the subsystems live in their modules.
+
+mod api;
+mod config;
+mod process;
+mod scrape;
+mod storage;
+mod timefmt;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use sonde_plugin_host::{EngineOptions, PluginEngine};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+/// How long the in-memory head keeps samples (the storage engine will replace it).
+const HEAD_RETENTION: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Parser)]
+#[command(name = "sonde", version, about = "One observability daemon: sandboxed WebAssembly data sources, storage, PromQL, alerting.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Run(RunArgs),
+    /// Validate configuration; print every problem as file:line:col and exit non-zero.
+    Check(CheckArgs),
+    /// Work with plugin components.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Show what a component is, what it imports and what it says about itself.
+    Inspect { file: PathBuf },
+}
+
+#[derive(Args, Clone, Default)]
+struct ConfigArgs {
+    /// Daemon settings (default ./sonde.toml if present).
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// Plugin instances and grants (default ./plugins.toml if present, else the built-in default).
+    #[arg(long, value_name = "FILE", global = true)]
+    plugins: Option<PathBuf>,
+    /// Directory of plugin components (default ./plugins).
+    #[arg(long, value_name = "DIR", global = true)]
+    plugin_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Default)]
+struct RunArgs {
+    #[command(flatten)]
+    files: ConfigArgs,
+    /// Data directory (default ./data).
+    #[arg(long, value_name = "DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// HTTP listen address (default 127.0.0.1:9190).
+    #[arg(long, value_name = "ADDR", global = true)]
+    listen: Option<String>,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// What to check: config (both files, the default) or plugins (also compiles each plugin).
+    #[arg(value_parser = ["config", "plugins"])]
+    what: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run(cli.run),
+        Some(Command::Run(args)) => run(merge(cli.run, args)),
+        Some(Command::Check(c)) => check(cli.run, c),
+        Some(Command::Plugin { command: PluginCommand::Inspect { file } }) => inspect(&file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Global flags may come before or after `run`; the later ones win.
+fn merge(a: RunArgs, b: RunArgs) -> RunArgs {
+    RunArgs {
+        files: ConfigArgs {
+            config: b.files.config.or(a.files.config),
+            plugins: b.files.plugins.or(a.files.plugins),
+            plugin_dir: b.files.plugin_dir.or(a.files.plugin_dir),
+        },
+        data_dir: b.data_dir.or(a.data_dir),
+        listen: b.listen.or(a.listen),
+    }
+}
+
+fn sources(a: &RunArgs) -> config::Sources {
+    config::Sources {
+        config: a.files.config.clone(),
+        plugins: a.files.plugins.clone(),
+        plugin_dir: a.files.plugin_dir.clone(),
+        data_dir: a.data_dir.clone(),
+        listen: a.listen.clone(),
+    }
+}
+
+fn print_problems(problems: &[config::Problem]) {
+    for p in problems {
+        eprintln!("{p}");
+    }
+    eprintln!("{} problem{} found", problems.len(), if problems.len() == 1 { "" } else { "s" });
+}
+
+fn check(args: RunArgs, c: CheckArgs) -> Result<ExitCode> {
+    let cfg = match config::load(&sources(&args)) {
+        Ok(cfg) => cfg,
+        Err(problems) => {
+            print_problems(&problems);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if c.what.as_deref() == Some("plugins") {
+        let engine = new_engine(&cfg, None)?;
+        let mut failed = false;
+        for t in &cfg.targets {
+            if let Err(e) = engine.load(&t.plugin_path) {
+                eprintln!("[{}] {e}", t.name);
+                failed = true;
+            }
+        }
+        if failed {
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    println!("OK: {} plugin instance(s) from {}", cfg.targets.len(), cfg.plugins_origin);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn new_engine(cfg: &config::Config, cache_dir: Option<PathBuf>) -> Result<PluginEngine> {
+    let max_memory = cfg.targets.iter().map(|t| t.memory_limit).max().unwrap_or(1 << 20);
+    let opts = EngineOptions {
+        // One live instance per target, one being re-created, and one for describe.
+        max_instances: (cfg.targets.len() as u32) * 2 + 2,
+        max_memory_bytes: max_memory as usize,
+        cache_dir,
+    };
+    PluginEngine::new(&opts).context("cannot start the plugin engine")
+}
+
+fn inspect(file: &PathBuf) -> Result<ExitCode> {
+    let engine = PluginEngine::new(&EngineOptions { max_instances: 2, max_memory_bytes: 256 << 20, cache_dir: None })?;
+    let (plugin, stats) = engine.load(file)?;
+    println!("file:     {}", file.display());
+    println!("sha256:   {}", plugin.sha256);
+    println!("compiled: {:.1} ms", stats.took.as_secs_f64() * 1e3);
+    println!("imports:");
+    for i in &plugin.imports {
+        println!("  {i}");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let spec = sonde_plugin_host::InstanceSpec { name: "inspect".into(), grants: Default::default(), memory_limit: 256 << 20 };
+    let info = rt.block_on(async {
+        let mut inst = plugin.instantiate(&spec, Duration::from_secs(5)).await?;
+        inst.describe(Duration::from_secs(5)).await
+    });
+    match info {
+        Ok(i) => {
+            println!("name:     {}", i.name);
+            println!("version:  {}", i.version);
+            println!("about:    {}", i.description);
+            if i.default_interval_ms > 0 {
+                println!("interval: {} ms (default)", i.default_interval_ms);
+            }
+        }
+        Err(e) => println!("describe failed: {e}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(level: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level.unwrap_or("info")))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    let cfg = match config::load(&sources(&args)) {
+        Ok(cfg) => cfg,
+        Err(problems) => {
+            print_problems(&problems);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    init_logging(cfg.sonde.log_level.as_deref());
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("sonde").build()?;
+    rt.block_on(serve(cfg))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(cfg: config::Config) -> Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    let engine = Arc::new(new_engine(&cfg, Some(cfg.data_dir.join("plugin-cache")))?);
+    let head = Arc::new(storage::Head::new(HEAD_RETENTION));
+    let listener = match tokio::net::TcpListener::bind(&cfg.listen).await {
+        Ok(l) => l,
+        Err(e) => bail!("cannot listen on {}: {e} (is another sonde running? use --listen)", cfg.listen),
+    };
+    tracing::info!(addr = %cfg.listen, plugins = %cfg.plugins_origin, targets = cfg.targets.len(), "sonde {} starting", env!("CARGO_PKG_VERSION"));
+    let scrapers = scrape::load_targets(&cfg, &engine).await;
+    let state = Arc::new(api::AppState {
+        targets: scrapers.iter().map(|s| s.target.clone()).collect(),
+        head: head.clone(),
+        ready: false.into(),
+        started: SystemTime::now(),
+    });
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for s in scrapers {
+        tasks.push(tokio::spawn(s.run(head.clone(), shutdown_rx.clone())));
+    }
+    tokio::spawn(truncate_head(head.clone(), shutdown_rx.clone()));
+    state.ready.store(true, Ordering::Relaxed);
+    let app = api::router(state);
+    let mut rx = shutdown_rx.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = rx.changed().await;
+    });
+    let server = tokio::spawn(async move { server.await });
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    Ok(())
+}
+
+async fn truncate_head(head: Arc<storage::Head>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => head.truncate(scrape::now_ms(SystemTime::now())),
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,56 @@
+//! The HTTP server: health and readiness, sonde's own `/metrics`, the federation
+//! endpoint and the Prometheus v1 API subset implemented so far.
+
+mod exposition;
+mod federate;
+mod selfmetrics;
+mod targets;
+
+pub use exposition::format_value;
+
+use crate::scrape::Target;
+use crate::storage::Head;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+pub struct AppState {
+    pub targets: Vec<Arc<Target>>,
+    pub head: Arc<Head>,
+    /// Set once every plugin has been loaded and scheduled.
+    pub ready: AtomicBool,
+    pub started: SystemTime,
+}
+
+pub type Shared = Arc<AppState>;
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/-/healthy", get(healthy).head(healthy))
+        .route("/-/ready", get(ready).head(ready))
+        .route("/metrics", get(selfmetrics::handler))
+        .route("/federate", get(federate::handler))
+        .route("/api/v1/targets", get(targets::handler))
+        .with_state(state)
+}
+
+async fn healthy() -> &'static str {
+    "sonde is Healthy.\n"
+}
+
+async fn ready(State(s): State<Shared>) -> (StatusCode, &'static str) {
+    if s.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "sonde is Ready.\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n")
+    }
+}
+
+/// A Prometheus-style JSON error body: `{"status":"error","errorType":..,"error":..}`.
+pub fn api_error(status: StatusCode, error_type: &str, message: String) -> (StatusCode, axum::Json<serde_json::Value>) {
+    (status, axum::Json(serde_json::json!({"status": "error", "errorType": error_type, "error": message})))
+}

@@ -1,0 +1,338 @@
+//! `plugins.toml`: one table per plugin instance, keyed by the instance name.
+//!
+//! ```toml
+//! [node]
+//! plugin = "node"
+//! interval = "15s"
+//! [node.grants]
+//! read = ["/proc", "/sys"]
+//! statfs = true
+//! ```
+
+use super::SondeConfig;
+use super::source::{Problem, SourceFile, subtable, value_span};
+use super::units::{ByteSize, PromDuration};
+use serde::Deserialize;
+use sonde_plugin_host::Grants;
+use std::collections::BTreeMap;
+use std::net::ToSocketAddrs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+use toml::de::DeTable;
+
+/// Shortest collection interval accepted; below this the scheduling overhead dominates.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// Memory limits outside this range are almost certainly typos.
+const MIN_MEMORY_LIMIT: u64 = 1 << 20;
+const MAX_MEMORY_LIMIT: u64 = 4 << 30;
+
+/// One `[name]` table of plugins.toml.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InstanceConfig {
+    /// The component to run: a name, resolved as `<plugin_dir>/<name>.wasm`, or a
+    /// path to a `.wasm` file (relative to this file's directory). Required.
+    pub plugin: Option<String>,
+    /// Set to false to keep the entry but not run it.
+    pub enabled: Option<bool>,
+    /// Collection interval (default: sonde.toml `defaults.interval`, else the
+    /// plugin's own default, else 15s).
+    pub interval: Option<PromDuration>,
+    /// Deadline of one collection; at most the interval (default 10s or the interval).
+    pub timeout: Option<PromDuration>,
+    /// Linear-memory limit of the instance (default 128MiB).
+    pub memory_limit: Option<ByteSize>,
+    /// Value of the `job` label (default: the table name).
+    pub job: Option<String>,
+    /// Value of the `instance` label (default: the host name).
+    pub instance: Option<String>,
+    /// Extra labels added to every series of this target.
+    pub labels: BTreeMap<String, String>,
+    /// What the plugin may access; everything else is denied.
+    pub grants: GrantsConfig,
+    /// Plugin-specific settings, handed to the plugin's `configure` as JSON.
+    pub config: Option<serde_json::Value>,
+}
+
+/// The `[name.grants]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrantsConfig {
+    /// Directories the plugin may read (read-only, seen under the same path).
+    pub read: Vec<PathBuf>,
+    /// Outbound HTTP authorities, `host:port` (or `host` for the default port).
+    pub http: Vec<String>,
+    /// TCP addresses the plugin may connect to, `host:port`.
+    pub tcp: Vec<String>,
+    /// Whether the plugin may query file-system usage (statfs) of mount points.
+    pub statfs: bool,
+}
+
+/// A validated plugin instance: one scrape target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetSpec {
+    /// The plugins.toml table name.
+    pub name: String,
+    pub plugin_path: PathBuf,
+    /// None: use the plugin's default interval, else the global default.
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub memory_limit: u64,
+    pub job: String,
+    pub instance: String,
+    /// Extra target labels (besides job and instance).
+    pub labels: BTreeMap<String, String>,
+    pub grants: Grants,
+    /// The `config` table as JSON (`{}` when absent).
+    pub config_json: String,
+}
+
+/// Where `plugin = "..."` points: a bare name is looked up in the plugin directory.
+pub fn resolve_plugin_path(plugin: &str, plugin_dir: &Path, config_dir: &Path) -> PathBuf {
+    if plugin.ends_with(".wasm") || plugin.contains('/') {
+        let p = Path::new(plugin);
+        if p.is_absolute() { p.to_path_buf() } else { config_dir.join(p) }
+    } else {
+        plugin_dir.join(format!("{plugin}.wasm"))
+    }
+}
+
+pub fn parse(file: &SourceFile, sonde: &SondeConfig, plugin_dir: &Path, problems: &mut Vec<Problem>) -> Vec<TargetSpec> {
+    let doc = file.parse(problems);
+    let config_dir = file.path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut targets = Vec::new();
+    for (key, value) in doc.get_ref().iter() {
+        let name = key.get_ref().to_string();
+        let Some(table) = subtable(&doc, &name) else {
+            problems.push(file.problem(
+                value.span(),
+                format!("`{name}` must be a table describing a plugin instance, e.g. [{name}] with plugin = \"...\""),
+            ));
+            continue;
+        };
+        let before = problems.len();
+        let grants_ok = match subtable(&table, "grants") {
+            Some(g) => file.deserialize_all::<GrantsConfig>(&g, &[], problems).is_some(),
+            None => true,
+        };
+        let Some(inst) = file.deserialize_all::<InstanceConfig>(&table, &["grants"], problems) else {
+            continue;
+        };
+        if !grants_ok || problems.len() > before {
+            continue;
+        }
+        let check = Check { file, table: &table, name: &name, problems };
+        if let Some(t) = check.target(inst, sonde, plugin_dir, &config_dir) {
+            targets.push(t);
+        }
+    }
+    targets
+}
+
+struct Check<'a, 'i> {
+    file: &'a SourceFile,
+    table: &'a Spanned<DeTable<'i>>,
+    name: &'a str,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Check<'_, '_> {
+    fn report(&mut self, key: &str, message: String) {
+        let span = value_span(self.table, key);
+        self.problems.push(self.file.problem(span, format!("[{}] {message}", self.name)));
+    }
+
+    fn report_grant(&mut self, key: &str, message: String) {
+        let span = match subtable(self.table, "grants") {
+            Some(g) => value_span(&g, key),
+            None => self.table.span(),
+        };
+        self.problems.push(self.file.problem(span, format!("[{}.grants] {message}", self.name)));
+    }
+
+    fn target(mut self, inst: InstanceConfig, sonde: &SondeConfig, plugin_dir: &Path, config_dir: &Path) -> Option<TargetSpec> {
+        let before = self.problems.len();
+        if inst.enabled == Some(false) {
+            return None;
+        }
+        let plugin_path = match &inst.plugin {
+            None => {
+                self.report("plugin", "missing `plugin = \"<name>\"`: which component to run".into());
+                None
+            }
+            Some(p) => {
+                let path = resolve_plugin_path(p, plugin_dir, config_dir);
+                if !path.is_file() {
+                    self.report(
+                        "plugin",
+                        format!("plugin file {} not found (build the plugins with scripts/build, or fix the name)", path.display()),
+                    );
+                }
+                Some(path)
+            }
+        };
+        let interval = inst.interval.map(|d| d.0).or(sonde.defaults.interval.map(|d| d.0));
+        if let Some(i) = inst.interval.filter(|i| i.0 < MIN_INTERVAL) {
+            self.report("interval", format!("interval {i} is shorter than the minimum of 100ms"));
+        }
+        let timeout = inst.timeout.map(|d| d.0).or(sonde.defaults.timeout.map(|d| d.0));
+        if let (Some(t), Some(i)) = (inst.timeout, interval) {
+            if t.0 > i {
+                self.report("timeout", format!("timeout {t} is longer than the interval {}", PromDuration(i)));
+            }
+        }
+        if inst.timeout.is_some_and(|t| t.0.is_zero()) {
+            self.report("timeout", "timeout must be positive".into());
+        }
+        let memory_limit = inst.memory_limit.map_or(sonde.memory_limit(), |b| b.0);
+        if !(MIN_MEMORY_LIMIT..=MAX_MEMORY_LIMIT).contains(&memory_limit) {
+            self.report("memory_limit", format!("memory_limit {memory_limit} bytes is outside 1MiB..4GiB"));
+        }
+        for (k, v) in &inst.labels {
+            if let Err(e) = check_label_name(k) {
+                self.report("labels", format!("label {k:?}: {e}"));
+            }
+            if k == "job" || k == "instance" {
+                self.report("labels", format!("set `{k} = {v:?}` as its own key, not in labels"));
+            }
+        }
+        let job = inst.job.clone().unwrap_or_else(|| self.name.to_string());
+        let instance = inst.instance.clone().unwrap_or_else(hostname);
+        if job.is_empty() {
+            self.report("job", "job must not be empty".into());
+        }
+        if instance.is_empty() {
+            self.report("instance", "instance must not be empty".into());
+        }
+        let grants = self.grants(&inst.grants);
+        let config_json = inst.config.as_ref().map_or_else(|| "{}".to_string(), |c| c.to_string());
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(TargetSpec {
+            name: self.name.to_string(),
+            plugin_path: plugin_path?,
+            interval,
+            timeout,
+            memory_limit,
+            job,
+            instance,
+            labels: inst.labels,
+            grants,
+            config_json,
+        })
+    }
+
+    fn grants(&mut self, g: &GrantsConfig) -> Grants {
+        for dir in &g.read {
+            if !dir.is_absolute() {
+                self.report_grant("read", format!("read path {} must be absolute", dir.display()));
+            } else if !dir.is_dir() {
+                self.report_grant("read", format!("read path {} is not an existing directory", dir.display()));
+            }
+        }
+        for a in &g.http {
+            if let Err(e) = check_authority(a) {
+                self.report_grant("http", format!("http grant {a:?}: {e}"));
+            }
+        }
+        let mut tcp = Vec::new();
+        for a in &g.tcp {
+            match a.to_socket_addrs() {
+                Ok(addrs) => tcp.extend(addrs),
+                Err(e) => self.report_grant("tcp", format!("tcp grant {a:?} is not host:port ({e})")),
+            }
+        }
+        Grants { read: g.read.clone(), http: g.http.clone(), tcp, statfs: g.statfs }
+    }
+}
+
+fn check_authority(a: &str) -> Result<(), String> {
+    if a.is_empty() || a.contains('/') || a.contains('@') || a.contains(' ') {
+        return Err("write it as host:port, without scheme or path (e.g. \"127.0.0.1:8000\")".into());
+    }
+    if let Some((_, port)) = a.rsplit_once(':').filter(|(h, _)| !h.contains(':') || h.ends_with(']')) {
+        port.parse::<u16>().map_err(|_| format!("port {port:?} is not a number"))?;
+    }
+    Ok(())
+}
+
+/// Prometheus label names: `[a-zA-Z_][a-zA-Z0-9_]*`, `__` prefix reserved.
+pub fn check_label_name(n: &str) -> Result<(), &'static str> {
+    let mut chars = n.chars();
+    let ok_first = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !ok_first || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err("label names match [a-zA-Z_][a-zA-Z0-9_]*");
+    }
+    if n.starts_with("__") {
+        return Err("names starting with __ are reserved");
+    }
+    Ok(())
+}
+
+/// The host name, for the default `instance` label.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn run(text: &str) -> (Vec<TargetSpec>, Vec<Problem>) {
+        let dir = std::env::temp_dir();
+        let file = SourceFile { path: "plugins.toml".into(), text: text.into() };
+        let mut problems = vec![];
+        let t = parse(&file, &SondeConfig::default(), &dir, &mut problems);
+        (t, problems)
+    }
+
+    #[test]
+    fn all_problems_of_all_instances_are_reported() {
+        let (t, p) = run(
+            "[a]\nplugin = \"/nonexistent/a.wasm\"\ninterval = 5\n\n[b]\nplugin = \"/nonexistent/b.wasm\"\n[b.grants]\nreed = [\"/proc\"]\n",
+        );
+        assert!(t.is_empty());
+        let lines: Vec<(usize, bool)> = p.iter().map(|p| (p.line, p.message.contains("reed"))).collect();
+        assert!(p.iter().any(|p| p.line == 3 && p.message.contains("string")), "{p:#?}");
+        assert!(lines.contains(&(8, true)), "{p:#?}");
+    }
+
+    #[test]
+    fn missing_plugin_file_and_bad_grants_are_located() {
+        let (_, p) = run("[x]\nplugin = \"/nonexistent/x.wasm\"\n[x.grants]\nread = [\"relative\"]\nhttp = [\"http://a/b\"]\n");
+        let msgs: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+        assert!(msgs.iter().any(|m| m.starts_with("plugins.toml:2:") && m.contains("not found")), "{msgs:#?}");
+        assert!(msgs.iter().any(|m| m.starts_with("plugins.toml:4:") && m.contains("absolute")), "{msgs:#?}");
+        assert!(msgs.iter().any(|m| m.starts_with("plugins.toml:5:") && m.contains("without scheme")), "{msgs:#?}");
+    }
+
+    #[test]
+    fn valid_instance_resolves_defaults() {
+        let wasm = std::env::temp_dir().join("sonde-config-test.wasm");
+        std::fs::write(&wasm, b"\0asm").unwrap();
+        let (t, p) = run(&format!(
+            "[web]\nplugin = {wasm:?}\ninterval = \"30s\"\nlabels = {{ env = \"prod\" }}\n[web.grants]\ntcp = [\"127.0.0.1:6379\"]\n[web.config]\nk = [1, 2]\n"
+        ));
+        assert!(p.is_empty(), "{p:#?}");
+        assert_eq!(t[0].job, "web");
+        assert_eq!(t[0].interval, Some(Duration::from_secs(30)));
+        assert_eq!(t[0].grants.tcp, vec!["127.0.0.1:6379".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(t[0].config_json, r#"{"k":[1,2]}"#);
+    }
+
+    #[test]
+    fn timeout_longer_than_interval_is_rejected() {
+        let (_, p) = run("[x]\nplugin = \"/nonexistent/x.wasm\"\ninterval = \"1s\"\ntimeout = \"2s\"\n");
+        assert!(p.iter().any(|p| p.line == 4 && p.message.contains("longer than the interval")), "{p:#?}");
+    }
+}

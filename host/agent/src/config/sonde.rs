@@ -1,0 +1,85 @@
+//! `sonde.toml`: daemon-wide settings. Every key is optional.
+
+use super::source::{Problem, SourceFile, subtable, value_span};
+use super::units::{ByteSize, PromDuration};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default listen address: loopback only; expose it deliberately.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9190";
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_MEMORY_LIMIT: u64 = 128 << 20;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SondeConfig {
+    /// Address of the HTTP API, `/metrics` and `/federate` (default 127.0.0.1:9190).
+    pub listen: Option<String>,
+    /// Where sonde keeps its data: samples, compiled-plugin cache (default ./data).
+    pub data_dir: Option<PathBuf>,
+    /// Directory of plugin components, `<name>.wasm` (default ./plugins).
+    pub plugin_dir: Option<PathBuf>,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive such as
+    /// `info,sonde::plugin=debug` (default info; the RUST_LOG variable wins).
+    pub log_level: Option<String>,
+    /// Defaults for every plugin instance that does not set its own.
+    pub defaults: Defaults,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Defaults {
+    /// Collection interval (default 15s).
+    pub interval: Option<PromDuration>,
+    /// Per-collection timeout (default 10s; at most the interval).
+    pub timeout: Option<PromDuration>,
+    /// Linear-memory limit per plugin instance (default 128MiB).
+    pub memory_limit: Option<ByteSize>,
+}
+
+impl SondeConfig {
+    pub fn interval(&self) -> Duration {
+        self.defaults.interval.map_or(DEFAULT_INTERVAL, |d| d.0)
+    }
+    pub fn timeout(&self) -> Duration {
+        self.defaults.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0).min(self.interval())
+    }
+    pub fn memory_limit(&self) -> u64 {
+        self.defaults.memory_limit.map_or(DEFAULT_MEMORY_LIMIT, |b| b.0)
+    }
+}
+
+/// Parses and validates sonde.toml, appending every problem found.
+pub fn parse(file: &SourceFile, problems: &mut Vec<Problem>) -> SondeConfig {
+    let table = file.parse(problems);
+    let before = problems.len();
+    let defaults_ok = match subtable(&table, "defaults") {
+        Some(d) => file.deserialize_all::<Defaults>(&d, &[], problems).is_some(),
+        None => true,
+    };
+    let cfg = file.deserialize_all::<SondeConfig>(&table, &["defaults"], problems);
+    let Some(cfg) = cfg.filter(|_| defaults_ok && problems.len() == before) else {
+        return SondeConfig::default();
+    };
+    if let Some(listen) = &cfg.listen {
+        if let Err(e) = listen.parse::<SocketAddr>() {
+            problems.push(file.problem(
+                value_span(&table, "listen"),
+                format!("listen = {listen:?} is not an address ({e}); write it like \"127.0.0.1:9190\""),
+            ));
+        }
+    }
+    if let (Some(i), Some(t)) = (cfg.defaults.interval, cfg.defaults.timeout) {
+        if t > i {
+            let d = subtable(&table, "defaults").expect("defaults parsed above");
+            problems.push(file.problem(
+                value_span(&d, "timeout"),
+                format!("defaults.timeout ({t}) is longer than defaults.interval ({i})"),
+            ));
+        }
+    }
+    cfg
+}

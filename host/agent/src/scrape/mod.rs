@@ -1,0 +1,10 @@
+//! Scraping plugins: targets, the scheduler that calls `collect` on each instance at
+//! its interval, and the series table that turns batches into stored samples with
+//! Prometheus's target semantics (job/instance labels, `up`, `scrape_*`, staleness).
+
+mod scheduler;
+mod table;
+mod target;
+
+pub use scheduler::{load_targets, now_ms};
+pub use target::{DURATION_BUCKETS, Target};

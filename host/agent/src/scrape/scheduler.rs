@@ -1,0 +1,274 @@
+//! Loads each target's plugin and runs one task per target that calls `collect` at
+//! the target's interval, under its timeout, re-creating the instance after a trap.
+//! Targets never wait for each other: each has its own task and its own store.
+
+use super::table::{Applied, SeriesTable, TargetLabels};
+use super::target::{Health, Target};
+use crate::config::Config;
+use crate::storage::{Head, Metadata, SeriesRef};
+use sonde_plugin_host::{CallError, InstanceSpec, LoadStats, Plugin, PluginEngine, PluginInstance};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+pub fn now_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A target and the plugin it runs (or why the plugin could not be loaded).
+pub struct Scraper {
+    pub target: Arc<Target>,
+    plugin: Result<Plugin, String>,
+}
+
+/// Compiles (or loads from cache) every distinct plugin once, asks each instance's
+/// plugin for its default interval, and returns one scraper per target.
+pub async fn load_targets(cfg: &Config, engine: &Arc<PluginEngine>) -> Vec<Scraper> {
+    let mut loaded: HashMap<PathBuf, Result<(Plugin, LoadStats), String>> = HashMap::new();
+    for spec in &cfg.targets {
+        if loaded.contains_key(&spec.plugin_path) {
+            continue;
+        }
+        let engine = engine.clone();
+        let path = spec.plugin_path.clone();
+        let result = tokio::task::spawn_blocking(move || engine.load(&path).map_err(|e| e.to_string()))
+            .await
+            .unwrap_or_else(|e| Err(format!("loading the plugin panicked: {e}")));
+        match &result {
+            Ok((p, stats)) => tracing::info!(
+                plugin = %spec.plugin_path.display(), sha256 = %p.sha256, from_cache = stats.from_cache,
+                took_ms = stats.took.as_millis() as u64, "plugin loaded"
+            ),
+            Err(e) => tracing::error!(plugin = %spec.plugin_path.display(), "{e}"),
+        }
+        loaded.insert(spec.plugin_path.clone(), result);
+    }
+    let mut out = Vec::new();
+    for spec in &cfg.targets {
+        let plugin = loaded[&spec.plugin_path].clone();
+        let mut default_interval = None;
+        let mut description = String::new();
+        if let Ok((p, _)) = &plugin {
+            match describe(p, spec).await {
+                Ok(info) => {
+                    description = format!("{} {}: {}", info.name, info.version, info.description);
+                    if info.default_interval_ms > 0 {
+                        default_interval = Some(Duration::from_millis(info.default_interval_ms as u64));
+                    }
+                }
+                Err(e) => tracing::warn!(target_name = %spec.name, "describe failed: {e}"),
+            }
+        }
+        let interval = spec.interval.or(default_interval).unwrap_or(cfg.sonde.interval());
+        let timeout = spec.timeout.unwrap_or(cfg.sonde.timeout()).min(interval);
+        let target = Arc::new(Target::new(spec.clone(), interval, timeout));
+        *target.description.lock().unwrap() = description;
+        if let Ok((_, stats)) = &plugin {
+            *target.stats.load_seconds.lock().unwrap() = stats.took.as_secs_f64();
+            target.stats.loaded_from_cache.store(stats.from_cache as u64, Ordering::Relaxed);
+        }
+        out.push(Scraper { target, plugin: plugin.map(|(p, _)| p) });
+    }
+    out
+}
+
+fn instance_spec(spec: &crate::config::TargetSpec) -> InstanceSpec {
+    InstanceSpec {
+        name: spec.name.as_str().into(),
+        grants: Arc::new(spec.grants.clone()),
+        memory_limit: spec.memory_limit as usize,
+    }
+}
+
+async fn describe(p: &Plugin, spec: &crate::config::TargetSpec) -> Result<sonde_plugin_host::PluginInfo, CallError> {
+    let timeout = Duration::from_secs(5);
+    let mut inst = p.instantiate(&instance_spec(spec), timeout).await?;
+    inst.describe(timeout).await
+}
+
+/// The series the host adds to every target, as Prometheus does.
+struct HostSeries {
+    up: SeriesRef,
+    duration: SeriesRef,
+    scraped: SeriesRef,
+    post_relabel: SeriesRef,
+    added: SeriesRef,
+}
+
+impl HostSeries {
+    fn new(head: &Head, labels: &TargetLabels) -> Self {
+        let mk = |name: &str, help: &str| {
+            head.set_metadata(
+                &[name],
+                Metadata { family: name.into(), kind: "gauge", help: help.into(), unit: "".into() },
+            );
+            let mut pairs: Vec<(&str, &str)> = vec![("__name__", name)];
+            pairs.extend(labels.0.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            head.get_or_create(&pairs)
+        };
+        HostSeries {
+            up: mk("up", "1 if the last collection of the target succeeded, 0 if it failed."),
+            duration: mk("scrape_duration_seconds", "Duration of the last collection in seconds."),
+            scraped: mk("scrape_samples_scraped", "Samples the target returned in the last collection."),
+            post_relabel: mk(
+                "scrape_samples_post_metric_relabeling",
+                "Samples remaining after metric relabeling in the last collection.",
+            ),
+            added: mk("scrape_series_added", "Series new in the last collection."),
+        }
+    }
+
+    fn record(&self, head: &Head, t: i64, outcome: &Result<Applied, String>, took: Duration) {
+        let a = outcome.as_ref().copied().unwrap_or_default();
+        head.append(&[
+            (self.up, t, if outcome.is_ok() { 1.0 } else { 0.0 }),
+            (self.duration, t, took.as_secs_f64()),
+            (self.scraped, t, a.samples as f64),
+            (self.post_relabel, t, a.samples as f64),
+            (self.added, t, a.series_added as f64),
+        ]);
+    }
+}
+
+impl Scraper {
+    /// Runs until `shutdown` flips to true.
+    pub async fn run(self, head: Arc<Head>, mut shutdown: watch::Receiver<bool>) {
+        let target = self.target.clone();
+        let labels = TargetLabels(target.labels());
+        let host = HostSeries::new(&head, &labels);
+        let mut run = Run { scraper: self, head: head.clone(), table: SeriesTable::default(), instance: None, labels };
+        let mut ticker = tokio::time::interval_at(first_tick(&target), target.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            let started = SystemTime::now();
+            let t0 = Instant::now();
+            let t = now_ms(started);
+            let outcome = run.collect_once(t).await;
+            let took = t0.elapsed();
+            host.record(&head, t, &outcome, took);
+            run.report(started, took, outcome);
+        }
+    }
+}
+
+/// The first tick: the next time the wall clock is at the target's offset within its
+/// interval.
+fn first_tick(target: &Target) -> tokio::time::Instant {
+    let interval = target.interval.as_millis().max(1) as i64;
+    let phase = now_ms(SystemTime::now()).rem_euclid(interval);
+    let wait = (target.offset().as_millis() as i64 - phase).rem_euclid(interval);
+    tokio::time::Instant::now() + Duration::from_millis(wait as u64)
+}
+
+struct Run {
+    scraper: Scraper,
+    head: Arc<Head>,
+    table: SeriesTable,
+    instance: Option<PluginInstance>,
+    labels: TargetLabels,
+}
+
+impl Run {
+    async fn collect_once(&mut self, now: i64) -> Result<Applied, String> {
+        let result = self.try_collect(now).await;
+        if result.is_err() {
+            self.table.mark_all_stale(&self.head, now);
+        }
+        result
+    }
+
+    async fn try_collect(&mut self, now: i64) -> Result<Applied, String> {
+        let target = &self.scraper.target;
+        let plugin = match &self.scraper.plugin {
+            Ok(p) => p,
+            Err(e) => {
+                target.stats.fail("load");
+                return Err(e.clone());
+            }
+        };
+        let deadline = Instant::now() + target.timeout;
+        let remaining = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        if self.instance.is_none() {
+            let spec = instance_spec(&target.spec);
+            let mut inst = plugin.instantiate(&spec, remaining()).await.map_err(|e| self.fail(&e, &[]))?;
+            if let Err(e) = inst.configure(&target.spec.config_json, remaining()).await {
+                return Err(self.fail(&e, &inst.take_denials()));
+            }
+            self.instance = Some(inst);
+        }
+        let inst = self.instance.as_mut().expect("created above");
+        let result = inst.collect(remaining()).await;
+        let denials = inst.take_denials();
+        target.stats.memory_bytes.store(inst.memory_bytes() as u64, Ordering::Relaxed);
+        let batch = match result {
+            Ok(b) => b,
+            Err(e) => {
+                if e.poisons_instance() {
+                    self.drop_instance();
+                }
+                return Err(self.fail(&e, &denials));
+            }
+        };
+        match self.table.apply(&batch, &self.labels, &self.head, now) {
+            Ok(a) => {
+                target.stats.series.store(self.table.len() as u64, Ordering::Relaxed);
+                Ok(a)
+            }
+            Err(msg) => {
+                target.stats.fail("invalid_output");
+                self.drop_instance();
+                Err(msg)
+            }
+        }
+    }
+
+    /// Counts a failed call and words its error, adding any access the sandbox denied
+    /// during the call (often the real reason a plugin failed).
+    fn fail(&self, e: &CallError, denials: &[String]) -> String {
+        self.scraper.target.stats.fail(e.reason());
+        if denials.is_empty() { e.to_string() } else { format!("{e} ({})", denials.join("; ")) }
+    }
+
+    /// Drops a broken instance; the next collection instantiates a fresh one.
+    fn drop_instance(&mut self) {
+        if self.instance.take().is_some() {
+            self.scraper.target.stats.restarts.fetch_add(1, Ordering::Relaxed);
+        }
+        self.table.reset(&self.head);
+    }
+
+    fn report(&self, started: SystemTime, took: Duration, outcome: Result<Applied, String>) {
+        let target = &self.scraper.target;
+        target.stats.observe_duration(took);
+        let mut st = target.status.lock().unwrap();
+        st.last_scrape = Some(started);
+        st.last_duration = took;
+        match outcome {
+            Ok(a) => {
+                if st.health == Health::Down {
+                    tracing::info!(target_name = %target.spec.name, "target is up again");
+                }
+                st.health = Health::Up;
+                st.last_error.clear();
+                st.last_samples = a.samples;
+                target.stats.samples.store(a.samples as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                if st.health != Health::Down || st.last_error != e {
+                    tracing::warn!(target_name = %target.spec.name, "collection failed: {e}");
+                }
+                st.health = Health::Down;
+                st.last_error = e;
+                st.last_samples = 0;
+                target.stats.samples.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The per-target series table: decodes a plugin's batch (wire format in
+//! wit/plugin.wit) into storage appends, validating it first so a bad batch changes
+//! nothing, and derives staleness from the series that stopped being reported.
+
+use crate::storage::{Head, Metadata, STALE_NAN, SeriesRef};
+use sonde_plugin_host::{Batch, MetricKind};
+use std::collections::{HashMap, HashSet};
+
+/// `batch.timestamps` value meaning "the collection's start time".
+const NOW: i64 = i64::MIN;
+
+/// Longest metric or label name accepted from a plugin, and longest label value:
+/// far beyond real use, and a bound on what one bad series can cost.
+const MAX_NAME_LEN: usize = 1024;
+const MAX_VALUE_LEN: usize = 16 * 1024;
+const MAX_LABELS: usize = 64;
+
+/// Labels every series of the target gets (job, instance, configured labels).
+#[derive(Debug, Clone)]
+pub struct TargetLabels(pub Vec<(String, String)>);
+
+struct SeriesEntry {
+    sref: SeriesRef,
+    /// The collection in which the series was last reported.
+    seen: u64,
+}
+
+#[derive(Default)]
+pub struct SeriesTable {
+    families: HashSet<u32>,
+    series: HashMap<u32, SeriesEntry>,
+    /// Storage ref → plugin id, to catch two ids with the same label set.
+    by_ref: HashMap<SeriesRef, u32>,
+    /// Refs reported by the previous successful collection.
+    present: Vec<SeriesRef>,
+    round: u64,
+}
+
+/// What one applied batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub samples: usize,
+    pub series_added: usize,
+    pub stale_marked: usize,
+}
+
+impl SeriesTable {
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Validates `batch` against the table and, if it is sound, appends its samples
+    /// (stamped `now_ms` unless the plugin gave timestamps) and staleness markers for
+    /// series that disappeared. On error nothing is changed.
+    pub fn apply(&mut self, batch: &Batch, target: &TargetLabels, head: &Head, now_ms: i64) -> Result<Applied, String> {
+        self.validate(batch)?;
+        self.round += 1;
+        let mut added = 0;
+        for f in &batch.families {
+            self.families.insert(f.id);
+            let names = sample_names(&f.name, f.kind);
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            head.set_metadata(&names, metadata(f));
+        }
+        let mut new_refs = Vec::with_capacity(batch.series.len());
+        for s in &batch.series {
+            let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(s.labels.len() + target.0.len() + 1);
+            pairs.push(("__name__", &s.name));
+            let mut renamed: Vec<(String, &str)> = Vec::new();
+            for l in &s.labels {
+                if target.0.iter().any(|(n, _)| *n == l.name) {
+                    renamed.push((format!("exported_{}", l.name), &l.value));
+                } else {
+                    pairs.push((&l.name, &l.value));
+                }
+            }
+            pairs.extend(renamed.iter().map(|(n, v)| (n.as_str(), *v)));
+            pairs.extend(target.0.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            let sref = head.get_or_create(&pairs);
+            if let Some(&other) = self.by_ref.get(&sref) {
+                // Roll back this batch's new series before reporting.
+                head.release(sref);
+                for (id, r) in new_refs {
+                    self.series.remove(&id);
+                    self.by_ref.remove(&r);
+                    head.release(r);
+                }
+                return Err(format!(
+                    "invalid output: series {} (id {}) has the same name and labels as id {other}",
+                    s.name, s.id
+                ));
+            }
+            self.by_ref.insert(sref, s.id);
+            self.series.insert(s.id, SeriesEntry { sref, seen: 0 });
+            new_refs.push((s.id, sref));
+            added += 1;
+        }
+        let mut samples = Vec::with_capacity(batch.ids.len() + self.present.len());
+        let mut present = Vec::with_capacity(batch.ids.len());
+        for (i, id) in batch.ids.iter().enumerate() {
+            let e = self.series.get_mut(id).expect("validated");
+            e.seen = self.round;
+            let t = match batch.timestamps.get(i) {
+                Some(&t) if t != NOW => t,
+                _ => now_ms,
+            };
+            samples.push((e.sref, t, batch.values[i]));
+            present.push(e.sref);
+        }
+        let reported = samples.len();
+        let round = self.round;
+        let gone: Vec<SeriesRef> = self
+            .present
+            .iter()
+            .copied()
+            .filter(|r| self.by_ref.get(r).and_then(|id| self.series.get(id)).is_none_or(|e| e.seen != round))
+            .collect();
+        samples.extend(gone.iter().map(|r| (*r, now_ms, STALE_NAN)));
+        head.append(&samples);
+        for id in &batch.forget {
+            if let Some(e) = self.series.remove(id) {
+                self.by_ref.remove(&e.sref);
+                head.release(e.sref);
+            }
+        }
+        self.present = present;
+        Ok(Applied { samples: reported, series_added: added, stale_marked: gone.len() })
+    }
+
+    /// A failed collection: every series reported last time goes stale.
+    pub fn mark_all_stale(&mut self, head: &Head, now_ms: i64) -> usize {
+        let samples: Vec<_> = self.present.drain(..).map(|r| (r, now_ms, STALE_NAN)).collect();
+        head.append(&samples);
+        samples.len()
+    }
+
+    /// The instance was re-created: its ids mean nothing any more.
+    pub fn reset(&mut self, head: &Head) {
+        self.families.clear();
+        for (_, e) in self.series.drain() {
+            head.release(e.sref);
+        }
+        self.by_ref.clear();
+    }
+
+    fn validate(&self, b: &Batch) -> Result<(), String> {
+        let bad = |m: String| Err(format!("invalid output: {m}"));
+        if b.ids.len() != b.values.len() {
+            return bad(format!("{} ids but {} values", b.ids.len(), b.values.len()));
+        }
+        if !b.timestamps.is_empty() && b.timestamps.len() != b.ids.len() {
+            return bad(format!("{} timestamps for {} samples", b.timestamps.len(), b.ids.len()));
+        }
+        let mut new_families = HashMap::new();
+        for f in &b.families {
+            if self.families.contains(&f.id) || new_families.insert(f.id, &f.name).is_some() {
+                return bad(format!("family id {} defined twice", f.id));
+            }
+            check_metric_name(&f.name).or_else(|e| bad(format!("family {:?}: {e}", f.name)))?;
+        }
+        let mut new_series = HashMap::new();
+        for s in &b.series {
+            if self.series.contains_key(&s.id) || new_series.insert(s.id, ()).is_some() {
+                return bad(format!("series id {} defined twice (forget it first)", s.id));
+            }
+            if !self.families.contains(&s.family) && !new_families.contains_key(&s.family) {
+                return bad(format!("series {:?} refers to unknown family id {}", s.name, s.family));
+            }
+            check_metric_name(&s.name).or_else(|e| bad(format!("series {:?}: {e}", s.name)))?;
+            if s.labels.len() > MAX_LABELS {
+                return bad(format!("series {:?} has {} labels (max {MAX_LABELS})", s.name, s.labels.len()));
+            }
+            for (i, l) in s.labels.iter().enumerate() {
+                crate::config::check_label_name(&l.name)
+                    .or_else(|e| bad(format!("series {:?} label {:?}: {e}", s.name, l.name)))?;
+                if l.value.len() > MAX_VALUE_LEN {
+                    return bad(format!("series {:?} label {:?}: value longer than {MAX_VALUE_LEN} bytes", s.name, l.name));
+                }
+                if s.labels[..i].iter().any(|o| o.name == l.name) {
+                    return bad(format!("series {:?} has label {:?} twice", s.name, l.name));
+                }
+            }
+        }
+        let mut seen = HashMap::with_capacity(b.ids.len());
+        for id in &b.ids {
+            if !self.series.contains_key(id) && !new_series.contains_key(id) {
+                return bad(format!("sample for unknown series id {id}"));
+            }
+            if seen.insert(*id, ()).is_some() {
+                return bad(format!("series id {id} reported twice in one batch"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_metric_name(n: &str) -> Result<(), &'static str> {
+    let mut chars = n.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':');
+    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') || n.len() > MAX_NAME_LEN {
+        return Err("metric names match [a-zA-Z_:][a-zA-Z0-9_:]*");
+    }
+    Ok(())
+}
+
+pub fn kind_name(k: MetricKind) -> &'static str {
+    match k {
+        MetricKind::Counter => "counter",
+        MetricKind::Gauge | MetricKind::Info | MetricKind::StateSet => "gauge",
+        MetricKind::Histogram | MetricKind::GaugeHistogram => "histogram",
+        MetricKind::Summary => "summary",
+        MetricKind::Unknown => "untyped",
+    }
+}
+
+fn metadata(f: &sonde_plugin_host::Family) -> Metadata {
+    Metadata { family: f.name.as_str().into(), kind: kind_name(f.kind), help: f.help.as_str().into(), unit: f.unit.as_str().into() }
+}
+
+/// The sample names a family's series use, so each maps back to its family.
+fn sample_names(family: &str, kind: MetricKind) -> Vec<String> {
+    let suffixes: &[&str] = match kind {
+        MetricKind::Histogram | MetricKind::GaugeHistogram => &["", "_bucket", "_sum", "_count"],
+        MetricKind::Summary => &["", "_sum", "_count"],
+        _ => &[""],
+    };
+    suffixes.iter().map(|s| format!("{family}{s}")).collect()
+}
