@@ -283,7 +283,10 @@ mod tests {
         if !std::path::Path::new("/proc/self/stat").exists() {
             return; // not Linux
         }
-        let mut state = State::new(Config::default());
+        let json = std::env::var("NODE_LIVE_CONFIG").unwrap_or_else(|_| "{}".into());
+        let mut cfg: Config = parse_config(&json).unwrap();
+        cfg.validate().unwrap();
+        let mut state = State::new(cfg);
         let rounds = std::env::var("NODE_LIVE_ROUNDS")
             .ok()
             .and_then(|r| r.parse().ok())
@@ -312,6 +315,18 @@ mod tests {
             r.samples.len(),
             started.elapsed() / rounds
         );
+        if let Ok(path) = std::env::var("NODE_LIVE_DUMP") {
+            // For side-by-side comparison with node_exporter's /metrics.
+            let text: String = r
+                .samples
+                .iter()
+                .map(|s| {
+                    let labels: Vec<String> = s.labels.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+                    format!("{} {:?} {{{}}} {}\n", s.name, s.kind, labels.join(","), s.value)
+                })
+                .collect();
+            std::fs::write(path, text).unwrap();
+        }
         for (name, spent) in Name::ALL.iter().zip(per_collector) {
             eprintln!("  {:<10} {:?}", name.as_str(), spent / rounds);
         }

@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mount<'a> {
     pub device: &'a str,
+    /// As node_exporter labels it: only `\040` and `\011` decoded.
     pub mount_point: Cow<'a, str>,
+    /// As the mounts file has it, every blank and backslash octal-escaped.
+    pub escaped: &'a str,
     pub fs_type: &'a str,
     pub options: &'a str,
 }
@@ -22,6 +25,31 @@ impl Mount<'_> {
     /// node_exporter reads read-only-ness from the mount options, not from statfs.
     pub fn read_only(&self) -> bool {
         self.options.split(',').any(|o| o == "ro")
+    }
+
+    /// The path to ask statfs about: every octal escape decoded, as the host matches
+    /// it against its own mount table (the label keeps node_exporter's partial form).
+    pub fn path(&self) -> Cow<'_, str> {
+        if !self.escaped.contains('\\') {
+            return Cow::Borrowed(self.escaped);
+        }
+        let b = self.escaped.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+            match (b[i], octal) {
+                (b'\\', Some(d)) => {
+                    out.push((d[0] - b'0').wrapping_mul(64).wrapping_add((d[1] - b'0') * 8 + (d[2] - b'0')));
+                    i += 4;
+                }
+                (c, _) => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        Cow::Owned(String::from_utf8_lossy(&out).into_owned())
     }
 }
 
@@ -40,6 +68,7 @@ pub fn parse_mounts(text: &str) -> Result<Vec<Mount<'_>>, Failure> {
         mounts.push(Mount {
             device,
             mount_point: unescape(mount_point),
+            escaped: mount_point,
             fs_type,
             options,
         });
@@ -192,7 +221,7 @@ impl Filesystem {
                 emit(out, &m, None);
                 continue;
             }
-            let usage = match statfs(&m.mount_point) {
+            let usage = match statfs(&m.path()) {
                 Answer::Usage(u) => Some(u),
                 Answer::Timeout => {
                     self.stuck.insert(m.mount_point.to_string(), now);
@@ -340,6 +369,13 @@ tmpfs /run/credentials/systemd-sysusers.service tmpfs ro 0 0
         }
         assert_eq!(calls, ["/mnt/nfs", "/", "/"]);
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn statfs_paths_decode_every_escape_but_labels_only_blanks() {
+        let mounts = parse_mounts("/dev/sdb /mnt/a\\134b\\040c ext4 rw 0 0\n").unwrap();
+        assert_eq!(mounts[0].mount_point, "/mnt/a\\134b c");
+        assert_eq!(mounts[0].path(), "/mnt/a\\b c");
     }
 
     #[test]
