@@ -34,7 +34,7 @@ pub(crate) struct Registry {
     series: Vec<Option<SeriesRec>>,
     free: Vec<u32>,
     /// Hash of (family, name, labels) → ids with that hash (almost always one).
-    index: HashMap<u64, Vec<u32>>,
+    index: Index,
     epoch: u32,
 }
 
@@ -45,26 +45,51 @@ pub struct Collection<'a> {
     error: Option<Error>,
 }
 
-fn fnv(hash: &mut u64, bytes: &[u8]) {
-    for b in bytes {
-        *hash ^= *b as u64;
-        *hash = hash.wrapping_mul(0x100000001b3);
+/// Mixes `bytes` into `hash` eight bytes at a time (the Fx hash step): this runs for
+/// every sample, so it must be cheap; collisions are resolved by comparing labels.
+fn mix(hash: &mut u64, bytes: &[u8]) {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        *hash = (hash.rotate_left(5) ^ w).wrapping_mul(K);
     }
-    // A separator so ("ab","c") and ("a","bc") differ.
-    *hash ^= 0xff;
-    *hash = hash.wrapping_mul(0x100000001b3);
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    // The length keeps ("ab","c") and ("a","bc") apart.
+    let w = u64::from_le_bytes(tail) ^ ((bytes.len() as u64) << 56);
+    *hash = (hash.rotate_left(5) ^ w).wrapping_mul(K);
 }
 
 fn series_hash(family: u32, name: &str, labels: &[(&str, &str)]) -> u64 {
-    let mut h = 0xcbf29ce484222325u64;
-    fnv(&mut h, &family.to_le_bytes());
-    fnv(&mut h, name.as_bytes());
+    let mut h = family as u64;
+    mix(&mut h, name.as_bytes());
     for (n, v) in labels {
-        fnv(&mut h, n.as_bytes());
-        fnv(&mut h, v.as_bytes());
+        mix(&mut h, n.as_bytes());
+        mix(&mut h, v.as_bytes());
     }
     h
 }
+
+/// The index keys are already hashes: don't hash them again.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | *b as u64;
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type Index = HashMap<u64, Vec<u32>, std::hash::BuildHasherDefault<Prehashed>>;
 
 impl<'a> Collection<'a> {
     pub(crate) fn new(reg: &'a mut Registry) -> Self {

@@ -1,6 +1,10 @@
 //! Test plugin: emits `series` synthetic gauges with `labels` labels each, so tests
 //! and benchmarks can measure the boundary and the host pipeline at a chosen size.
-//! Config: `{"series": 1000, "labels": 3, "churn": false, "counter_step": 1.0}`.
+//! Config: `{"series": 1000, "labels": 3, "churn": false}`.
+//!
+//! It also reports `synthetic_guest_seconds`: how long the previous collection spent
+//! inside `collect` (label handling and the SDK's registry), measured by the guest, so
+//! the boundary benchmark can subtract guest work from the call time.
 
 use serde::Deserialize;
 use sonde_plugin_sdk::{Collection, Error, Info, Kind, Plugin, export_plugin, parse_config};
@@ -27,6 +31,7 @@ struct Synthetic {
     label_values: Vec<(String, String)>,
     index: Vec<String>,
     round: u64,
+    last_guest_seconds: f64,
 }
 
 impl Plugin for Synthetic {
@@ -38,11 +43,13 @@ impl Plugin for Synthetic {
         let cfg: Config = parse_config(config)?;
         let label_values = (0..cfg.labels).map(|l| (format!("label{l}"), format!("value-{l}-abcdefgh"))).collect();
         let index = (0..cfg.series).map(|i| i.to_string()).collect();
-        Ok(Synthetic { cfg, label_values, index, round: 0 })
+        Ok(Synthetic { cfg, label_values, index, round: 0, last_guest_seconds: 0.0 })
     }
 
     fn collect(&mut self, out: &mut Collection) -> Result<(), Error> {
+        let start = std::time::Instant::now();
         self.round += 1;
+        out.gauge("synthetic_guest_seconds", "Guest time of the previous collect.", &[], self.last_guest_seconds);
         let f = out.family("synthetic_value", Kind::Gauge, "A synthetic gauge.");
         let round = self.round.to_string();
         let mut labels: Vec<(&str, &str)> = self.label_values.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
@@ -55,6 +62,7 @@ impl Plugin for Synthetic {
             labels[i_pos] = ("i", idx);
             out.sample(f, "synthetic_value", &labels, (i as u64 + self.round) as f64);
         }
+        self.last_guest_seconds = start.elapsed().as_secs_f64();
         Ok(())
     }
 }
