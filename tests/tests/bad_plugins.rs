@@ -119,9 +119,13 @@ fn bad_plugins_are_contained_and_reported() {
 
     sonde.wait_health("node", "up", Duration::from_secs(30));
     sonde.wait_health("ok", "up", Duration::from_secs(30));
+    let mut multiline = Vec::new();
     for case in CASES {
         let t = sonde.wait_health(case.mode, "down", Duration::from_secs(30));
         let error = t["lastError"].as_str().unwrap_or_default().to_lowercase();
+        if error.contains('\n') {
+            multiline.push(format!("{}: {:?}", case.mode, t["lastError"]));
+        }
         for want in case.error_contains {
             assert!(
                 error.contains(want),
@@ -185,6 +189,14 @@ fn bad_plugins_are_contained_and_reported() {
         rss < MAX_RSS_BYTES,
         "sonde's RSS is {} MiB after the allocation bombs",
         rss >> 20
+    );
+
+    // Checked last so that it does not hide the checks above. lastError is one line,
+    // as in Prometheus: what failed and why, not a wasm backtrace.
+    assert!(
+        multiline.is_empty(),
+        "lastError should be one line:\n{}",
+        multiline.join("\n")
     );
 }
 

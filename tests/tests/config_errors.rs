@@ -66,6 +66,15 @@ fn assert_no_panic(out: &CommandOutput) {
     assert!(!out.all().contains("panicked"), "sonde panicked:\n{}", out.all());
 }
 
+/// Each problem is reported once (a problem printed twice also miscounts the total).
+#[track_caller]
+fn assert_no_duplicates(out: &str) {
+    let mut seen = std::collections::BTreeSet::new();
+    for line in out.lines().filter(|l| parse_problem(l).is_some()) {
+        assert!(seen.insert(line), "problem reported twice: {line}\nin:\n{out}");
+    }
+}
+
 /// A reported problem: `<path ending in file>:<line>:<col>: <message>`.
 #[derive(Debug)]
 struct Problem {
@@ -163,6 +172,23 @@ fn malformed_toml() {
 }
 
 #[test]
+fn a_syntax_error_is_the_only_problem_reported() {
+    let f = Files::new(GOOD_SONDE, "[node\nplugin = \"node\"\n");
+    let out = f.check_fails().all();
+    // Nothing can be said about the content of a file that does not parse: any
+    // further "problem" is an artefact of error recovery and misleads the reader.
+    let reported: Vec<Problem> = problems(&out)
+        .into_iter()
+        .filter(|p| p.file == "plugins.toml")
+        .collect();
+    assert_eq!(
+        reported.len(),
+        1,
+        "a syntax error should be the only problem reported:\n{out}"
+    );
+}
+
+#[test]
 fn bad_durations_and_sizes() {
     let f = Files::new(
         "[defaults]\ninterval = \"soon\"\nmemory_limit = \"lots\"\n",
@@ -227,6 +253,18 @@ fn missing_config_file_is_named() {
         "the error should name the missing file:\n{}",
         out.all()
     );
+}
+
+/// A problem printed twice looks like two problems (and miscounts the total).
+#[test]
+fn each_problem_is_reported_once() {
+    let f = Files::new(
+        "[defaults]\ninterval = \"soon\"\n",
+        "[node]\nplugin = \"node\"\ninterval = \"5 parsecs\"\n[node.grants]\nreed = [\"/proc\"]\n",
+    );
+    let out = f.check_fails().all();
+    assert_eq!(problems(&out).len(), 3, "expected 3 problems:\n{out}");
+    assert_no_duplicates(&out);
 }
 
 /// `sonde run` validates the same way and exits instead of serving.

@@ -3,7 +3,7 @@
 //! same name, type and label names; slowly changing values agree; and the plugin
 //! covers node_exporter's families for these collectors.
 
-use sonde_tests::{Exposition, External, Sonde, exposition, http, toml_str};
+use sonde_tests::{Exposition, External, Sonde, exposition, http, toml_str, wait_for};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
@@ -72,65 +72,100 @@ fn node_plugin_matches_node_exporter() {
     let sonde = Sonde::start(&plugins_toml());
     sonde.wait_health("node", "up", Duration::from_secs(30));
 
-    let ne_page = http::get(&exporter.url("/metrics")).expect("node_exporter /metrics");
-    assert_eq!(ne_page.status, 200);
-    let ne = exposition::parse(&ne_page.body).expect("node_exporter's page parses");
-    let ours = sonde.federate(&["{job=\"node\"}"]);
-
-    let ne_families: BTreeSet<&String> = ne.types.keys().filter(|f| !is_exporter_own(f)).collect();
-    let our_families: BTreeSet<&String> = ours.types.keys().filter(|f| !is_sonde_own(f)).collect();
-    let both: Vec<&&String> = ne_families.intersection(&our_families).collect();
-    let missing: Vec<&&String> = ne_families.difference(&our_families).collect();
-    let extra: Vec<&&String> = our_families.difference(&ne_families).collect();
-    let coverage = both.len() as f64 / ne_families.len().max(1) as f64;
+    // A mount or interface can come or go between the two scrapes; a real difference
+    // persists, so compare up to ATTEMPTS snapshots and report the last one.
+    let mut report = compare(&exporter, &sonde);
+    for _ in 1..ATTEMPTS {
+        if report.problems.is_empty() {
+            break;
+        }
+        report = compare(&exporter, &sonde);
+    }
     println!(
         "node plugin coverage: {}/{} node_exporter families ({:.1}%)",
-        both.len(),
-        ne_families.len(),
-        coverage * 100.0
+        report.covered,
+        report.total,
+        report.coverage() * 100.0
     );
-    println!("missing: {missing:?}");
-    println!("only in the plugin: {extra:?}");
-
-    let mut problems = Vec::new();
-    let ne_labels = ne.label_names_by_family(&[]);
-    let our_labels = ours.label_names_by_family(&["job", "instance"]);
-    for family in &both {
-        let (a, b) = (&ne.types[**family], &ours.types[**family]);
-        if a != b {
-            problems.push(format!("{family}: type {b}, node_exporter says {a}"));
-        }
-        let (a, b) = (&ne_labels.get(**family), &our_labels.get(**family));
-        if a != b {
-            problems.push(format!("{family}: labels {b:?}, node_exporter has {a:?}"));
-        }
-    }
-    problems.extend(value_mismatches(&ne, &ours));
+    println!("missing: {:?}", report.missing);
+    println!("only in the plugin: {:?}", report.extra);
     assert!(
-        problems.is_empty(),
+        report.problems.is_empty(),
         "the node plugin differs from node_exporter:\n{}",
-        problems.join("\n")
+        report.problems.join("\n")
     );
     assert!(
-        coverage >= MIN_COVERAGE,
-        "coverage {:.1}% < {:.1}%; missing {missing:?}",
-        coverage * 100.0,
-        MIN_COVERAGE * 100.0
+        report.coverage() >= MIN_COVERAGE,
+        "coverage {:.1}% < {:.1}%; missing {:?}",
+        report.coverage() * 100.0,
+        MIN_COVERAGE * 100.0,
+        report.missing
     );
 
     let idle = sonde.federate(&["node_cpu_seconds_total{cpu=\"0\",mode=\"idle\",job=\"node\"}"]);
-    let s = idle
-        .find(
-            "node_cpu_seconds_total",
-            &[("cpu", "0"), ("mode", "idle"), ("job", "node")],
-        )
-        .next();
+    let labels = [("cpu", "0"), ("mode", "idle"), ("job", "node")];
+    let s = idle.find("node_cpu_seconds_total", &labels).next();
     let s = s.expect("node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"} in /federate");
     assert!(s.value > 0.0 && s.timestamp.is_some(), "{s:?}");
     assert_eq!(
         idle.types.get("node_cpu_seconds_total").map(String::as_str),
         Some("counter")
     );
+}
+
+/// Snapshots compared before giving up on a difference.
+const ATTEMPTS: usize = 3;
+
+struct Report {
+    covered: usize,
+    total: usize,
+    missing: Vec<String>,
+    extra: Vec<String>,
+    problems: Vec<String>,
+}
+
+impl Report {
+    fn coverage(&self) -> f64 {
+        self.covered as f64 / self.total.max(1) as f64
+    }
+}
+
+/// Scrapes node_exporter, waits for the plugin's next collection, and compares.
+fn compare(exporter: &External, sonde: &Sonde) -> Report {
+    let ne_page = http::get(&exporter.url("/metrics")).expect("node_exporter /metrics");
+    assert_eq!(ne_page.status, 200);
+    let ne = exposition::parse(&ne_page.body).expect("node_exporter's page parses");
+    let before = sonde.target("node").expect("node target")["lastScrape"].clone();
+    wait_for(Duration::from_secs(30), "the next collection of node", || {
+        let t = sonde.target("node").expect("node target");
+        (t["lastScrape"] != before).then_some(())
+    });
+    let ours = sonde.federate(&["{job=\"node\"}"]);
+
+    let ne_families: BTreeSet<&String> = ne.types.keys().filter(|f| !is_exporter_own(f)).collect();
+    let our_families: BTreeSet<&String> = ours.types.keys().filter(|f| !is_sonde_own(f)).collect();
+    let both: Vec<&String> = ne_families.intersection(&our_families).copied().collect();
+    let mut problems = Vec::new();
+    let ne_labels = ne.label_names_by_family(&[]);
+    let our_labels = ours.label_names_by_family(&["job", "instance"]);
+    for family in &both {
+        let (a, b) = (&ne.types[*family], &ours.types[*family]);
+        if a != b {
+            problems.push(format!("{family}: type {b}, node_exporter says {a}"));
+        }
+        let (a, b) = (ne_labels.get(*family), our_labels.get(*family));
+        if a != b {
+            problems.push(format!("{family}: labels {b:?}, node_exporter has {a:?}"));
+        }
+    }
+    problems.extend(value_mismatches(&ne, &ours));
+    Report {
+        covered: both.len(),
+        total: ne_families.len(),
+        missing: ne_families.difference(&our_families).map(|s| s.to_string()).collect(),
+        extra: our_families.difference(&ne_families).map(|s| s.to_string()).collect(),
+        problems,
+    }
 }
 
 /// Values that cannot move by 1% between the two scrapes.
