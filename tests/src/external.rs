@@ -63,18 +63,17 @@ impl External {
         panic!("{program} did not become ready on 127.0.0.1:\n{last_err}");
     }
 
-    /// Debian's `prometheus-node-exporter` with only `collectors` enabled.
+    /// Debian's `prometheus-node-exporter` with only `collectors` enabled, plus `flags`.
     #[track_caller]
-    pub fn node_exporter(collectors: &[&str]) -> External {
-        let collectors: Vec<String> = collectors.iter().map(|c| format!("--collector.{c}")).collect();
+    pub fn node_exporter(collectors: &[&str], flags: &[&str]) -> External {
+        let mut args: Vec<String> = vec!["--collector.disable-defaults".into()];
+        args.extend(collectors.iter().map(|c| format!("--collector.{c}")));
+        args.extend(flags.iter().map(|f| f.to_string()));
         External::start(
             "prometheus-node-exporter",
             |port| {
-                let mut a = vec![
-                    format!("--web.listen-address=127.0.0.1:{port}"),
-                    "--collector.disable-defaults".into(),
-                ];
-                a.extend(collectors.iter().cloned());
+                let mut a = vec![format!("--web.listen-address=127.0.0.1:{port}")];
+                a.extend(args.iter().cloned());
                 a
             },
             "/metrics",

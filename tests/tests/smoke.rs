@@ -1,7 +1,7 @@
 //! The binary answers `--version` and `--help`, and the repository's default
 //! plugins.toml brings the node target up.
 
-use sonde_tests::{Sonde, SondeOptions, repo_root, run_sonde};
+use sonde_tests::{Exposition, Sonde, SondeOptions, repo_root, run_sonde};
 use std::time::Duration;
 
 #[test]
@@ -40,10 +40,47 @@ fn default_plugins_toml_brings_node_up() {
     let page = sonde.federate(&["{job=\"node\"}"]);
     let node_samples = page.samples.iter().filter(|s| s.name.starts_with("node_")).count();
     assert!(node_samples > 0, "the node target federates no node_* samples");
-    assert!(
-        sonde
-            .metrics()
-            .sum("sonde_plugin_collections_total", &[("plugin", "node")])
-            >= 1.0
-    );
+    assert_federation_format(&page);
+
+    let metrics = sonde.metrics();
+    assert!(metrics.sum("sonde_plugin_collections_total", &[("plugin", "node")]) >= 1.0);
+    let rss = metrics
+        .value("process_resident_memory_bytes", &[])
+        .expect("process_resident_memory_bytes");
+    assert!(rss > 0.0);
+}
+
+/// Like Prometheus's /federate: every sample carries a millisecond timestamp, every
+/// family has a `# TYPE` line, and each target has its `up` and `scrape_*` series.
+#[track_caller]
+fn assert_federation_format(page: &Exposition) {
+    for s in &page.samples {
+        let ts = s
+            .timestamp
+            .unwrap_or_else(|| panic!("federated sample without a timestamp: {s:?}"));
+        // Milliseconds, not seconds: after 2001-09-09 in ms is > 1e12.
+        assert!(
+            ts > 1_000_000_000_000,
+            "timestamp of {} is not in milliseconds: {ts}",
+            s.name
+        );
+        assert!(
+            page.types.contains_key(page.family_of(&s.name)),
+            "no # TYPE line for {}",
+            s.name
+        );
+        assert_eq!(s.label("job"), Some("node"), "{s:?}");
+        assert!(s.label("instance").is_some_and(|i| !i.is_empty()), "{s:?}");
+    }
+    for name in ["up", "scrape_duration_seconds", "scrape_samples_scraped"] {
+        assert!(
+            page.value(name, &[("job", "node")]).is_some(),
+            "/federate has no {name} for node"
+        );
+        assert_eq!(
+            page.types.get(name).map(String::as_str),
+            Some("gauge"),
+            "# TYPE of {name}"
+        );
+    }
 }
