@@ -12,11 +12,12 @@ mod config;
 mod failure;
 mod number;
 mod reader;
+mod refresh;
 mod sink;
 
 use collectors::Name;
 use collectors::filesystem::{Answer, Exclusions, Filesystem, Usage};
-use collectors::{cpu::Cpu, netclass::Netclass, os::Os};
+use collectors::{cpu::Cpu, netclass::Netclass, netdev::Netdev, os::Os, time::Time};
 use config::Config;
 use failure::Failure;
 use reader::Reader;
@@ -50,7 +51,9 @@ struct State {
     cpu: Cpu,
     filesystem: Filesystem,
     netclass: Netclass,
+    netdev: Netdev,
     os: Os,
+    time: Time,
     /// Scratch buffer for metric names built from file content.
     name: String,
     /// The last failure of each collector (by position in `Name::ALL`), so a lasting
@@ -114,6 +117,7 @@ impl Plugin for Node {
             );
             state.report(name, result.err());
         }
+        state.reader.sweep();
         // A failing collector never fails the collection: node_exporter serves the
         // other collectors' metrics and success 0 for the failed one.
         Ok(())
@@ -155,7 +159,9 @@ impl State {
             cpu: Cpu::default(),
             filesystem: Filesystem::default(),
             netclass: Netclass::default(),
+            netdev: Netdev::default(),
             os: Os::default(),
+            time: Time::default(),
             name: String::new(),
             failing: Default::default(),
         }
@@ -176,7 +182,7 @@ impl State {
             }
             Name::Diskstats => collectors::diskstats::collect(reader, proc, self.udev.as_deref(), out),
             Name::Filefd => {
-                let text = reader.read(&[proc, "sys/fs/file-nr"])?;
+                let text = reader.read_single(&[proc, "sys/fs/file-nr"])?;
                 collectors::filefd::emit(out, collectors::filefd::parse(text)?);
                 Ok(())
             }
@@ -189,12 +195,12 @@ impl State {
                     .collect(reader, proc, &exclusions, &mut host_statfs, out)
             }
             Name::Loadavg => {
-                let text = reader.read(&[proc, "loadavg"])?;
+                let text = reader.read_single(&[proc, "loadavg"])?;
                 collectors::loadavg::emit(out, collectors::loadavg::parse(text)?);
                 Ok(())
             }
             Name::Meminfo => {
-                let text = reader.read(&[proc, "meminfo"])?;
+                let text = reader.read_single(&[proc, "meminfo"])?;
                 collectors::meminfo::emit(out, &collectors::meminfo::parse(text)?, &mut self.name);
                 Ok(())
             }
@@ -208,19 +214,21 @@ impl State {
                 self.netclass.collect(reader, &cfg.sys_path, &opts, Instant::now(), out)
             }
             Name::Netdev => {
-                collectors::netdev::collect(reader, proc, self.sys.as_deref(), &self.cfg.netdev_devices_exclude, out)
+                let exclude = &self.cfg.netdev_devices_exclude;
+                self.netdev
+                    .collect(reader, proc, self.sys.as_deref(), exclude, Instant::now(), out)
             }
             Name::Netstat => collectors::netstat::collect(reader, proc, &self.cfg.netstat_extra_fields, out),
-            Name::Os => self.os.collect(reader, &self.cfg.os_release_paths, out),
+            Name::Os => self.os.collect(reader, &self.cfg.os_release_paths, Instant::now(), out),
             Name::Pressure => collectors::pressure::collect(reader, proc, out),
             Name::Sockstat => collectors::sockstat::collect(reader, proc, self.page_size, out),
-            Name::Time => collectors::time::collect(reader, &self.cfg.sys_path, out),
+            Name::Time => self.time.collect(reader, &self.cfg.sys_path, Instant::now(), out),
             Name::Uname => {
                 collectors::uname::emit(out, &sonde_plugin_sdk::fs::uname());
                 Ok(())
             }
             Name::Vmstat => {
-                let text = reader.read(&[proc, "vmstat"])?;
+                let text = reader.read_records(&[proc, "vmstat"])?;
                 let fields = collectors::vmstat::parse(text, &self.cfg.vmstat_extra_fields)?;
                 collectors::vmstat::emit(out, &fields, &mut self.name);
                 Ok(())
@@ -249,7 +257,7 @@ impl State {
 fn load_proc_stat(reader: &mut Reader, proc: &str, text: &mut String, loaded: &mut bool) -> Result<(), Failure> {
     if !*loaded {
         text.clear();
-        text.push_str(reader.read(&[proc, "stat"])?);
+        text.push_str(reader.read_single(&[proc, "stat"])?);
         *loaded = true;
     }
     Ok(())
@@ -309,6 +317,7 @@ mod tests {
                     Err(Failure::Failed(msg)) => panic!("{} failed on this machine: {msg}", name.as_str()),
                 }
             }
+            state.reader.sweep();
         }
         eprintln!(
             "{} samples, {:?} per collection",

@@ -5,9 +5,11 @@
 use crate::failure::{Failure, malformed};
 use crate::number;
 use crate::reader::Reader;
+use crate::refresh::Refresh;
 use crate::sink::Sink;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
 /// Seconds per mode, in /proc/stat column order.
 pub type Times = [f64; 10];
@@ -92,6 +94,9 @@ pub struct Cpu {
     isolated: Option<Vec<u32>>,
     /// (package, core) of each CPU directory, read once per CPU: topology is fixed.
     topology: HashMap<u32, Option<(u64, u64)>>,
+    /// Whether cpu0 has thermal throttle counters, probed once a minute.
+    throttled: bool,
+    probe: Refresh,
 }
 
 impl Cpu {
@@ -117,13 +122,16 @@ impl Cpu {
         Ok(())
     }
 
-    /// Thermal throttle counters exist on bare-metal x86 only; one probe of cpu0
-    /// spares every other host the per-CPU reads.
+    /// Thermal throttle counters exist on bare-metal x86 only; a probe of cpu0 once
+    /// a minute spares every other host the per-CPU reads.
     fn throttles(&mut self, reader: &mut Reader, sys: &str, out: &mut dyn Sink) {
-        if reader
-            .read_attribute(&[sys, "devices/system/cpu/cpu0/thermal_throttle/package_throttle_count"])
-            .is_err()
-        {
+        let now = Instant::now();
+        if self.probe.due(now) {
+            let probe = [sys, "devices/system/cpu/cpu0/thermal_throttle/package_throttle_count"];
+            self.throttled = reader.read_attribute(&probe).is_ok();
+            self.probe.done(now);
+        }
+        if !self.throttled {
             return;
         }
         let Ok(dir) = std::fs::read_dir(format!("{sys}/devices/system/cpu")) else {

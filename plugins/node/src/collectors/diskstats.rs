@@ -332,7 +332,7 @@ fn emit_udev(out: &mut dyn Sink, device: &str, u: &Udev) {
 /// `udev` is the udev database directory, when readable.
 pub fn collect(reader: &mut Reader, proc: &str, udev: Option<&str>, out: &mut dyn Sink) -> Result<(), Failure> {
     // Copied out because the udev reads reuse the reader's buffer.
-    let text = reader.read(&[proc, "diskstats"])?.to_string();
+    let text = reader.read_records(&[proc, "diskstats"])?.to_string();
     let mut entry = String::new();
     for disk in parse(&text)? {
         if excluded(disk.name) {

@@ -3,7 +3,7 @@
 //! /proc/self/mounts), sized through the host's `statfs` import.
 
 use crate::failure::{Failure, malformed};
-use crate::reader::{MAX_FILE, ReadError, Reader};
+use crate::reader::{ReadError, Reader};
 use crate::sink::Sink;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -37,10 +37,16 @@ impl Mount<'_> {
         let mut out = Vec::with_capacity(b.len());
         let mut i = 0;
         while i < b.len() {
-            let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+            let octal = b
+                .get(i + 1..i + 4)
+                .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
             match (b[i], octal) {
                 (b'\\', Some(d)) => {
-                    out.push((d[0] - b'0').wrapping_mul(64).wrapping_add((d[1] - b'0') * 8 + (d[2] - b'0')));
+                    out.push(
+                        (d[0] - b'0')
+                            .wrapping_mul(64)
+                            .wrapping_add((d[1] - b'0') * 8 + (d[2] - b'0')),
+                    );
                     i += 4;
                 }
                 (c, _) => {
@@ -238,8 +244,8 @@ impl Filesystem {
 /// node_exporter 1.5 reads the mounts of PID 1 (the host's, when run in a container
 /// sharing its PID namespace) and falls back to its own when that is missing.
 fn read_mounts<'r>(reader: &'r mut Reader, proc: &str) -> Result<&'r str, ReadError> {
-    if reader.load(&[proc, "1/mounts"], MAX_FILE).is_err() {
-        reader.load(&[proc, "self/mounts"], MAX_FILE)?;
+    if reader.load(&[proc, "1/mounts"]).is_err() {
+        reader.load(&[proc, "self/mounts"])?;
     }
     Ok(reader.text())
 }

@@ -1,21 +1,24 @@
 //! netclass: `node_network_{up,info,mtu_bytes,speed_bytes,carrier,...}{device}` from
 //! the attribute files of /sys/class/net/<device>.
 //!
-//! Every attribute is a file, and a sysfs open costs about 10 µs, so this collector
-//! would dominate a collection's CPU time (node_exporter reads ~25 files per device).
-//! Two economies: by default only the attributes dashboards use are read ("basic";
-//! "all" gives node_exporter's full family list), and attributes that only change
-//! by administration (address, MTU, ifindex, ...) are re-read once a minute or when
-//! the device's operstate changes, not at every collection.
+//! Every attribute is a file, and each file read is a round trip through the host's
+//! WASI implementation (tens of µs of CPU), so this collector would dominate a
+//! collection (node_exporter reads ~25 files per device). Two economies: by default
+//! only the attributes dashboards use are read ("basic"; "all" gives node_exporter's
+//! full family list), and only the link state (operstate, carrier, and in "all" the
+//! carrier counters, dormant and flags) is read at every collection. The rest
+//! (address, MTU, speed, ...) changes by administration or with the link: it is
+//! re-read when operstate or carrier change, and once a minute. The device list is
+//! re-read once a minute too; a device that vanishes is dropped at once.
 
 use crate::failure::Failure;
 use crate::number;
 use crate::reader::Reader;
+use crate::refresh::Refresh;
 use crate::sink::Sink;
 use serde::Deserialize;
 use sonde_plugin_sdk::Kind;
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Which attributes the netclass collector reads.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -40,16 +43,23 @@ enum Report {
 struct Attribute {
     file: &'static str,
     report: Report,
-    /// Re-read at every collection (state), rather than once a minute (configuration).
-    changes: bool,
+    /// Read at every collection (link state), rather than on link changes and once a
+    /// minute (configuration).
+    live: bool,
     basic: bool,
 }
 
-const fn attr(file: &'static str, report: Report, changes: bool, basic: bool) -> Attribute {
+impl Attribute {
+    fn wanted(&self, detail: Detail) -> bool {
+        self.basic || detail == Detail::All
+    }
+}
+
+const fn attr(file: &'static str, report: Report, live: bool, basic: bool) -> Attribute {
     Attribute {
         file,
         report,
-        changes,
+        live,
         basic,
     }
 }
@@ -62,7 +72,7 @@ const SPEED: &str = "node_network_speed_bytes";
 const ATTRIBUTES: [Attribute; 22] = [
     attr("address", Report::Info(0), false, true),
     attr("broadcast", Report::Info(1), false, true),
-    attr("duplex", Report::Info(2), true, true),
+    attr("duplex", Report::Info(2), false, true),
     attr("operstate", Report::Info(3), true, true),
     attr("ifalias", Report::Info(4), false, true),
     attr(
@@ -114,7 +124,7 @@ const ATTRIBUTES: [Attribute; 22] = [
         false,
         false,
     ),
-    attr("speed", Report::Value(SPEED, G), true, true),
+    attr("speed", Report::Value(SPEED, G), false, true),
     attr(
         "tx_queue_len",
         Report::Value("node_network_transmit_queue_length", G),
@@ -124,28 +134,26 @@ const ATTRIBUTES: [Attribute; 22] = [
     attr("type", Report::Value("node_network_protocol_type", G), false, false),
 ];
 
+/// Positions in `ATTRIBUTES` (operstate is also the info label at that position).
 const OPERSTATE: usize = 3;
-
-/// How long configuration attributes are trusted before being read again.
-const STATIC_REFRESH: Duration = Duration::from_secs(60);
+const CARRIER: usize = 6;
 
 /// What is known of one device. A file that cannot be read (absent, or EINVAL as
 /// `speed` of a down link answers) leaves its value out, as in procfs.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone)]
 pub struct Device {
     /// Labels of `node_network_info`: address, broadcast, duplex, operstate, ifalias.
     pub info: [String; 5],
     /// Numeric values, by position in `ATTRIBUTES`.
     pub values: [Option<i64>; ATTRIBUTES.len()],
-    refreshed: Option<Instant>,
+    refresh: Refresh,
 }
 
 impl Device {
-    /// Reads the attributes `detail` asks for: all of them when `everything`, else
-    /// the changing ones.
-    fn read(&mut self, reader: &mut Reader, dir: &str, name: &str, detail: Detail, everything: bool) {
+    /// Reads the wanted attributes that are `live`, or the others.
+    fn read(&mut self, reader: &mut Reader, dir: &str, name: &str, detail: Detail, live: bool) {
         for (i, a) in ATTRIBUTES.iter().enumerate() {
-            if !(a.basic || detail == Detail::All) || !(a.changes || everything) {
+            if !a.wanted(detail) || a.live != live {
                 continue;
             }
             let value = reader.read_attribute(&[dir, name, a.file]);
@@ -159,6 +167,22 @@ impl Device {
                 Report::Value(..) => self.values[i] = value.ok().and_then(number::int_any_base),
             }
         }
+    }
+
+    /// Reads the link state, then the rest if the link changed or it is due. False
+    /// when the device is gone (its operstate cannot be read).
+    fn update(&mut self, reader: &mut Reader, dir: &str, name: &str, detail: Detail, now: Instant) -> bool {
+        let before = (std::mem::take(&mut self.info[OPERSTATE]), self.values[CARRIER]);
+        self.read(reader, dir, name, detail, true);
+        if self.info[OPERSTATE].is_empty() {
+            return false;
+        }
+        let changed = before.0 != self.info[OPERSTATE] || before.1 != self.values[CARRIER];
+        if changed || self.refresh.due(now) {
+            self.read(reader, dir, name, detail, false);
+            self.refresh.done(now);
+        }
+        true
     }
 }
 
@@ -185,7 +209,7 @@ pub fn emit(out: &mut dyn Sink, name: &str, d: &Device, detail: Detail, ignore_i
         let (Report::Value(family, kind), Some(v)) = (a.report, *value) else {
             continue;
         };
-        if !(a.basic || detail == Detail::All) {
+        if !a.wanted(detail) {
             continue;
         }
         let v = if family != SPEED {
@@ -214,10 +238,11 @@ pub struct Options<'a> {
     pub ignore_invalid_speed: bool,
 }
 
-/// Devices seen at the last collection.
+/// The devices, as of the last listing, with what is known of each.
 #[derive(Default)]
 pub struct Netclass {
-    devices: HashMap<String, Device>,
+    devices: Vec<(String, Device)>,
+    listing: Refresh,
 }
 
 impl Netclass {
@@ -230,20 +255,20 @@ impl Netclass {
         out: &mut dyn Sink,
     ) -> Result<(), Failure> {
         let dir = format!("{sys}/class/net");
-        let names = list_devices(&dir, opts.exclude)?;
-        self.devices.retain(|name, _| names.contains(name));
-        for name in &names {
-            let device = self.devices.entry(name.clone()).or_default();
-            let due = device.refreshed.is_none_or(|t| now.duration_since(t) >= STATIC_REFRESH);
-            let operstate = std::mem::take(&mut device.info[OPERSTATE]);
-            device.read(reader, &dir, name, opts.detail, due);
-            // A link going up or down is when its configuration tends to change.
-            if !due && device.info[OPERSTATE] != operstate {
-                device.read(reader, &dir, name, opts.detail, true);
-            }
-            if due || device.info[OPERSTATE] != operstate {
-                device.refreshed = Some(now);
-            }
+        if self.listing.due(now) {
+            let mut known = std::mem::take(&mut self.devices);
+            self.devices = list_devices(&dir, opts.exclude)?
+                .into_iter()
+                .map(|name| match known.iter().position(|(n, _)| *n == name) {
+                    Some(i) => known.swap_remove(i),
+                    None => (name, Device::default()),
+                })
+                .collect();
+            self.listing.done(now);
+        }
+        self.devices
+            .retain_mut(|(name, device)| device.update(reader, &dir, name, opts.detail, now));
+        for (name, device) in &self.devices {
             emit(out, name, device, opts.detail, opts.ignore_invalid_speed);
         }
         Ok(())
@@ -272,6 +297,7 @@ fn list_devices(dir: &str, exclude: &[String]) -> Result<Vec<String>, Failure> {
 mod tests {
     use super::*;
     use crate::sink::Recorder;
+    use std::time::Duration;
 
     fn tree(tag: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
         let root = std::env::temp_dir().join(format!("sonde-node-netclass-{}-{tag}", std::process::id()));
@@ -362,22 +388,54 @@ mod tests {
     }
 
     #[test]
-    fn configuration_is_reread_after_a_minute_or_an_operstate_change() {
+    fn vanished_devices_are_dropped_and_new_ones_found_within_a_minute() {
+        let root = tree("vanish", &ETH0);
+        let mut nc = Netclass::default();
+        let t0 = Instant::now();
+        collect(&mut nc, &root, Detail::Basic, t0);
+        std::fs::remove_dir_all(root.join("class/net/lo")).unwrap();
+        write(&root, &[("wlan0/operstate", "up\n")]);
+        let r = collect(&mut nc, &root, Detail::Basic, t0 + Duration::from_secs(1));
+        assert_eq!(r.count("node_network_up"), 1, "lo is gone, wlan0 not listed yet");
+        let r = collect(&mut nc, &root, Detail::Basic, t0 + Duration::from_secs(60));
+        assert_eq!(r.value("node_network_up", &[("device", "wlan0")]), Some(1.0));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn configuration_is_reread_after_a_minute_or_a_link_change() {
         let root = tree("refresh", &ETH0);
         let mut nc = Netclass::default();
         let t0 = Instant::now();
         let eth0 = [("device", "eth0")];
         collect(&mut nc, &root, Detail::Basic, t0);
-        write(&root, &[("eth0/mtu", "9000\n"), ("eth0/carrier", "0\n")]);
+        write(&root, &[("eth0/mtu", "9000\n"), ("eth0/speed", "1000\n")]);
         let r = collect(&mut nc, &root, Detail::Basic, t0 + Duration::from_secs(10));
         assert_eq!(r.value("node_network_mtu_bytes", &eth0), Some(1400.0), "mtu is cached");
-        assert_eq!(r.value("node_network_carrier", &eth0), Some(0.0), "carrier is not");
+        assert_eq!(
+            r.value("node_network_speed_bytes", &eth0),
+            Some(1_250_000_000.0),
+            "so is speed"
+        );
         let r = collect(&mut nc, &root, Detail::Basic, t0 + Duration::from_secs(61));
         assert_eq!(r.value("node_network_mtu_bytes", &eth0), Some(9000.0));
-        write(&root, &[("eth0/mtu", "1500\n"), ("eth0/operstate", "down\n")]);
+        assert_eq!(r.value("node_network_speed_bytes", &eth0), Some(125_000_000.0));
+        write(&root, &[("eth0/mtu", "1500\n"), ("eth0/carrier", "0\n")]);
         let r = collect(&mut nc, &root, Detail::Basic, t0 + Duration::from_secs(62));
-        assert_eq!(r.value("node_network_mtu_bytes", &eth0), Some(1500.0));
+        assert_eq!(r.value("node_network_carrier", &eth0), Some(0.0), "carrier is live");
+        assert_eq!(
+            r.value("node_network_mtu_bytes", &eth0),
+            Some(1500.0),
+            "a carrier change re-reads the rest"
+        );
+        write(&root, &[("eth0/mtu", "1280\n"), ("eth0/operstate", "down\n")]);
+        let r = collect(&mut nc, &root, Detail::Basic, t0 + Duration::from_secs(63));
         assert_eq!(r.value("node_network_up", &eth0), Some(0.0));
+        assert_eq!(
+            r.value("node_network_mtu_bytes", &eth0),
+            Some(1280.0),
+            "so does an operstate change"
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 

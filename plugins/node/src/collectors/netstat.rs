@@ -119,10 +119,10 @@ pub fn collect(reader: &mut Reader, proc: &str, extra: &[String], out: &mut dyn 
     };
     let mut name = String::new();
     for file in ["netstat", "snmp"] {
-        let text = reader.read(&[proc, "net", file])?;
+        let text = reader.read_single(&[proc, "net", file])?;
         emit(out, &parse_pairs(file, text, keep)?, &mut name);
     }
-    match reader.read(&[proc, "net", "snmp6"]) {
+    match reader.read_single(&[proc, "net", "snmp6"]) {
         Ok(text) => emit(out, &parse_snmp6(text, keep)?, &mut name),
         // IPv6 disabled: node_exporter carries on without it.
         Err(e) if e.kind == std::io::ErrorKind::NotFound => {}

@@ -3,8 +3,9 @@
 
 use crate::failure::Failure;
 use crate::reader::Reader;
+use crate::refresh::Refresh;
 use crate::sink::Sink;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 /// The os-release keys node_exporter reports, in its label order.
 const KEYS: [(&str, &str); 12] = [
@@ -129,31 +130,57 @@ pub fn emit(out: &mut dyn Sink, r: &Release) {
     }
 }
 
-/// The parsed file, re-read only when its path or modification time changes.
+/// The parsed file. Its modification time is checked once a minute (node_exporter
+/// checks at every scrape; an OS upgrade showing a minute late is harmless).
 #[derive(Default)]
 pub struct Os {
     cached: Option<(String, Option<SystemTime>, Release)>,
+    refresh: Refresh,
 }
 
 impl Os {
-    pub fn collect(&mut self, reader: &mut Reader, paths: &[String], out: &mut dyn Sink) -> Result<(), Failure> {
+    pub fn collect(
+        &mut self,
+        reader: &mut Reader,
+        paths: &[String],
+        now: Instant,
+        out: &mut dyn Sink,
+    ) -> Result<(), Failure> {
+        if self.refresh.due(now) {
+            self.refresh.done(now);
+            self.cached = self.reread(reader, paths)?;
+        }
+        match &self.cached {
+            Some((_, _, release)) => {
+                emit(out, release);
+                Ok(())
+            }
+            None => Err(Failure::NoData(format!("no readable os-release file among {paths:?}"))),
+        }
+    }
+
+    /// The first readable file, parsed again only if its path or mtime changed.
+    fn reread(
+        &mut self,
+        reader: &mut Reader,
+        paths: &[String],
+    ) -> Result<Option<(String, Option<SystemTime>, Release)>, Failure> {
         for path in paths {
             let modified = match std::fs::metadata(path) {
                 Ok(m) => m.modified().ok(),
                 // Not there, or not granted (a WASI guest sees both as absent): try the next.
                 Err(_) => continue,
             };
-            let fresh = matches!(&self.cached, Some((p, t, _)) if p == path && *t == modified && t.is_some());
-            if !fresh {
-                let release = parse(reader.read(&[path])?)?;
-                self.cached = Some((path.clone(), modified, release));
+            if let Some(cached) = self
+                .cached
+                .take_if(|(p, t, _)| p == path && *t == modified && t.is_some())
+            {
+                return Ok(Some(cached));
             }
-            if let Some((_, _, release)) = &self.cached {
-                emit(out, release);
-            }
-            return Ok(());
+            let release = parse(reader.read(&[path])?)?;
+            return Ok(Some((path.clone(), modified, release)));
         }
-        Err(Failure::NoData(format!("no readable os-release file among {paths:?}")))
+        Ok(None)
     }
 }
 
@@ -229,10 +256,22 @@ HOME_URL="https://www.debian.org/"
         let present = dir.join("os-release").to_str().unwrap().to_string();
         let mut os = Os::default();
         let mut out = Recorder::default();
-        os.collect(&mut Reader::default(), &[missing.clone(), present], &mut out)
-            .unwrap();
+        let t0 = Instant::now();
+        os.collect(
+            &mut Reader::default(),
+            &[missing.clone(), present.clone()],
+            t0,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out.count("node_os_info"), 1);
-        let r = os.collect(&mut Reader::default(), &[missing], &mut Recorder::default());
+        std::fs::remove_file(&present).unwrap();
+        let mut out = Recorder::default();
+        os.collect(&mut Reader::default(), &[missing.clone(), present], t0, &mut out)
+            .unwrap();
+        assert_eq!(out.count("node_os_info"), 1, "not looked at again within a minute");
+        let mut os = Os::default();
+        let r = os.collect(&mut Reader::default(), &[missing], t0, &mut Recorder::default());
         assert!(matches!(r, Err(Failure::NoData(_))));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -47,7 +47,7 @@ const RESOURCES: [(&str, &str, Option<&str>); 3] = [
 
 pub fn collect(reader: &mut Reader, proc: &str, out: &mut dyn Sink) -> Result<(), Failure> {
     for (resource, some_name, full_name) in RESOURCES {
-        let text = match reader.read(&[proc, "pressure", resource]) {
+        let text = match reader.read_single(&[proc, "pressure", resource]) {
             Ok(t) => t,
             // No PSI in this kernel (< 4.20, CONFIG_PSI=n, or psi=0): node_exporter's ErrNoData.
             Err(e) if e.is_absent() => return Err(Failure::NoData(e.message)),

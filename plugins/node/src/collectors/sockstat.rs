@@ -100,7 +100,7 @@ pub fn emit(out: &mut dyn Sink, stat: &Sockstat, ipv6: bool, page_size: f64, nam
 pub fn collect(reader: &mut Reader, proc: &str, page_size: f64, out: &mut dyn Sink) -> Result<(), Failure> {
     let mut name = String::new();
     for (file, ipv6) in [("sockstat", false), ("sockstat6", true)] {
-        match reader.read(&[proc, "net", file]) {
+        match reader.read_single(&[proc, "net", file]) {
             Ok(text) => emit(out, &parse(file, text)?, ipv6, page_size, &mut name),
             // No IPv6 (or no IPv4) in this kernel: skipped, as node_exporter does.
             Err(e) if e.kind == std::io::ErrorKind::NotFound => {}

@@ -3,8 +3,9 @@
 
 use crate::failure::Failure;
 use crate::reader::Reader;
+use crate::refresh::Refresh;
 use crate::sink::Sink;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Emits the wall clock. WASI exposes no time zone, so the zone is always UTC; the
 /// offset family is kept because dashboards join on it.
@@ -24,10 +25,34 @@ pub fn emit_now(out: &mut dyn Sink, now: SystemTime) {
     );
 }
 
-pub fn collect(reader: &mut Reader, sys: &str, out: &mut dyn Sink) -> Result<(), Failure> {
-    emit_now(out, SystemTime::now());
-    let dir = format!("{sys}/devices/system/clocksource");
-    let entries = std::fs::read_dir(&dir).map_err(|e| Failure::failed(format!("{dir}: {e}")))?;
+/// The clocksource devices and their available sources, re-listed once a minute:
+/// only the current source changes (when the kernel finds one unstable).
+#[derive(Default)]
+pub struct Time {
+    sources: Vec<(String, String)>,
+    refresh: Refresh,
+}
+
+impl Time {
+    pub fn collect(&mut self, reader: &mut Reader, sys: &str, now: Instant, out: &mut dyn Sink) -> Result<(), Failure> {
+        emit_now(out, SystemTime::now());
+        let dir = format!("{sys}/devices/system/clocksource");
+        if self.refresh.due(now) {
+            self.sources = list_sources(reader, &dir)?;
+            self.refresh.done(now);
+        }
+        for (index, (name, available)) in self.sources.iter().enumerate() {
+            let current = reader.read_attribute(&[&dir, name, "current_clocksource"])?;
+            emit_clocksource(out, &index.to_string(), available, current);
+        }
+        Ok(())
+    }
+}
+
+/// `clocksource<N>` directories in glob (lexical) order, whose index is the `device`
+/// label, with their available sources.
+fn list_sources(reader: &mut Reader, dir: &str) -> Result<Vec<(String, String)>, Failure> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Failure::failed(format!("{dir}: {e}")))?;
     let mut names: Vec<String> = entries
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| {
@@ -35,16 +60,15 @@ pub fn collect(reader: &mut Reader, sys: &str, out: &mut dyn Sink) -> Result<(),
                 .is_some_and(|d| d.starts_with(|c: char| c.is_ascii_digit()))
         })
         .collect();
-    // The `device` label is the index in glob order, which is lexical.
     names.sort_unstable();
-    for (index, name) in names.iter().enumerate() {
+    let mut sources = Vec::with_capacity(names.len());
+    for name in names {
         let available = reader
-            .read_attribute(&[&dir, name, "available_clocksource"])?
+            .read_attribute(&[dir, &name, "available_clocksource"])?
             .to_string();
-        let current = reader.read_attribute(&[&dir, name, "current_clocksource"])?;
-        emit_clocksource(out, &index.to_string(), &available, current);
+        sources.push((name, available));
     }
-    Ok(())
+    Ok(sources)
 }
 
 pub fn emit_clocksource(out: &mut dyn Sink, device: &str, available: &str, current: &str) {
@@ -87,10 +111,23 @@ mod tests {
         std::fs::write(cs.join("available_clocksource"), "kvm-clock tsc acpi_pm \n").unwrap();
         std::fs::write(cs.join("current_clocksource"), "tsc\n").unwrap();
         let mut r = Recorder::default();
-        collect(&mut Reader::default(), root.to_str().unwrap(), &mut r).unwrap();
+        let mut time = Time::default();
+        let t0 = Instant::now();
+        time.collect(&mut Reader::default(), root.to_str().unwrap(), t0, &mut r)
+            .unwrap();
         assert_eq!(r.count("node_time_clocksource_available_info"), 3);
         let current = [("device", "0"), ("clocksource", "tsc")];
         assert_eq!(r.value("node_time_clocksource_current_info", &current), Some(1.0));
+        std::fs::write(cs.join("current_clocksource"), "hpet\n").unwrap();
+        let mut r = Recorder::default();
+        time.collect(&mut Reader::default(), root.to_str().unwrap(), t0, &mut r)
+            .unwrap();
+        let current = [("device", "0"), ("clocksource", "hpet")];
+        assert_eq!(
+            r.value("node_time_clocksource_current_info", &current),
+            Some(1.0),
+            "current is read each time"
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
