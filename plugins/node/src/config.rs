@@ -23,7 +23,9 @@ pub struct Config {
     /// without a grant for it, those labels are empty, as node_exporter without udev.
     pub udev_data_path: String,
     /// os-release files, tried in order by the os collector. Optional grants: when
-    /// none is readable the collector reports no data.
+    /// none is readable the collector reports no data. /etc/os-release is usually a
+    /// symlink to ../usr/lib/os-release, which a WASI guest may follow only when
+    /// /usr/lib is granted as well: grant "/usr/lib" (or both).
     pub os_release_paths: Vec<String>,
     /// Mount points the filesystem collector skips. An entry excludes that mount
     /// point and everything below it; an entry ending in `/` excludes only what is

@@ -26,7 +26,10 @@ pub struct ReadError {
 impl ReadError {
     /// The file (or the directory granting it) is not there: optional data is absent.
     pub fn is_absent(&self) -> bool {
-        matches!(self.kind, ErrorKind::NotFound | ErrorKind::PermissionDenied | ErrorKind::Unsupported)
+        matches!(
+            self.kind,
+            ErrorKind::NotFound | ErrorKind::PermissionDenied | ErrorKind::Unsupported
+        )
     }
 }
 
@@ -144,7 +147,10 @@ impl Reader {
         let mut reopen = true;
         if let Some(open) = self.open.get_mut(self.path.as_str()) {
             open.used = generation;
-            result = open.file.seek(SeekFrom::Start(0)).and_then(|_| fill(&mut open.file, &mut self.buf, limit, end));
+            result = open
+                .file
+                .seek(SeekFrom::Start(0))
+                .and_then(|_| fill(&mut open.file, &mut self.buf, limit, end));
             match &result {
                 Ok(_) => reopen = false,
                 // EINVAL is the attribute's answer (`speed` of a link that is down), not
@@ -158,7 +164,10 @@ impl Reader {
         if reopen {
             result = File::open(&self.path).and_then(|mut file| {
                 let read = fill(&mut file, &mut self.buf, limit, end);
-                if read.as_ref().map_or_else(|e| e.kind() == ErrorKind::InvalidInput, |_| true) {
+                if read
+                    .as_ref()
+                    .map_or_else(|e| e.kind() == ErrorKind::InvalidInput, |_| true)
+                {
                     self.open.insert(self.path.clone(), Open { file, used: generation });
                 }
                 read
@@ -166,7 +175,12 @@ impl Reader {
         }
         match result {
             Ok(len) => self.len = len,
-            Err(e) => return Err(ReadError { kind: e.kind(), message: format!("{}: {e}", self.path) }),
+            Err(e) => {
+                return Err(ReadError {
+                    kind: e.kind(),
+                    message: format!("{}: {e}", self.path),
+                });
+            }
         }
         if std::str::from_utf8(&self.buf[..self.len]).is_err() {
             self.lossy.push_str(&String::from_utf8_lossy(&self.buf[..self.len]));
@@ -242,7 +256,11 @@ mod tests {
         assert_eq!(r.read_attribute(&[d, "one"]).unwrap(), "0x1003");
         let page: String = "x".repeat(20000);
         std::fs::write(dir.join("page"), &page).unwrap();
-        assert_eq!(r.read_attribute(&[d, "page"]).unwrap(), page, "a full first read is not the end");
+        assert_eq!(
+            r.read_attribute(&[d, "page"]).unwrap(),
+            page,
+            "a full first read is not the end"
+        );
         assert_eq!(r.read_records(&[d, "big"]).unwrap(), big);
         let e = r.read(&[d, "absent"]).unwrap_err();
         assert!(e.is_absent());
