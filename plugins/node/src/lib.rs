@@ -17,7 +17,7 @@ mod sink;
 
 use collectors::Name;
 use collectors::filesystem::{Answer, Exclusions, Filesystem, Usage};
-use collectors::{cpu::Cpu, netclass::Netclass, netdev::Netdev, os::Os, time::Time};
+use collectors::{cpu::Cpu, diskstats::Diskstats, netclass::Netclass, netdev::Netdev, os::Os, time::Time};
 use config::Config;
 use failure::Failure;
 use reader::Reader;
@@ -49,6 +49,7 @@ struct State {
     proc_stat: String,
     proc_stat_loaded: bool,
     cpu: Cpu,
+    diskstats: Diskstats,
     filesystem: Filesystem,
     netclass: Netclass,
     netdev: Netdev,
@@ -157,6 +158,7 @@ impl State {
             proc_stat: String::new(),
             proc_stat_loaded: false,
             cpu: Cpu::default(),
+            diskstats: Diskstats::default(),
             filesystem: Filesystem::default(),
             netclass: Netclass::default(),
             netdev: Netdev::default(),
@@ -180,7 +182,9 @@ impl State {
                 collectors::stat::emit(out, &collectors::stat::parse(&self.proc_stat)?);
                 Ok(())
             }
-            Name::Diskstats => collectors::diskstats::collect(reader, proc, self.udev.as_deref(), out),
+            Name::Diskstats => self
+                .diskstats
+                .collect(reader, proc, self.udev.as_deref(), Instant::now(), out),
             Name::Filefd => {
                 let text = reader.read_single(&[proc, "sys/fs/file-nr"])?;
                 collectors::filefd::emit(out, collectors::filefd::parse(text)?);

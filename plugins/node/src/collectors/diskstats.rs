@@ -5,7 +5,9 @@
 use crate::failure::{Failure, malformed};
 use crate::number;
 use crate::reader::Reader;
+use crate::refresh::Refresh;
 use crate::sink::Sink;
+use std::time::Instant;
 
 /// node_exporter 1.5's default `--collector.diskstats.device-exclude`, written out:
 /// `^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$`, i.e. partitions and pseudo
@@ -329,25 +331,51 @@ fn emit_udev(out: &mut dyn Sink, device: &str, u: &Udev) {
     }
 }
 
-/// `udev` is the udev database directory, when readable.
-pub fn collect(reader: &mut Reader, proc: &str, udev: Option<&str>, out: &mut dyn Sink) -> Result<(), Failure> {
-    // Copied out because the udev reads reuse the reader's buffer.
-    let text = reader.read_records(&[proc, "diskstats"])?.to_string();
-    let mut entry = String::new();
-    for disk in parse(&text)? {
-        if excluded(disk.name) {
-            continue;
+/// The udev database entry of each device, by `b<major>:<minor>`. Entries change
+/// when a disk is partitioned or formatted, so they are re-read once a minute (and
+/// at once for a device not seen before), not at every collection.
+#[derive(Default)]
+pub struct Diskstats {
+    udev: Vec<(String, String)>,
+    refresh: Refresh,
+}
+
+impl Diskstats {
+    /// `udev` is the udev database directory, when readable.
+    pub fn collect(
+        &mut self,
+        reader: &mut Reader,
+        proc: &str,
+        udev: Option<&str>,
+        now: Instant,
+        out: &mut dyn Sink,
+    ) -> Result<(), Failure> {
+        // Copied out because the udev reads reuse the reader's buffer.
+        let text = reader.read_records(&[proc, "diskstats"])?.to_string();
+        let disks = parse(&text)?;
+        if self.refresh.due(now) {
+            self.udev.clear();
+            self.refresh.done(now);
         }
-        entry.clear();
-        if let Some(dir) = udev {
-            let name = format!("b{}:{}", disk.major, disk.minor);
-            if let Ok(t) = reader.read(&[dir, &name]) {
-                entry.push_str(t);
-            }
+        let mut key = String::new();
+        for disk in disks.iter().filter(|d| !excluded(d.name)) {
+            key.clear();
+            key.push_str("b");
+            key.push_str(disk.major);
+            key.push(':');
+            key.push_str(disk.minor);
+            let i = match self.udev.iter().position(|(k, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    let entry = udev.and_then(|dir| reader.read(&[dir, &key]).ok()).unwrap_or_default();
+                    self.udev.push((key.clone(), entry.to_string()));
+                    self.udev.len() - 1
+                }
+            };
+            emit(out, disk, &parse_udev(&self.udev[i].1));
         }
-        emit(out, &disk, &parse_udev(&entry));
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -479,6 +507,31 @@ mod tests {
             r.value("node_disk_ata_write_cache_enabled", &[("device", "vda")]),
             Some(1.0)
         );
+    }
+
+    #[test]
+    fn udev_entries_are_read_once_a_minute() {
+        let root = std::env::temp_dir().join(format!("sonde-node-udev-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("proc")).unwrap();
+        std::fs::create_dir_all(root.join("udev")).unwrap();
+        std::fs::write(root.join("proc/diskstats"), DISKSTATS).unwrap();
+        std::fs::write(root.join("udev/b254:0"), "E:ID_MODEL=old\n").unwrap();
+        let (proc, udev) = (root.join("proc"), root.join("udev"));
+        let (proc, udev) = (proc.to_str().unwrap(), udev.to_str().unwrap());
+        let mut d = Diskstats::default();
+        let t0 = Instant::now();
+        let mut model = |at: u64| {
+            let mut r = Recorder::default();
+            let now = t0 + std::time::Duration::from_secs(at);
+            d.collect(&mut Reader::default(), proc, Some(udev), now, &mut r).unwrap();
+            let info = r.find("node_disk_info", &[("device", "vda")]).unwrap();
+            info.labels.iter().find(|(n, _)| n == "model").unwrap().1.clone()
+        };
+        assert_eq!(model(0), "old");
+        std::fs::write(root.join("udev/b254:0"), "E:ID_MODEL=new\n").unwrap();
+        assert_eq!(model(30), "old");
+        assert_eq!(model(60), "new");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
