@@ -360,7 +360,7 @@ impl Diskstats {
         let mut key = String::new();
         for disk in disks.iter().filter(|d| !excluded(d.name)) {
             key.clear();
-            key.push_str("b");
+            key.push('b');
             key.push_str(disk.major);
             key.push(':');
             key.push_str(disk.minor);
