@@ -38,6 +38,12 @@ const CASES: &[Case] = &[
         recreated: true,
     },
     Case {
+        mode: "stack-overflow",
+        error_contains: &["trapped"],
+        reason: "trap",
+        recreated: true,
+    },
+    Case {
         mode: "garbage",
         error_contains: &["invalid output"],
         reason: "invalid_output",
@@ -229,6 +235,11 @@ fn node_keeps_its_schedule(sonde: &Sonde) {
     }
     // The first value seen was set before the window began.
     let advances = |n: usize| n.saturating_sub(1);
+    println!(
+        "in {WINDOW:?}: lastScrape advanced {} times, scrape_samples_scraped {} times",
+        advances(last_scrapes.len()),
+        advances(stamps.len())
+    );
     assert!(
         advances(last_scrapes.len()) >= MIN_SCRAPES,
         "node's lastScrape advanced {} times in {WINDOW:?} (interval 1s): {last_scrapes:?}",

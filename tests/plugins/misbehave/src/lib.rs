@@ -6,11 +6,13 @@
 //! hand the host batches the SDK would never build.
 //!
 //! Modes: `ok` (a gauge `misbehave_ok 1`), `loop` (never returns), `alloc` (touches
-//! 1 GiB in 1 MiB steps), `panic`, `garbage` (a sample of a series id that was never
-//! registered), `garbage-len` (more ids than values), `read-file` (reads /etc/hostname,
-//! which no test grants), `http` (GET `http://<target>/` through wasi:http), `tcp`
-//! (connects to `<target>`). The access modes succeed, and emit a sample, if the host
-//! lets them through, so a test only passes when the host really refuses.
+//! 1 GiB in 1 MiB steps), `panic`, `stack-overflow` (overflows the shadow stack in
+//! linear memory: a trap, not a panic), `garbage` (a sample of a series id that was
+//! never registered), `garbage-len` (more ids than values), `read-file` (reads
+//! /etc/hostname, which no test grants), `http` (GET `http://<target>/` through
+//! wasi:http), `tcp` (connects to `<target>`). The access modes succeed, and emit a
+//! sample, if the host lets them through, so a test only passes when the host really
+//! refuses.
 
 use serde::Deserialize;
 use sonde_plugin_sdk::bindings::exports::sonde::plugin::source::{Batch, Guest, PluginInfo};
@@ -25,6 +27,7 @@ enum Mode {
     Loop,
     Alloc,
     Panic,
+    StackOverflow,
     Garbage,
     GarbageLen,
     ReadFile,
@@ -111,6 +114,7 @@ fn collect(state: &mut State) -> Result<Batch, Error> {
             ))
         }
         Mode::Panic => panic!("misbehave: deliberate panic in collect"),
+        Mode::StackOverflow => Ok(gauge(state, "misbehave_depth", recurse(0) as f64)),
         Mode::Garbage => Ok(Batch {
             ids: vec![UNKNOWN_ID],
             values: vec![1.0],
@@ -137,6 +141,15 @@ fn collect(state: &mut State) -> Result<Batch, Error> {
             Err(e) => Err(Error::unreachable(format!("connect to {target}: {e}"))),
         },
     }
+}
+
+/// Never returns: each call adds a frame until the wasm call stack is exhausted.
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let mut pad = [0u8; 256];
+    pad[depth as usize % 256] = 1;
+    std::hint::black_box(&mut pad);
+    recurse(std::hint::black_box(depth + 1)) + pad[0] as u64
 }
 
 fn empty() -> Batch {
