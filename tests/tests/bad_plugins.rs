@@ -14,65 +14,24 @@ struct Case {
     mode: &'static str,
     error_contains: &'static [&'static str],
     reason: &'static str,
-    /// A trap leaves the instance unusable, so sonde must re-create it.
+    /// The instance cannot be trusted after this failure (a trap leaves it in an
+    /// unknown state, an invalid batch leaves its series registry out of step with
+    /// the host's), so sonde must re-create it. An error value the plugin returned
+    /// itself (`denied`) leaves it usable.
     recreated: bool,
 }
 
+#[rustfmt::skip]
 const CASES: &[Case] = &[
-    Case {
-        mode: "loop",
-        error_contains: &["timeout"],
-        reason: "timeout",
-        recreated: true,
-    },
-    Case {
-        mode: "alloc",
-        error_contains: &["memory limit"],
-        reason: "out_of_memory",
-        recreated: true,
-    },
-    Case {
-        mode: "panic",
-        error_contains: &["panicked", "deliberate panic"],
-        reason: "panic",
-        recreated: true,
-    },
-    Case {
-        mode: "stack-overflow",
-        error_contains: &["trapped"],
-        reason: "trap",
-        recreated: true,
-    },
-    Case {
-        mode: "garbage",
-        error_contains: &["invalid output"],
-        reason: "invalid_output",
-        recreated: false,
-    },
-    Case {
-        mode: "garbage-len",
-        error_contains: &["invalid output"],
-        reason: "invalid_output",
-        recreated: false,
-    },
-    Case {
-        mode: "read-file",
-        error_contains: &["denied", "/etc/hostname"],
-        reason: "denied",
-        recreated: false,
-    },
-    Case {
-        mode: "http",
-        error_contains: &["denied"],
-        reason: "denied",
-        recreated: false,
-    },
-    Case {
-        mode: "tcp",
-        error_contains: &["denied"],
-        reason: "denied",
-        recreated: false,
-    },
+    Case { mode: "loop", error_contains: &["timeout"], reason: "timeout", recreated: true },
+    Case { mode: "alloc", error_contains: &["memory limit"], reason: "out_of_memory", recreated: true },
+    Case { mode: "panic", error_contains: &["panicked", "deliberate panic"], reason: "panic", recreated: true },
+    Case { mode: "stack-overflow", error_contains: &["trapped"], reason: "trap", recreated: true },
+    Case { mode: "garbage", error_contains: &["invalid output"], reason: "invalid_output", recreated: true },
+    Case { mode: "garbage-len", error_contains: &["invalid output"], reason: "invalid_output", recreated: true },
+    Case { mode: "read-file", error_contains: &["denied", "/etc/hostname"], reason: "denied", recreated: false },
+    Case { mode: "http", error_contains: &["denied"], reason: "denied", recreated: false },
+    Case { mode: "tcp", error_contains: &["denied"], reason: "denied", recreated: false },
 ];
 
 /// Failures each bad instance must have had before the schedule and memory checks:
@@ -113,8 +72,9 @@ fn plugins_toml(http_target: &str, tcp_target: &str) -> String {
 
 #[test]
 fn bad_plugins_are_contained_and_reported() {
-    // Real listeners: if sonde let the plugin through, the connect would succeed and
-    // the plugin would report success instead of a denial.
+    // Real listeners: if sonde let the plugin through, the TCP connect would succeed
+    // (and the plugin report success) and the HTTP request would hang until the
+    // timeout, so only a real denial passes.
     let http_peer = TcpListener::bind("127.0.0.1:0").unwrap();
     let tcp_peer = TcpListener::bind("127.0.0.1:0").unwrap();
     let toml = plugins_toml(
