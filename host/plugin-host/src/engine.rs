@@ -36,6 +36,7 @@ pub struct EngineOptions {
 
 pub struct PluginEngine {
     engine: Engine,
+    config: Config,
     linker: Linker<State>,
     cache: Option<CompileCache>,
     ticker_stop: Arc<AtomicBool>,
@@ -76,7 +77,7 @@ impl PluginEngine {
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), ticker_stop.clone());
         let cache = opts.cache_dir.clone().map(|d| CompileCache::new(d, &engine));
-        Ok(PluginEngine { engine, linker, cache, ticker_stop })
+        Ok(PluginEngine { engine, config, linker, cache, ticker_stop })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -93,8 +94,7 @@ impl PluginEngine {
         let component = match cached {
             Some(c) => c,
             None => {
-                let c = Component::new(&self.engine, &bytes)
-                    .map_err(|e| LoadError::Compile { path: path.into(), message: format!("{e:#}") })?;
+                let c = self.compile(&bytes).map_err(|e| LoadError::Compile { path: path.into(), message: format!("{e:#}") })?;
                 if let Some(cache) = &self.cache {
                     cache.put(&sha, &c);
                 }
@@ -103,6 +103,23 @@ impl PluginEngine {
         };
         let plugin = self.link(path, component, sha)?;
         Ok((plugin, LoadStats { from_cache, took: start.elapsed() }))
+    }
+
+    /// Compiles with a short-lived engine of the same configuration: wasmtime keeps
+    /// Cranelift's per-thread compiler contexts (tens of MB) for the engine's lifetime,
+    /// which an idle daemon should not carry. The artifact is then loaded into the
+    /// long-lived engine (same config, so the same compatibility hash).
+    fn compile(&self, wasm: &[u8]) -> wasmtime::Result<Component> {
+        let compiled = {
+            let mut config = self.config.clone();
+            // Rayon's worker threads would outlive the compile with their heaps.
+            config.parallel_compilation(false);
+            let compiler = Engine::new(&config)?;
+            compiler.precompile_component(wasm)?
+        };
+        // SAFETY: the bytes were produced just above by `precompile_component` of an
+        // engine with an identical configuration.
+        unsafe { Component::deserialize(&self.engine, &compiled) }
     }
 
     fn link(&self, path: &Path, component: Component, sha256: String) -> Result<Plugin, LoadError> {
