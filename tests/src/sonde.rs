@@ -37,6 +37,8 @@ pub struct SondeOptions {
     pub plugins_file: Option<PathBuf>,
     /// `--plugin-dir`; default: the bundled plugins ([`plugin_dir`]).
     pub plugin_dir: Option<PathBuf>,
+    /// Leave out the `run` subcommand (`sonde` alone runs the daemon).
+    pub bare: bool,
 }
 
 pub struct Sonde {
@@ -61,7 +63,7 @@ impl Sonde {
             .prefix("sonde-e2e-")
             .tempdir()
             .expect("create a temp dir");
-        let mut args: Vec<String> = vec!["run".into()];
+        let mut args: Vec<String> = if opts.bare { vec![] } else { vec!["run".into()] };
         if let Some(text) = &opts.sonde_toml {
             args.extend(["--config".into(), write(dir.path(), "sonde.toml", text)]);
         }

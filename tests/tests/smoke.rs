@@ -1,7 +1,7 @@
 //! The binary answers `--version` and `--help`, and the repository's default
 //! plugins.toml brings the node target up.
 
-use sonde_tests::{Exposition, Sonde, SondeOptions, repo_root, run_sonde};
+use sonde_tests::{Exposition, Sonde, SondeOptions, repo_root, run_sonde, test_plugin, toml_str};
 use std::time::Duration;
 
 #[test]
@@ -24,6 +24,21 @@ fn version_and_help() {
             out.stdout
         );
     }
+}
+
+/// `sonde` without a subcommand is `sonde run`.
+#[test]
+fn bare_sonde_runs_the_daemon() {
+    let plugins = format!(
+        "[synthetic]\nplugin = {}\ninterval = \"2s\"\ntimeout = \"1s\"\n",
+        toml_str(test_plugin("synthetic").display().to_string())
+    );
+    let sonde = Sonde::start_with(SondeOptions {
+        plugins_toml: Some(plugins),
+        bare: true,
+        ..Default::default()
+    });
+    sonde.wait_health("synthetic", "up", Duration::from_secs(30));
 }
 
 #[test]
