@@ -4,7 +4,9 @@ use crate::bindings::sonde::plugin::host::{FsStats, Host, Level, UnameInfo};
 use crate::bindings::sonde::plugin::types::{self, Error};
 use crate::state::State;
 use std::ffi::CStr;
-use std::time::Duration;
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Log lines a plugin may write per call; more are dropped (with one notice) so a
 /// looping plugin cannot flood the host's log.
@@ -71,13 +73,27 @@ impl Host for State {
     }
 }
 
-/// Whether `path` is listed as a mount point in /proc/self/mounts (octal escapes
-/// such as `\040` for a space are decoded).
+/// How long a read of the mount tables is reused: a collection calls statfs once per
+/// mount, and the tables rarely change.
+const MOUNTS_TTL: Duration = Duration::from_secs(1);
+
+/// Whether `path` is a mount point in the host's mount namespace or in PID 1's (the
+/// node plugin lists /proc/1/mounts, as node_exporter does). Restricting statfs to
+/// mount points keeps it from being a probe for arbitrary paths.
 fn is_mount_point(path: &str) -> bool {
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
-        return false;
-    };
-    mounts.lines().filter_map(|l| l.split(' ').nth(1)).any(|m| unescape_mount(m) == path)
+    static CACHE: Mutex<Option<(Instant, HashSet<String>)>> = Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let fresh = cache.as_ref().is_some_and(|(at, _)| at.elapsed() < MOUNTS_TTL);
+    if !fresh {
+        let mut set = HashSet::new();
+        for table in ["/proc/self/mounts", "/proc/1/mounts"] {
+            if let Ok(text) = std::fs::read_to_string(table) {
+                set.extend(text.lines().filter_map(|l| l.split(' ').nth(1)).map(unescape_mount));
+            }
+        }
+        *cache = Some((Instant::now(), set));
+    }
+    cache.as_ref().is_some_and(|(_, set)| set.contains(path))
 }
 
 fn unescape_mount(s: &str) -> String {

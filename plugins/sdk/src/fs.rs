@@ -11,8 +11,9 @@ use std::path::Path;
 /// so plugins call this once in `configure` for each directory they need; the user
 /// then sees which grant to add instead of a puzzling ENOENT.
 pub fn require_grant(dir: &str) -> Result<(), Error> {
-    match std::fs::read_dir(dir) {
-        Ok(_) => Ok(()),
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::Denied(format!("{dir} is not a directory"))),
         Err(e) => Err(Error::Denied(format!(
             "cannot read {dir} ({e}): add \"{dir}\" to grants.read of this plugin in plugins.toml"
         ))),

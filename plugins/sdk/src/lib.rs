@@ -2,7 +2,7 @@
 //!
 //! A plugin implements [`Plugin`] and calls [`export_plugin!`]:
 //!
-//! ```ignore
+//! ```
 //! use sonde_plugin_sdk::{export_plugin, Collection, Error, Info, Plugin};
 //!
 //! struct Uptime;
@@ -142,8 +142,22 @@ pub mod runtime {
 }
 
 /// Exports a [`Plugin`] implementation as the component's `source` interface.
+///
+/// Expands to nothing on native targets, so a plugin crate's unit tests build with
+/// a plain `cargo test` (the export symbols only make sense in a component).
 #[macro_export]
 macro_rules! export_plugin {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            $crate::__export_plugin_impl!($plugin);
+        };
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_plugin_impl {
     ($plugin:ty) => {
         struct __SondeExport;
         impl $crate::bindings::exports::sonde::plugin::source::Guest for __SondeExport {

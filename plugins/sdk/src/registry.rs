@@ -15,7 +15,7 @@ struct SeriesRec {
     name: Box<str>,
     labels: Box<[(Box<str>, Box<str>)]>,
     /// The collection in which this series was last emitted.
-    seen: u32,
+    seen: u64,
 }
 
 impl SeriesRec {
@@ -35,7 +35,7 @@ pub(crate) struct Registry {
     free: Vec<u32>,
     /// Hash of (family, name, labels) → ids with that hash (almost always one).
     index: Index,
-    epoch: u32,
+    epoch: u64,
 }
 
 /// The output of one collection, handed to [`crate::Plugin::collect`].
@@ -43,6 +43,8 @@ pub struct Collection<'a> {
     reg: &'a mut Registry,
     batch: Batch,
     error: Option<Error>,
+    /// Series emitted more than once in this collection (the first value is kept).
+    duplicates: Vec<String>,
 }
 
 /// Mixes `bytes` into `hash` eight bytes at a time (the Fx hash step): this runs for
@@ -93,7 +95,7 @@ type Index = HashMap<u64, Vec<u32>, std::hash::BuildHasherDefault<Prehashed>>;
 
 impl<'a> Collection<'a> {
     pub(crate) fn new(reg: &'a mut Registry) -> Self {
-        reg.epoch = reg.epoch.wrapping_add(1);
+        reg.epoch += 1;
         Collection {
             reg,
             batch: Batch {
@@ -105,6 +107,7 @@ impl<'a> Collection<'a> {
                 timestamps: Vec::new(),
             },
             error: None,
+            duplicates: Vec::new(),
         }
     }
 
@@ -136,8 +139,8 @@ impl<'a> Collection<'a> {
     }
 
     /// Emits one sample of `family`. `name` is the sample name (the family name, or
-    /// e.g. `<family>_bucket`). Emitting the same series twice in one collection is
-    /// an error reported when the collection ends.
+    /// e.g. `<family>_bucket`). Emitting the same series twice in one collection keeps
+    /// the first value and logs a warning (as Prometheus drops duplicate samples).
     pub fn sample(&mut self, family: Family, name: &str, labels: &[(&str, &str)], value: f64) {
         self.push(family, name, labels, value, NOW);
     }
@@ -199,11 +202,8 @@ impl<'a> Collection<'a> {
         let id = self.lookup_or_register(family.0, name, labels);
         let rec = self.reg.series[id as usize].as_mut().expect("registered id");
         if rec.seen == self.reg.epoch {
-            if self.error.is_none() {
-                self.error = Some(Error::Failed(format!(
-                    "series {name}{} emitted twice in one collection",
-                    render_labels(labels)
-                )));
+            if self.duplicates.len() < 5 {
+                self.duplicates.push(format!("{name}{}", render_labels(labels)));
             }
             return;
         }
@@ -253,11 +253,18 @@ impl<'a> Collection<'a> {
     }
 
     /// Ends the collection: releases series not emitted this time and returns the
-    /// batch (or the first error).
+    /// batch. On error, the definitions made during this collection are undone: the
+    /// host never saw them, so later batches must define them again.
     pub(crate) fn finish(mut self, result: Result<(), Error>) -> Result<Batch, Error> {
-        result?;
-        if let Some(e) = self.error.take() {
+        if let Err(e) = result.and(self.error.take().map_or(Ok(()), Err)) {
+            self.rollback();
             return Err(e);
+        }
+        if !self.duplicates.is_empty() {
+            crate::log::warn(&format!(
+                "series emitted more than once in one collection (first value kept): {}",
+                self.duplicates.join(", ")
+            ));
         }
         if self.batch.timestamps.len() > 0 && self.batch.timestamps.len() < self.batch.ids.len() {
             self.batch.timestamps.resize(self.batch.ids.len(), NOW);
@@ -279,6 +286,26 @@ impl<'a> Collection<'a> {
             }
         }
         Ok(self.batch)
+    }
+}
+
+impl Collection<'_> {
+    fn rollback(&mut self) {
+        for s in &self.batch.series {
+            if let Some(rec) = self.reg.series[s.id as usize].take() {
+                let hash = series_hash(rec.family, &rec.name, &borrow_labels(&rec.labels));
+                if let Some(ids) = self.reg.index.get_mut(&hash) {
+                    ids.retain(|i| *i != s.id);
+                    if ids.is_empty() {
+                        self.reg.index.remove(&hash);
+                    }
+                }
+                self.reg.free.push(s.id);
+            }
+        }
+        for f in &self.batch.families {
+            self.reg.families.remove(f.name.as_str());
+        }
     }
 }
 
@@ -358,13 +385,32 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_series_in_one_collection_is_an_error() {
+    fn duplicate_series_keep_the_first_value() {
         let mut reg = Registry::default();
-        let r = collect(&mut reg, |c| {
+        let mut c = Collection::new(&mut reg);
+        c.gauge("a", "h", &[], 1.0);
+        c.gauge("a", "h", &[], 2.0);
+        assert_eq!(c.duplicates, vec!["a{}".to_string()]);
+        assert_eq!(c.batch.values, vec![1.0]);
+    }
+
+    #[test]
+    fn a_failed_collection_leaves_no_definitions_behind() {
+        let mut reg = Registry::default();
+        collect(&mut reg, |c| c.gauge("a", "h", &[], 1.0)).unwrap();
+        let mut c = Collection::new(&mut reg);
+        c.gauge("a", "h", &[], 1.0);
+        c.gauge("b", "h", &[], 2.0);
+        assert!(c.finish(Err(Error::Failed("boom".into()))).is_err());
+        let b = collect(&mut reg, |c| {
             c.gauge("a", "h", &[], 1.0);
-            c.gauge("a", "h", &[], 2.0);
-        });
-        assert!(matches!(r, Err(Error::Failed(m)) if m.contains("emitted twice")));
+            c.gauge("b", "h", &[], 2.0);
+        })
+        .unwrap();
+        let names: Vec<&str> = b.families.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["b"], "b is defined again, a was known before");
+        assert_eq!(b.series.len(), 1);
+        assert_eq!(b.series[0].name, "b");
     }
 
     #[test]
