@@ -8,16 +8,12 @@ use crate::cache::{CompileCache, sha256_hex};
 use crate::error::LoadError;
 use crate::instance::Plugin;
 use crate::state::State;
+use crate::ticker::Ticker;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
-
-/// How often the epoch advances; the granularity of timeouts and of yielding a
-/// CPU-bound plugin back to the scheduler.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Core instances per component: a Rust wasip2 component has a handful (the module
 /// plus adapter shims); componentize-py components have more.
@@ -39,7 +35,7 @@ pub struct PluginEngine {
     config: Config,
     linker: Linker<State>,
     cache: Option<CompileCache>,
-    ticker_stop: Arc<AtomicBool>,
+    ticker: Arc<Ticker>,
 }
 
 /// How a plugin was loaded (for logs, /metrics and the benchmark).
@@ -74,10 +70,10 @@ impl PluginEngine {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_err)?;
         crate::bindings::Collector::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
             .map_err(engine_err)?;
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_ticker(engine.clone(), ticker_stop.clone());
+        let e = engine.clone();
+        let ticker = Ticker::start(move || e.increment_epoch());
         let cache = opts.cache_dir.clone().map(|d| CompileCache::new(d, &engine));
-        Ok(PluginEngine { engine, config, linker, cache, ticker_stop })
+        Ok(PluginEngine { engine, config, linker, cache, ticker })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -127,26 +123,14 @@ impl PluginEngine {
         let imports = component_imports(&self.engine, &component);
         let pre = self.linker.instantiate_pre(&component).map_err(link_err)?;
         let pre = CollectorPre::new(pre).map_err(link_err)?;
-        Ok(Plugin::new(self.engine.clone(), pre, sha256, imports))
+        Ok(Plugin::new(self.engine.clone(), self.ticker.clone(), pre, sha256, imports))
     }
 }
 
 impl Drop for PluginEngine {
     fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
+        self.ticker.stop();
     }
-}
-
-fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) {
-    std::thread::Builder::new()
-        .name("sonde-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
-            }
-        })
-        .expect("spawn epoch ticker thread");
 }
 
 /// The interfaces a component imports, for `sonde plugin inspect`.

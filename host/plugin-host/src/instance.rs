@@ -4,7 +4,7 @@
 //! (a guest blocked in a host call).
 
 use crate::bindings::{Batch, Collector, CollectorPre, PluginInfo};
-use crate::engine::EPOCH_TICK;
+use crate::ticker::{EPOCH_TICK, Ticker};
 use crate::error::CallError;
 use crate::grants::Grants;
 use crate::host_api::LOG_LINES_PER_CALL;
@@ -18,6 +18,7 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 #[derive(Clone)]
 pub struct Plugin {
     engine: Engine,
+    ticker: Arc<Ticker>,
     pre: CollectorPre<State>,
     /// SHA-256 of the component bytes.
     pub sha256: String,
@@ -39,11 +40,18 @@ pub struct InstanceSpec {
 pub struct PluginInstance {
     store: Store<State>,
     bindings: Collector,
+    ticker: Arc<Ticker>,
 }
 
 impl Plugin {
-    pub(crate) fn new(engine: Engine, pre: CollectorPre<State>, sha256: String, imports: Vec<String>) -> Self {
-        Plugin { engine, pre, sha256, imports }
+    pub(crate) fn new(
+        engine: Engine,
+        ticker: Arc<Ticker>,
+        pre: CollectorPre<State>,
+        sha256: String,
+        imports: Vec<String>,
+    ) -> Self {
+        Plugin { engine, ticker, pre, sha256, imports }
     }
 
     /// Creates a fresh instance (new store, new WASI context from the grants).
@@ -59,6 +67,7 @@ impl Plugin {
             _ => Ok(UpdateDeadline::Yield(1)),
         });
         store.data_mut().deadline = Some(Instant::now() + timeout);
+        let _busy = self.ticker.busy();
         let fut = self.pre.instantiate_async(&mut store);
         let bindings = match tokio::time::timeout(timeout + EPOCH_TICK * 2, fut).await {
             Ok(Ok(b)) => b,
@@ -66,25 +75,28 @@ impl Plugin {
             Err(_) => return Err(CallError::Timeout(timeout)),
         };
         store.data_mut().deadline = None;
-        Ok(PluginInstance { store, bindings })
+        Ok(PluginInstance { store, bindings, ticker: self.ticker.clone() })
     }
 }
 
 impl PluginInstance {
     pub async fn describe(&mut self, timeout: Duration) -> Result<PluginInfo, CallError> {
-        let PluginInstance { store, bindings } = self;
+        let PluginInstance { store, bindings, ticker } = self;
+        let _busy = ticker.busy();
         guarded(store, timeout, |s| bindings.sonde_plugin_source().call_describe(s)).await
     }
 
     pub async fn configure(&mut self, config_json: &str, timeout: Duration) -> Result<(), CallError> {
-        let PluginInstance { store, bindings } = self;
+        let PluginInstance { store, bindings, ticker } = self;
+        let _busy = ticker.busy();
         guarded(store, timeout, |s| bindings.sonde_plugin_source().call_configure(s, config_json))
             .await?
             .map_err(CallError::Plugin)
     }
 
     pub async fn collect(&mut self, timeout: Duration) -> Result<Batch, CallError> {
-        let PluginInstance { store, bindings } = self;
+        let PluginInstance { store, bindings, ticker } = self;
+        let _busy = ticker.busy();
         guarded(store, timeout, |s| bindings.sonde_plugin_source().call_collect(s)).await?.map_err(CallError::Plugin)
     }
 
@@ -107,6 +119,9 @@ where
     F: FnOnce(&'s mut Store<State>) -> Fut,
     Fut: Future<Output = wasmtime::Result<T>> + 's,
 {
+    // The deadline callback runs when the epoch passes the store's deadline: re-arm it
+    // relative to now (the ticker was idle between calls).
+    store.set_epoch_deadline(1);
     let data = store.data_mut();
     data.deadline = Some(Instant::now() + timeout);
     data.log_budget = LOG_LINES_PER_CALL;
@@ -128,8 +143,10 @@ where
 }
 
 fn classify_trap(e: wasmtime::Error, timeout: Duration, refused: Option<usize>, stderr: &crate::state::StderrTail) -> CallError {
+    // lastError is one line: the cause. The wasm backtrace goes to the debug log.
+    tracing::debug!(target: "sonde::plugin", "call failed: {e:?}");
     if refused.is_some() {
-        return CallError::OutOfMemory(format!("{e:#}"));
+        return CallError::OutOfMemory(e.root_cause().to_string());
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => CallError::Timeout(timeout),
@@ -138,7 +155,8 @@ fn classify_trap(e: wasmtime::Error, timeout: Duration, refused: Option<usize>, 
             let msg = panic_message(&text).unwrap_or_else(|| "unreachable executed (no panic message on stderr)".into());
             CallError::Panic(msg)
         }
-        _ => CallError::Trap(format!("{e:#}")),
+        Some(trap) => CallError::Trap(trap.to_string()),
+        None => CallError::Trap(e.root_cause().to_string()),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The plugin host: loads sonde plugins (WebAssembly components), sandboxes them with
 //! grants and limits, and calls their `sonde:plugin` exports.
 //!
-//! - [`engine`]: wasmtime engine, linker, pooling allocator, epoch ticker, compile cache;
+//! - [`engine`]: wasmtime engine, linker, pooling allocator, compile cache; `ticker`:
+//!   the epoch clock that runs only during calls;
 //! - [`instance`]: a loaded plugin and its instances, calls under deadline and limits;
 //! - [`grants`]: what an instance may reach, enforced in the WASI hooks ([`state`]);
 //! - [`host_api`]: the `sonde:plugin/host` imports (log, statfs, uname).
@@ -14,6 +15,7 @@ pub mod grants;
 mod host_api;
 pub mod instance;
 mod state;
+mod ticker;
 
 pub use bindings::{Batch, Family, Label, MetricKind, PluginError, PluginInfo, Series};
 pub use engine::{EngineOptions, LoadStats, PluginEngine};

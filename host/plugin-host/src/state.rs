@@ -30,7 +30,8 @@ pub struct Incidents {
 
 impl Incidents {
     fn deny(&mut self, what: String) {
-        tracing::warn!(target: "sonde::plugin", "{what}");
+        // Reported with the failed collection; logged here for plugins that swallow it.
+        tracing::debug!(target: "sonde::plugin", "{what}");
         if self.denials.len() == MAX_DENIALS {
             self.denials.pop_front();
         }

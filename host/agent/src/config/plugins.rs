@@ -99,7 +99,12 @@ pub fn resolve_plugin_path(plugin: &str, plugin_dir: &Path, config_dir: &Path) -
 }
 
 pub fn parse(file: &SourceFile, sonde: &SondeConfig, plugin_dir: &Path, problems: &mut Vec<Problem>) -> Vec<TargetSpec> {
+    let before = problems.len();
     let doc = file.parse(problems);
+    if problems.len() > before {
+        // After a syntax error the rest of the file is guesswork: report only that.
+        return Vec::new();
+    }
     let config_dir = file.path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut targets = Vec::new();
     for (key, value) in doc.get_ref().iter() {
@@ -111,17 +116,17 @@ pub fn parse(file: &SourceFile, sonde: &SondeConfig, plugin_dir: &Path, problems
             ));
             continue;
         };
-        let before = problems.len();
         let grants_ok = match subtable(&table, "grants") {
             Some(g) => file.deserialize_all::<GrantsConfig>(&g, &[], problems).is_some(),
             None => true,
         };
+        if !grants_ok {
+            file.check_keys::<InstanceConfig>(&table, &["grants"], problems);
+            continue;
+        }
         let Some(inst) = file.deserialize_all::<InstanceConfig>(&table, &["grants"], problems) else {
             continue;
         };
-        if !grants_ok || problems.len() > before {
-            continue;
-        }
         let check = Check { file, table: &table, name: &name, problems };
         if let Some(t) = check.target(inst, sonde, plugin_dir, &config_dir) {
             targets.push(t);

@@ -54,14 +54,23 @@ impl SondeConfig {
 
 /// Parses and validates sonde.toml, appending every problem found.
 pub fn parse(file: &SourceFile, problems: &mut Vec<Problem>) -> SondeConfig {
-    let table = file.parse(problems);
     let before = problems.len();
+    let table = file.parse(problems);
+    if problems.len() > before {
+        // After a syntax error the rest of the file is guesswork: report only that.
+        return SondeConfig::default();
+    }
     let defaults_ok = match subtable(&table, "defaults") {
         Some(d) => file.deserialize_all::<Defaults>(&d, &[], problems).is_some(),
         None => true,
     };
-    let cfg = file.deserialize_all::<SondeConfig>(&table, &["defaults"], problems);
-    let Some(cfg) = cfg.filter(|_| defaults_ok && problems.len() == before) else {
+    let cfg = if defaults_ok {
+        file.deserialize_all::<SondeConfig>(&table, &["defaults"], problems)
+    } else {
+        file.check_keys::<SondeConfig>(&table, &["defaults"], problems);
+        None
+    };
+    let Some(cfg) = cfg else {
         return SondeConfig::default();
     };
     if let Some(listen) = &cfg.listen {

@@ -65,6 +65,27 @@ impl SourceFile {
         nested: &[&str],
         problems: &mut Vec<Problem>,
     ) -> Option<T> {
+        if !self.check_keys::<T>(table, nested, problems) {
+            return None;
+        }
+        let whole = Spanned::new(table.span(), DeValue::Table(table.get_ref().clone()));
+        match T::deserialize(whole.into_deserializer()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                problems.push(self.problem(e.span().unwrap_or(table.span()), e.message().trim().to_string()));
+                None
+            }
+        }
+    }
+
+    /// The per-key half of [`SourceFile::deserialize_all`]: reports every key of
+    /// `table` (except `nested`) that `T` rejects; true when all are accepted.
+    pub fn check_keys<T: DeserializeOwned>(
+        &self,
+        table: &Spanned<DeTable<'_>>,
+        nested: &[&str],
+        problems: &mut Vec<Problem>,
+    ) -> bool {
         let before = problems.len();
         for (key, value) in table.get_ref().iter() {
             if nested.contains(&key.get_ref().as_ref()) {
@@ -79,17 +100,7 @@ impl SourceFile {
                 problems.push(self.problem(span, msg));
             }
         }
-        if problems.len() > before {
-            return None;
-        }
-        let whole = Spanned::new(table.span(), DeValue::Table(table.get_ref().clone()));
-        match T::deserialize(whole.into_deserializer()) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                problems.push(self.problem(e.span().unwrap_or(table.span()), e.message().trim().to_string()));
-                None
-            }
-        }
+        problems.len() == before
     }
 }
 

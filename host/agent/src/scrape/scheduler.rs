@@ -232,7 +232,14 @@ impl Run {
     /// Counts a failed call and words its error, adding any access the sandbox denied
     /// during the call (often the real reason a plugin failed).
     fn fail(&self, e: &CallError, denials: &[String]) -> String {
-        self.scraper.target.stats.fail(e.reason());
+        let target = &self.scraper.target;
+        target.stats.fail(e.reason());
+        // A call gets what is left of the collection's budget; report the configured
+        // timeout, which is what the user can change.
+        let e = match e {
+            CallError::Timeout(_) => &CallError::Timeout(target.timeout),
+            e => e,
+        };
         if denials.is_empty() { e.to_string() } else { format!("{e} ({})", denials.join("; ")) }
     }
 
