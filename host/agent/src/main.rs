@@ -21,7 +21,11 @@ use std::time::{Duration, SystemTime};
 const HEAD_RETENTION: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Parser)]
-#[command(name = "sonde", version, about = "One observability daemon: sandboxed WebAssembly data sources, storage, PromQL, alerting.")]
+#[command(
+    name = "sonde",
+    version,
+    about = "One observability daemon: sandboxed WebAssembly data sources, storage, PromQL, alerting."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -87,7 +91,9 @@ fn main() -> ExitCode {
         None => run(cli.run),
         Some(Command::Run(args)) => run(merge(cli.run, args)),
         Some(Command::Check(c)) => check(cli.run, c),
-        Some(Command::Plugin { command: PluginCommand::Inspect { file } }) => inspect(&file),
+        Some(Command::Plugin {
+            command: PluginCommand::Inspect { file },
+        }) => inspect(&file),
     };
     match result {
         Ok(code) => code,
@@ -125,7 +131,11 @@ fn print_problems(problems: &[config::Problem]) {
     for p in problems {
         eprintln!("{p}");
     }
-    eprintln!("{} problem{} found", problems.len(), if problems.len() == 1 { "" } else { "s" });
+    eprintln!(
+        "{} problem{} found",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
 }
 
 fn check(args: RunArgs, c: CheckArgs) -> Result<ExitCode> {
@@ -149,7 +159,11 @@ fn check(args: RunArgs, c: CheckArgs) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
-    println!("OK: {} plugin instance(s) from {}", cfg.targets.len(), cfg.plugins_origin);
+    println!(
+        "OK: {} plugin instance(s) from {}",
+        cfg.targets.len(),
+        cfg.plugins_origin
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -165,7 +179,11 @@ fn new_engine(cfg: &config::Config, cache_dir: Option<PathBuf>) -> Result<Plugin
 }
 
 fn inspect(file: &PathBuf) -> Result<ExitCode> {
-    let engine = PluginEngine::new(&EngineOptions { max_instances: 2, max_memory_bytes: 256 << 20, cache_dir: None })?;
+    let engine = PluginEngine::new(&EngineOptions {
+        max_instances: 2,
+        max_memory_bytes: 256 << 20,
+        cache_dir: None,
+    })?;
     let (plugin, stats) = engine.load(file)?;
     println!("file:     {}", file.display());
     println!("sha256:   {}", plugin.sha256);
@@ -175,7 +193,11 @@ fn inspect(file: &PathBuf) -> Result<ExitCode> {
         println!("  {i}");
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let spec = sonde_plugin_host::InstanceSpec { name: "inspect".into(), grants: Default::default(), memory_limit: 256 << 20 };
+    let spec = sonde_plugin_host::InstanceSpec {
+        name: "inspect".into(),
+        grants: Default::default(),
+        memory_limit: 256 << 20,
+    };
     let info = rt.block_on(async {
         let mut inst = plugin.instantiate(&spec, Duration::from_secs(5)).await?;
         inst.describe(Duration::from_secs(5)).await
@@ -199,7 +221,11 @@ fn init_logging(level: Option<&str>) {
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level.unwrap_or("info")))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
@@ -211,18 +237,25 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         }
     };
     init_logging(cfg.sonde.log_level.as_deref());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("sonde").build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sonde")
+        .build()?;
     rt.block_on(serve(cfg))?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(cfg: config::Config) -> Result<()> {
-    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
     let engine = Arc::new(new_engine(&cfg, Some(cfg.data_dir.join("plugin-cache")))?);
     let head = Arc::new(storage::Head::new(HEAD_RETENTION));
     let listener = match tokio::net::TcpListener::bind(&cfg.listen).await {
         Ok(l) => l,
-        Err(e) => bail!("cannot listen on {}: {e} (is another sonde running? use --listen)", cfg.listen),
+        Err(e) => bail!(
+            "cannot listen on {}: {e} (is another sonde running? use --listen)",
+            cfg.listen
+        ),
     };
     tracing::info!(addr = %cfg.listen, plugins = %cfg.plugins_origin, targets = cfg.targets.len(), "sonde {} starting", env!("CARGO_PKG_VERSION"));
     let scrapers = scrape::load_targets(&cfg, &engine).await;

@@ -11,7 +11,12 @@ pub struct ProcessStats {
 impl ProcessStats {
     pub fn read() -> Self {
         // SAFETY: sysconf has no memory-safety preconditions.
-        let (tick, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK) as f64, libc::sysconf(libc::_SC_PAGESIZE) as f64) };
+        let (tick, page) = unsafe {
+            (
+                libc::sysconf(libc::_SC_CLK_TCK) as f64,
+                libc::sysconf(libc::_SC_PAGESIZE) as f64,
+            )
+        };
         let stat = std::fs::read_to_string("/proc/self/stat").ok();
         // Fields after the command name (which may contain spaces) start at field 3.
         let fields: Vec<&str> = stat

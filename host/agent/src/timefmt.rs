@@ -28,7 +28,10 @@ pub fn rfc3339(t: SystemTime) -> String {
         format!("{y:04}-{mo:02}-{day:02}T{h:02}:{mi:02}:{s:02}Z")
     } else {
         let frac = format!("{nanos:09}");
-        format!("{y:04}-{mo:02}-{day:02}T{h:02}:{mi:02}:{s:02}.{}Z", frac.trim_end_matches('0'))
+        format!(
+            "{y:04}-{mo:02}-{day:02}T{h:02}:{mi:02}:{s:02}.{}Z",
+            frac.trim_end_matches('0')
+        )
     }
 }
 
@@ -41,8 +44,14 @@ mod tests {
     fn known_dates() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         // 2000-02-29 12:34:56.5 UTC = 951827696.5
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(951_827_696_500)), "2000-02-29T12:34:56.5Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(951_827_696_500)),
+            "2000-02-29T12:34:56.5Z"
+        );
         // 2026-11-22 00:00:00 UTC = 1795305600
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_305_600)), "2026-11-22T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_305_600)),
+            "2026-11-22T00:00:00Z"
+        );
     }
 }

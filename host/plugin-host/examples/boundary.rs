@@ -22,7 +22,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn engine(cache: Option<PathBuf>) -> PluginEngine {
-    PluginEngine::new(&EngineOptions { max_instances: 8, max_memory_bytes: 512 << 20, cache_dir: cache }).unwrap()
+    PluginEngine::new(&EngineOptions {
+        max_instances: 8,
+        max_memory_bytes: 512 << 20,
+        cache_dir: cache,
+    })
+    .unwrap()
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -30,17 +35,30 @@ async fn main() {
     let path = PathBuf::from(std::env::args().nth(1).expect("usage: boundary <synthetic.wasm>"));
     let cache = std::env::temp_dir().join(format!("sonde-boundary-{}", std::process::id()));
 
-    let cold = median((0..5).map(|_| engine(None).load(&path).unwrap().1.took.as_secs_f64() * 1e3).collect());
+    let cold = median(
+        (0..5)
+            .map(|_| engine(None).load(&path).unwrap().1.took.as_secs_f64() * 1e3)
+            .collect(),
+    );
     let e = engine(Some(cache.clone()));
     e.load(&path).unwrap();
-    let cached = median((0..20).map(|_| e.load(&path).unwrap().1.took.as_secs_f64() * 1e3).collect());
-    println!("load: cold compile {cold:.2} ms, from cache {cached:.3} ms ({:.0}x faster)", cold / cached);
+    let cached = median(
+        (0..20)
+            .map(|_| e.load(&path).unwrap().1.took.as_secs_f64() * 1e3)
+            .collect(),
+    );
+    println!(
+        "load: cold compile {cold:.2} ms, from cache {cached:.3} ms ({:.0}x faster)",
+        cold / cached
+    );
 
     let (plugin, _) = e.load(&path).unwrap();
-    let spec = InstanceSpec { name: "bench".into(), grants: Arc::new(Grants::default()), memory_limit: 512 << 20 };
-    let inst_us = median(
-        instantiate_times(&plugin, &spec, 200).await,
-    );
+    let spec = InstanceSpec {
+        name: "bench".into(),
+        grants: Arc::new(Grants::default()),
+        memory_limit: 512 << 20,
+    };
+    let inst_us = median(instantiate_times(&plugin, &spec, 200).await);
     println!("instantiate (pooled, InstancePre): {inst_us:.1} us");
 
     let mut inst = plugin.instantiate(&spec, TIMEOUT).await.unwrap();
@@ -57,16 +75,26 @@ async fn main() {
 
     for n in [1_000u32, 10_000] {
         let mut inst = plugin.instantiate(&spec, TIMEOUT).await.unwrap();
-        inst.configure(&format!(r#"{{"series": {n}, "labels": 3}}"#), TIMEOUT).await.unwrap();
+        inst.configure(&format!(r#"{{"series": {n}, "labels": 3}}"#), TIMEOUT)
+            .await
+            .unwrap();
         let first = inst.collect(TIMEOUT).await.unwrap();
-        let guest_id = first.series.iter().find(|s| s.name == "synthetic_guest_seconds").unwrap().id;
+        let guest_id = first
+            .series
+            .iter()
+            .find(|s| s.name == "synthetic_guest_seconds")
+            .unwrap()
+            .id;
         let rounds = if n <= 1000 { 500 } else { 100 };
         let (mut call, mut guest, mut boundary) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             let t = Instant::now();
             let b = inst.collect(TIMEOUT).await.unwrap();
             let call_ns = t.elapsed().as_secs_f64() * 1e9;
-            assert!(b.series.is_empty() && b.ids.len() == n as usize + 1, "steady state expected");
+            assert!(
+                b.series.is_empty() && b.ids.len() == n as usize + 1,
+                "steady state expected"
+            );
             // The guest reports the previous round's time; rounds are alike.
             let pos = b.ids.iter().position(|id| *id == guest_id).unwrap();
             let guest_ns = b.values[pos] * 1e9;

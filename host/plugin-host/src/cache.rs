@@ -20,7 +20,10 @@ impl CompileCache {
     pub fn new(dir: PathBuf, engine: &Engine) -> Self {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
-        CompileCache { dir, engine_hash: h.finish() }
+        CompileCache {
+            dir,
+            engine_hash: h.finish(),
+        }
     }
 
     fn path_for(&self, sha256: &str) -> PathBuf {
@@ -56,7 +59,9 @@ impl CompileCache {
 
     fn try_put(&self, sha256: &str, component: &Component) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        let bytes = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        let bytes = component
+            .serialize()
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
         let path = self.path_for(sha256);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, bytes)?;

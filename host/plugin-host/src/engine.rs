@@ -73,7 +73,13 @@ impl PluginEngine {
         let e = engine.clone();
         let ticker = Ticker::start(move || e.increment_epoch());
         let cache = opts.cache_dir.clone().map(|d| CompileCache::new(d, &engine));
-        Ok(PluginEngine { engine, config, linker, cache, ticker })
+        Ok(PluginEngine {
+            engine,
+            config,
+            linker,
+            cache,
+            ticker,
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -83,14 +89,20 @@ impl PluginEngine {
     /// Compiles (or loads from the cache) the component at `path` and links it.
     pub fn load(&self, path: &Path) -> Result<(Plugin, LoadStats), LoadError> {
         let start = Instant::now();
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.into(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.into(),
+            source,
+        })?;
         let sha = sha256_hex(&bytes);
         let cached = self.cache.as_ref().and_then(|c| c.get(&self.engine, &sha));
         let from_cache = cached.is_some();
         let component = match cached {
             Some(c) => c,
             None => {
-                let c = self.compile(&bytes).map_err(|e| LoadError::Compile { path: path.into(), message: format!("{e:#}") })?;
+                let c = self.compile(&bytes).map_err(|e| LoadError::Compile {
+                    path: path.into(),
+                    message: format!("{e:#}"),
+                })?;
                 if let Some(cache) = &self.cache {
                     cache.put(&sha, &c);
                 }
@@ -98,7 +110,13 @@ impl PluginEngine {
             }
         };
         let plugin = self.link(path, component, sha)?;
-        Ok((plugin, LoadStats { from_cache, took: start.elapsed() }))
+        Ok((
+            plugin,
+            LoadStats {
+                from_cache,
+                took: start.elapsed(),
+            },
+        ))
     }
 
     /// Compiles with a short-lived engine of the same configuration: wasmtime keeps
@@ -119,11 +137,20 @@ impl PluginEngine {
     }
 
     fn link(&self, path: &Path, component: Component, sha256: String) -> Result<Plugin, LoadError> {
-        let link_err = |e: wasmtime::Error| LoadError::Link { path: path.into(), message: format!("{e:#}") };
+        let link_err = |e: wasmtime::Error| LoadError::Link {
+            path: path.into(),
+            message: format!("{e:#}"),
+        };
         let imports = component_imports(&self.engine, &component);
         let pre = self.linker.instantiate_pre(&component).map_err(link_err)?;
         let pre = CollectorPre::new(pre).map_err(link_err)?;
-        Ok(Plugin::new(self.engine.clone(), self.ticker.clone(), pre, sha256, imports))
+        Ok(Plugin::new(
+            self.engine.clone(),
+            self.ticker.clone(),
+            pre,
+            sha256,
+            imports,
+        ))
     }
 }
 
@@ -135,5 +162,9 @@ impl Drop for PluginEngine {
 
 /// The interfaces a component imports, for `sonde plugin inspect`.
 fn component_imports(engine: &Engine, component: &Component) -> Vec<String> {
-    component.component_type().imports(engine).map(|(name, _)| name.to_string()).collect()
+    component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect()
 }

@@ -40,7 +40,10 @@ fn split_authority(authority: &str, default_port: u16) -> (&str, u16) {
     // Bracketed IPv6: [::1]:8080
     if let Some(rest) = authority.strip_prefix('[') {
         if let Some((host, tail)) = rest.split_once(']') {
-            let port = tail.strip_prefix(':').and_then(|p| p.parse().ok()).unwrap_or(default_port);
+            let port = tail
+                .strip_prefix(':')
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(default_port);
             return (host, port);
         }
     }
@@ -56,7 +59,10 @@ mod tests {
 
     #[test]
     fn http_grants_match_host_and_port() {
-        let g = Grants { http: vec!["127.0.0.1:9100".into(), "Example.com".into()], ..Default::default() };
+        let g = Grants {
+            http: vec!["127.0.0.1:9100".into(), "Example.com".into()],
+            ..Default::default()
+        };
         assert!(g.allows_http("127.0.0.1:9100", 80));
         assert!(!g.allows_http("127.0.0.1:9101", 80));
         assert!(!g.allows_http("127.0.0.2:9100", 80));
@@ -68,14 +74,20 @@ mod tests {
 
     #[test]
     fn ipv6_authorities() {
-        let g = Grants { http: vec!["[::1]:8080".into()], ..Default::default() };
+        let g = Grants {
+            http: vec!["[::1]:8080".into()],
+            ..Default::default()
+        };
         assert!(g.allows_http("[::1]:8080", 80));
         assert!(!g.allows_http("[::1]:8081", 80));
     }
 
     #[test]
     fn tcp_grants_are_exact() {
-        let g = Grants { tcp: vec!["127.0.0.1:6379".parse().unwrap()], ..Default::default() };
+        let g = Grants {
+            tcp: vec!["127.0.0.1:6379".parse().unwrap()],
+            ..Default::default()
+        };
         assert!(g.allows_tcp_connect(&"127.0.0.1:6379".parse().unwrap()));
         assert!(!g.allows_tcp_connect(&"127.0.0.1:6380".parse().unwrap()));
     }

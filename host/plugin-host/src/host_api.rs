@@ -3,8 +3,8 @@
 use crate::bindings::sonde::plugin::host::{FsStats, Host, Level, UnameInfo};
 use crate::bindings::sonde::plugin::types::{self, Error};
 use crate::state::State;
-use std::ffi::CStr;
 use std::collections::HashSet;
+use std::ffi::CStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -64,7 +64,9 @@ impl Host for State {
         match tokio::time::timeout(STATFS_TIMEOUT, task).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => Err(Error::Failed(format!("statfs task failed: {e}"))),
-            Err(_) => Err(Error::Timeout(format!("statfs did not answer within {STATFS_TIMEOUT:?}"))),
+            Err(_) => Err(Error::Timeout(format!(
+                "statfs did not answer within {STATFS_TIMEOUT:?}"
+            ))),
         }
     }
 

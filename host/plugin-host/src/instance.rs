@@ -4,11 +4,11 @@
 //! (a guest blocked in a host call).
 
 use crate::bindings::{Batch, Collector, CollectorPre, PluginInfo};
-use crate::ticker::{EPOCH_TICK, Ticker};
 use crate::error::CallError;
 use crate::grants::Grants;
 use crate::host_api::LOG_LINES_PER_CALL;
 use crate::state::State;
+use crate::ticker::{EPOCH_TICK, Ticker};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -51,7 +51,13 @@ impl Plugin {
         sha256: String,
         imports: Vec<String>,
     ) -> Self {
-        Plugin { engine, ticker, pre, sha256, imports }
+        Plugin {
+            engine,
+            ticker,
+            pre,
+            sha256,
+            imports,
+        }
     }
 
     /// Creates a fresh instance (new store, new WASI context from the grants).
@@ -75,29 +81,49 @@ impl Plugin {
             Err(_) => return Err(CallError::Timeout(timeout)),
         };
         store.data_mut().deadline = None;
-        Ok(PluginInstance { store, bindings, ticker: self.ticker.clone() })
+        Ok(PluginInstance {
+            store,
+            bindings,
+            ticker: self.ticker.clone(),
+        })
     }
 }
 
 impl PluginInstance {
     pub async fn describe(&mut self, timeout: Duration) -> Result<PluginInfo, CallError> {
-        let PluginInstance { store, bindings, ticker } = self;
+        let PluginInstance {
+            store,
+            bindings,
+            ticker,
+        } = self;
         let _busy = ticker.busy();
         guarded(store, timeout, |s| bindings.sonde_plugin_source().call_describe(s)).await
     }
 
     pub async fn configure(&mut self, config_json: &str, timeout: Duration) -> Result<(), CallError> {
-        let PluginInstance { store, bindings, ticker } = self;
+        let PluginInstance {
+            store,
+            bindings,
+            ticker,
+        } = self;
         let _busy = ticker.busy();
-        guarded(store, timeout, |s| bindings.sonde_plugin_source().call_configure(s, config_json))
-            .await?
-            .map_err(CallError::Plugin)
+        guarded(store, timeout, |s| {
+            bindings.sonde_plugin_source().call_configure(s, config_json)
+        })
+        .await?
+        .map_err(CallError::Plugin)
     }
 
     pub async fn collect(&mut self, timeout: Duration) -> Result<Batch, CallError> {
-        let PluginInstance { store, bindings, ticker } = self;
+        let PluginInstance {
+            store,
+            bindings,
+            ticker,
+        } = self;
         let _busy = ticker.busy();
-        guarded(store, timeout, |s| bindings.sonde_plugin_source().call_collect(s)).await?.map_err(CallError::Plugin)
+        guarded(store, timeout, |s| bindings.sonde_plugin_source().call_collect(s))
+            .await?
+            .map_err(CallError::Plugin)
     }
 
     /// Largest linear memory this instance has grown to, in bytes.
@@ -142,7 +168,12 @@ where
     }
 }
 
-fn classify_trap(e: wasmtime::Error, timeout: Duration, refused: Option<usize>, stderr: &crate::state::StderrTail) -> CallError {
+fn classify_trap(
+    e: wasmtime::Error,
+    timeout: Duration,
+    refused: Option<usize>,
+    stderr: &crate::state::StderrTail,
+) -> CallError {
     // lastError is one line: the cause. The wasm backtrace goes to the debug log.
     tracing::debug!(target: "sonde::plugin", "call failed: {e:?}");
     if refused.is_some() {
@@ -152,7 +183,8 @@ fn classify_trap(e: wasmtime::Error, timeout: Duration, refused: Option<usize>, 
         Some(Trap::Interrupt) => CallError::Timeout(timeout),
         Some(Trap::UnreachableCodeReached) => {
             let text = stderr.text();
-            let msg = panic_message(&text).unwrap_or_else(|| "unreachable executed (no panic message on stderr)".into());
+            let msg =
+                panic_message(&text).unwrap_or_else(|| "unreachable executed (no panic message on stderr)".into());
             CallError::Panic(msg)
         }
         Some(trap) => CallError::Trap(trap.to_string()),
@@ -176,8 +208,12 @@ mod tests {
 
     #[test]
     fn panic_message_is_extracted_from_stderr() {
-        let err = "\nthread '<unnamed>' panicked at src/lib.rs:12:9:\nboom: bad input\nnote: run with `RUST_BACKTRACE=1`\n";
-        assert_eq!(panic_message(err).unwrap(), "boom: bad input (panicked at src/lib.rs:12:9)");
+        let err =
+            "\nthread '<unnamed>' panicked at src/lib.rs:12:9:\nboom: bad input\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(
+            panic_message(err).unwrap(),
+            "boom: bad input (panicked at src/lib.rs:12:9)"
+        );
         assert_eq!(panic_message("no panic here"), None);
     }
 }

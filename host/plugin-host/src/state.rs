@@ -87,9 +87,16 @@ impl State {
                 Box::pin(async move { ok })
             });
         }
-        let limits = MemoryLimiter { limit: memory_limit, ..Default::default() };
+        let limits = MemoryLimiter {
+            limit: memory_limit,
+            ..Default::default()
+        };
         Ok(State {
-            gate: HttpGate { grants: grants.clone(), incidents: incidents.clone(), plugin: name.clone() },
+            gate: HttpGate {
+                grants: grants.clone(),
+                incidents: incidents.clone(),
+                plugin: name.clone(),
+            },
             name,
             grants,
             wasi: b.build(),
@@ -152,13 +159,20 @@ fn check_socket(g: &Grants, addr: SocketAddr, use_: SocketAddrUse) -> bool {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for State {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.gate }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.gate,
+        }
     }
 }
 
@@ -182,8 +196,16 @@ impl WasiHttpHooks for HttpGate {
         options: Option<wasmtime_wasi_http::RequestOptions>,
         fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
-        let default_port = if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) { 443 } else { 80 };
-        let authority = request.uri().authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+        let default_port = if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
+            443
+        } else {
+            80
+        };
+        let authority = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
         if !self.grants.allows_http(&authority, default_port) {
             self.incidents.lock().unwrap().deny(format!(
                 "plugin {}: HTTP request to {authority} denied: add \"{authority}\" to grants.http in plugins.toml",
@@ -195,7 +217,10 @@ impl WasiHttpHooks for HttpGate {
         Box::new(async move {
             use http_body_util::BodyExt;
             let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((res.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn Future<Output = _> + Send>))
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
         })
     }
 }
@@ -266,11 +291,30 @@ mod tests {
 
     #[test]
     fn only_granted_tcp_connects_pass() {
-        let g = Grants { tcp: vec!["127.0.0.1:6379".parse().unwrap()], ..Default::default() };
-        assert!(check_socket(&g, "127.0.0.1:6379".parse().unwrap(), SocketAddrUse::TcpConnect));
-        assert!(!check_socket(&g, "127.0.0.1:22".parse().unwrap(), SocketAddrUse::TcpConnect));
+        let g = Grants {
+            tcp: vec!["127.0.0.1:6379".parse().unwrap()],
+            ..Default::default()
+        };
+        assert!(check_socket(
+            &g,
+            "127.0.0.1:6379".parse().unwrap(),
+            SocketAddrUse::TcpConnect
+        ));
+        assert!(!check_socket(
+            &g,
+            "127.0.0.1:22".parse().unwrap(),
+            SocketAddrUse::TcpConnect
+        ));
         assert!(check_socket(&g, "0.0.0.0:0".parse().unwrap(), SocketAddrUse::TcpBind));
-        assert!(!check_socket(&g, "0.0.0.0:8080".parse().unwrap(), SocketAddrUse::TcpBind));
-        assert!(!check_socket(&g, "127.0.0.1:6379".parse().unwrap(), SocketAddrUse::TcpListen));
+        assert!(!check_socket(
+            &g,
+            "0.0.0.0:8080".parse().unwrap(),
+            SocketAddrUse::TcpBind
+        ));
+        assert!(!check_socket(
+            &g,
+            "127.0.0.1:6379".parse().unwrap(),
+            SocketAddrUse::TcpListen
+        ));
     }
 }

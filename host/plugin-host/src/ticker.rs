@@ -26,7 +26,10 @@ pub struct Busy(Arc<Ticker>);
 impl Ticker {
     /// Starts the ticker thread; `tick` is `Engine::increment_epoch` in production.
     pub fn start(tick: impl Fn() + Send + 'static) -> Arc<Self> {
-        let t = Arc::new(Ticker { calls: Mutex::default(), wake: Condvar::new() });
+        let t = Arc::new(Ticker {
+            calls: Mutex::default(),
+            wake: Condvar::new(),
+        });
         let me = t.clone();
         std::thread::Builder::new()
             .name("sonde-epoch".into())
@@ -90,7 +93,10 @@ mod tests {
         let guard = t.busy();
         let start = Instant::now();
         while n.load(Ordering::SeqCst) < 3 {
-            assert!(start.elapsed() < Duration::from_secs(30), "ticker did not run while busy");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "ticker did not run while busy"
+            );
             std::thread::sleep(EPOCH_TICK);
         }
         drop(guard);

@@ -22,9 +22,9 @@
 //! the tens of nanoseconds (docs/BENCHMARKS.md). Series not emitted in a collection
 //! are released, and the host marks them stale.
 
-mod registry;
 pub mod fs;
 pub mod log;
+mod registry;
 
 pub use registry::{Collection, Family};
 
@@ -54,7 +54,12 @@ pub struct Info {
 
 impl Info {
     pub const fn new(name: &'static str, version: &'static str, description: &'static str) -> Self {
-        Info { name, version, description, default_interval_ms: 0 }
+        Info {
+            name,
+            version,
+            description,
+            default_interval_ms: 0,
+        }
     }
 }
 
@@ -119,7 +124,10 @@ pub mod runtime {
     pub fn configure<P: Plugin>(config: &str) -> Result<(), Error> {
         let plugin = P::configure(config)?;
         STATE.with(|s| {
-            *s.borrow_mut() = Some(State { plugin: Box::new(plugin), registry: Registry::default() })
+            *s.borrow_mut() = Some(State {
+                plugin: Box::new(plugin),
+                registry: Registry::default(),
+            })
         });
         Ok(())
     }

@@ -23,7 +23,11 @@ impl SeriesRec {
         self.family == family
             && &*self.name == name
             && self.labels.len() == labels.len()
-            && self.labels.iter().zip(labels).all(|((n, v), (n2, v2))| &**n == *n2 && &**v == *v2)
+            && self
+                .labels
+                .iter()
+                .zip(labels)
+                .all(|((n, v), (n2, v2))| &**n == *n2 && &**v == *v2)
     }
 }
 
@@ -173,7 +177,15 @@ impl<'a> Collection<'a> {
 
     /// A histogram: `buckets` are (upper bound, cumulative count) pairs; the `+Inf`
     /// bucket is added from `count` when missing.
-    pub fn histogram(&mut self, name: &str, help: &str, labels: &[(&str, &str)], buckets: &[(f64, f64)], sum: f64, count: f64) {
+    pub fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        buckets: &[(f64, f64)],
+        sum: f64,
+        count: f64,
+    ) {
         let f = self.family(name, MetricKind::Histogram, help);
         let bucket_name = format!("{name}_bucket");
         let bounds: Vec<String> = buckets.iter().map(|(le, _)| format_le(*le)).collect();
@@ -188,7 +200,15 @@ impl<'a> Collection<'a> {
     }
 
     /// A summary: `quantiles` are (quantile, value) pairs.
-    pub fn summary(&mut self, name: &str, help: &str, labels: &[(&str, &str)], quantiles: &[(f64, f64)], sum: f64, count: f64) {
+    pub fn summary(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        quantiles: &[(f64, f64)],
+        sum: f64,
+        count: f64,
+    ) {
         let f = self.family(name, MetricKind::Summary, help);
         for (q, v) in quantiles {
             let q = format_le(*q);
@@ -247,7 +267,13 @@ impl<'a> Collection<'a> {
             id,
             family,
             name: name.into(),
-            labels: labels.iter().map(|(n, v)| Label { name: (*n).into(), value: (*v).into() }).collect(),
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: (*n).into(),
+                    value: (*v).into(),
+                })
+                .collect(),
         });
         id
     }
@@ -429,13 +455,31 @@ mod tests {
     #[test]
     fn histogram_adds_inf_bucket_sum_and_count() {
         let mut reg = Registry::default();
-        let b = collect(&mut reg, |c| c.histogram("h", "x", &[], &[(0.5, 1.0), (1.0, 3.0)], 2.5, 4.0)).unwrap();
+        let b = collect(&mut reg, |c| {
+            c.histogram("h", "x", &[], &[(0.5, 1.0), (1.0, 3.0)], 2.5, 4.0)
+        })
+        .unwrap();
         let names: Vec<String> = b
             .series
             .iter()
-            .map(|s| format!("{}{:?}", s.name, s.labels.iter().map(|l| l.value.clone()).collect::<Vec<_>>()))
+            .map(|s| {
+                format!(
+                    "{}{:?}",
+                    s.name,
+                    s.labels.iter().map(|l| l.value.clone()).collect::<Vec<_>>()
+                )
+            })
             .collect();
-        assert_eq!(names, ["h_bucket[\"0.5\"]", "h_bucket[\"1\"]", "h_bucket[\"+Inf\"]", "h_sum[]", "h_count[]"]);
+        assert_eq!(
+            names,
+            [
+                "h_bucket[\"0.5\"]",
+                "h_bucket[\"1\"]",
+                "h_bucket[\"+Inf\"]",
+                "h_sum[]",
+                "h_count[]"
+            ]
+        );
         assert_eq!(b.values, vec![1.0, 3.0, 4.0, 2.5, 4.0]);
     }
 }

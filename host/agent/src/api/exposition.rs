@@ -46,7 +46,13 @@ impl Writer {
     }
 
     /// One sample line; labels other than `__name__` in the given order.
-    pub fn sample<'a>(&mut self, name: &str, labels: impl IntoIterator<Item = (&'a str, &'a str)>, value: f64, ts: Option<i64>) {
+    pub fn sample<'a>(
+        &mut self,
+        name: &str,
+        labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+        value: f64,
+        ts: Option<i64>,
+    ) {
         self.out.push_str(name);
         let mut first = true;
         for (n, v) in labels {

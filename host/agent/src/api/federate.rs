@@ -22,7 +22,9 @@ const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
     let expr = parser::parse(s).map_err(|e| format!("invalid match[] {s:?}: {e}"))?;
     let Expr::VectorSelector(vs) = expr else {
-        return Err(format!("invalid match[] {s:?}: expected a series selector such as up{{job=\"node\"}}"));
+        return Err(format!(
+            "invalid match[] {s:?}: expected a series selector such as up{{job=\"node\"}}"
+        ));
     };
     let name = vs.name.map(|n| Matcher::new(MatchOp::Equal, METRIC_NAME, &n));
     let mut sets = Vec::new();
@@ -56,7 +58,10 @@ pub async fn handler(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response
             if is_stale_nan(v) {
                 continue;
             }
-            let family = s.head.metadata(labels.metric_name()).map_or(labels.metric_name().to_string(), |m| m.family.to_string());
+            let family = s
+                .head
+                .metadata(labels.metric_name())
+                .map_or(labels.metric_name().to_string(), |m| m.family.to_string());
             by_family.entry(family).or_default().insert(labels, (t, v));
         }
     }
@@ -68,7 +73,11 @@ pub async fn handler(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response
             w.sample(labels.metric_name(), labels.iter(), *v, Some(*t));
         }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], w.out).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        w.out,
+    )
+        .into_response()
 }
 
 #[cfg(test)]

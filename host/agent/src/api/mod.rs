@@ -52,5 +52,8 @@ async fn ready(State(s): State<Shared>) -> (StatusCode, &'static str) {
 
 /// A Prometheus-style JSON error body: `{"status":"error","errorType":..,"error":..}`.
 pub fn api_error(status: StatusCode, error_type: &str, message: String) -> (StatusCode, axum::Json<serde_json::Value>) {
-    (status, axum::Json(serde_json::json!({"status": "error", "errorType": error_type, "error": message})))
+    (
+        status,
+        axum::Json(serde_json::json!({"status": "error", "errorType": error_type, "error": message})),
+    )
 }

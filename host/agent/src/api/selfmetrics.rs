@@ -13,28 +13,51 @@ pub async fn handler(State(s): State<Shared>) -> impl IntoResponse {
     plugins(&s, &mut w);
     head(&s, &mut w);
     process(&s, &mut w);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], w.out)
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        w.out,
+    )
 }
 
 fn plugins(s: &Shared, w: &mut Writer) {
     type Get = fn(&crate::scrape::Target) -> f64;
     let simple: [(&str, &str, &str, Get); 6] = [
-        ("sonde_plugin_collections_total", "counter", "Collections attempted.", |t| {
-            t.stats.collections.load(Ordering::Relaxed) as f64
-        }),
-        ("sonde_plugin_restarts_total", "counter", "Instances dropped and re-created after a trap, timeout or invalid output.", |t| {
-            t.stats.restarts.load(Ordering::Relaxed) as f64
-        }),
-        ("sonde_plugin_memory_bytes", "gauge", "Largest linear memory of the current instance.", |t| {
-            t.stats.memory_bytes.load(Ordering::Relaxed) as f64
-        }),
-        ("sonde_plugin_series", "gauge", "Series the instance has registered.", |t| t.stats.series.load(Ordering::Relaxed) as f64),
-        ("sonde_plugin_samples", "gauge", "Samples returned by the last collection.", |t| {
-            t.stats.samples.load(Ordering::Relaxed) as f64
-        }),
-        ("sonde_plugin_load_seconds", "gauge", "Time to compile or load the plugin from the cache.", |t| {
-            *t.stats.load_seconds.lock().unwrap()
-        }),
+        (
+            "sonde_plugin_collections_total",
+            "counter",
+            "Collections attempted.",
+            |t| t.stats.collections.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "sonde_plugin_restarts_total",
+            "counter",
+            "Instances dropped and re-created after a trap, timeout or invalid output.",
+            |t| t.stats.restarts.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "sonde_plugin_memory_bytes",
+            "gauge",
+            "Largest linear memory of the current instance.",
+            |t| t.stats.memory_bytes.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "sonde_plugin_series",
+            "gauge",
+            "Series the instance has registered.",
+            |t| t.stats.series.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "sonde_plugin_samples",
+            "gauge",
+            "Samples returned by the last collection.",
+            |t| t.stats.samples.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "sonde_plugin_load_seconds",
+            "gauge",
+            "Time to compile or load the plugin from the cache.",
+            |t| *t.stats.load_seconds.lock().unwrap(),
+        ),
     ];
     for (name, kind, help, get) in simple {
         w.family(name, kind, help);
@@ -49,33 +72,82 @@ fn plugins(s: &Shared, w: &mut Writer) {
     );
     for t in &s.targets {
         for (reason, n) in t.stats.failures.lock().unwrap().iter() {
-            w.sample("sonde_plugin_collection_failures_total", [("plugin", t.spec.name.as_str()), ("reason", reason)], *n as f64, None);
+            w.sample(
+                "sonde_plugin_collection_failures_total",
+                [("plugin", t.spec.name.as_str()), ("reason", reason)],
+                *n as f64,
+                None,
+            );
         }
     }
-    w.family("sonde_plugin_collect_duration_seconds", "histogram", "Duration of collections, including instantiation after a restart.");
+    w.family(
+        "sonde_plugin_collect_duration_seconds",
+        "histogram",
+        "Duration of collections, including instantiation after a restart.",
+    );
     for t in &s.targets {
         let p = t.spec.name.as_str();
         for (i, le) in DURATION_BUCKETS.iter().enumerate() {
             let le = super::format_value(*le);
             let n = t.stats.duration_buckets[i].load(Ordering::Relaxed) as f64;
-            w.sample("sonde_plugin_collect_duration_seconds_bucket", [("plugin", p), ("le", le.as_str())], n, None);
+            w.sample(
+                "sonde_plugin_collect_duration_seconds_bucket",
+                [("plugin", p), ("le", le.as_str())],
+                n,
+                None,
+            );
         }
         let count = t.stats.collections.load(Ordering::Relaxed) as f64;
-        w.sample("sonde_plugin_collect_duration_seconds_bucket", [("plugin", p), ("le", "+Inf")], count, None);
+        w.sample(
+            "sonde_plugin_collect_duration_seconds_bucket",
+            [("plugin", p), ("le", "+Inf")],
+            count,
+            None,
+        );
         let sum = t.stats.duration_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
         w.sample("sonde_plugin_collect_duration_seconds_sum", [("plugin", p)], sum, None);
-        w.sample("sonde_plugin_collect_duration_seconds_count", [("plugin", p)], count, None);
+        w.sample(
+            "sonde_plugin_collect_duration_seconds_count",
+            [("plugin", p)],
+            count,
+            None,
+        );
     }
 }
 
 fn head(s: &Shared, w: &mut Writer) {
     let st = &s.head.stats;
     let rows: [(&str, &str, &str, f64); 5] = [
-        ("sonde_head_series", "gauge", "Series in the in-memory head.", s.head.num_series() as f64),
-        ("sonde_head_samples", "gauge", "Samples held in the in-memory head.", s.head.num_samples() as f64),
-        ("sonde_head_samples_appended_total", "counter", "Samples appended to the head.", st.samples_appended.load(Ordering::Relaxed) as f64),
-        ("sonde_head_out_of_order_samples_total", "counter", "Samples dropped for being older than the series' last sample.", st.out_of_order.load(Ordering::Relaxed) as f64),
-        ("sonde_head_series_created_total", "counter", "Series created in the head.", st.series_created.load(Ordering::Relaxed) as f64),
+        (
+            "sonde_head_series",
+            "gauge",
+            "Series in the in-memory head.",
+            s.head.num_series() as f64,
+        ),
+        (
+            "sonde_head_samples",
+            "gauge",
+            "Samples held in the in-memory head.",
+            s.head.num_samples() as f64,
+        ),
+        (
+            "sonde_head_samples_appended_total",
+            "counter",
+            "Samples appended to the head.",
+            st.samples_appended.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "sonde_head_out_of_order_samples_total",
+            "counter",
+            "Samples dropped for being older than the series' last sample.",
+            st.out_of_order.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "sonde_head_series_created_total",
+            "counter",
+            "Series created in the head.",
+            st.series_created.load(Ordering::Relaxed) as f64,
+        ),
     ];
     for (name, kind, help, v) in rows {
         w.family(name, kind, help);
@@ -87,14 +159,47 @@ fn head(s: &Shared, w: &mut Writer) {
 
 fn process(s: &Shared, w: &mut Writer) {
     let p = crate::process::ProcessStats::read();
-    let start = s.started.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let start = s
+        .started
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let rows: [(&str, &str, &str, Option<f64>); 6] = [
-        ("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", p.cpu_seconds),
-        ("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", p.resident_bytes),
-        ("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", p.virtual_bytes),
-        ("process_open_fds", "gauge", "Number of open file descriptors.", p.open_fds),
-        ("process_max_fds", "gauge", "Maximum number of open file descriptors.", p.max_fds),
-        ("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", Some(start)),
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            p.cpu_seconds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            p.resident_bytes,
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            p.virtual_bytes,
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            p.open_fds,
+        ),
+        (
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            p.max_fds,
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            Some(start),
+        ),
     ];
     for (name, kind, help, v) in rows {
         if let Some(v) = v {

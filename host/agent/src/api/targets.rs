@@ -28,7 +28,10 @@ pub async fn handler(State(s): State<Shared>, Query(p): Query<Params>) -> Json<V
         let labels: Map<String, Value> = t.labels().into_iter().map(|(k, v)| (k, Value::String(v))).collect();
         let mut discovered = labels.clone();
         discovered.insert("__address__".into(), Value::String(t.spec.name.clone()));
-        discovered.insert("__plugin__".into(), Value::String(t.spec.plugin_path.display().to_string()));
+        discovered.insert(
+            "__plugin__".into(),
+            Value::String(t.spec.plugin_path.display().to_string()),
+        );
         let last_scrape = st.last_scrape.map_or("0001-01-01T00:00:00Z".to_string(), rfc3339);
         active.push(json!({
             "discoveredLabels": discovered,

@@ -52,9 +52,21 @@ pub fn load(src: &Sources) -> Result<Config, Vec<Problem>> {
         },
         None => SondeConfig::default(),
     };
-    let plugin_dir = src.plugin_dir.clone().or(sonde.plugin_dir.clone()).unwrap_or_else(|| "plugins".into());
-    let data_dir = src.data_dir.clone().or(sonde.data_dir.clone()).unwrap_or_else(|| "data".into());
-    let listen = src.listen.clone().or(sonde.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let plugin_dir = src
+        .plugin_dir
+        .clone()
+        .or(sonde.plugin_dir.clone())
+        .unwrap_or_else(|| "plugins".into());
+    let data_dir = src
+        .data_dir
+        .clone()
+        .or(sonde.data_dir.clone())
+        .unwrap_or_else(|| "data".into());
+    let listen = src
+        .listen
+        .clone()
+        .or(sonde.listen.clone())
+        .unwrap_or_else(|| DEFAULT_LISTEN.into());
     if src.listen.is_some() && listen.parse::<std::net::SocketAddr>().is_err() {
         problems.push(Problem {
             file: "--listen".into(),
@@ -72,7 +84,10 @@ pub fn load(src: &Sources) -> Result<Config, Vec<Problem>> {
             }
         },
         None => (
-            Some(SourceFile { path: "<built-in plugins.toml>".into(), text: DEFAULT_PLUGINS_TOML.into() }),
+            Some(SourceFile {
+                path: "<built-in plugins.toml>".into(),
+                text: DEFAULT_PLUGINS_TOML.into(),
+            }),
             "built-in default".to_string(),
         ),
     };
@@ -81,7 +96,13 @@ pub fn load(src: &Sources) -> Result<Config, Vec<Problem>> {
         None => Vec::new(),
     };
     if problems.is_empty() {
-        Ok(Config { sonde, listen, data_dir, targets, plugins_origin })
+        Ok(Config {
+            sonde,
+            listen,
+            data_dir,
+            targets,
+            plugins_origin,
+        })
     } else {
         Err(problems)
     }

@@ -92,13 +92,22 @@ pub struct TargetSpec {
 pub fn resolve_plugin_path(plugin: &str, plugin_dir: &Path, config_dir: &Path) -> PathBuf {
     if plugin.ends_with(".wasm") || plugin.contains('/') {
         let p = Path::new(plugin);
-        if p.is_absolute() { p.to_path_buf() } else { config_dir.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            config_dir.join(p)
+        }
     } else {
         plugin_dir.join(format!("{plugin}.wasm"))
     }
 }
 
-pub fn parse(file: &SourceFile, sonde: &SondeConfig, plugin_dir: &Path, problems: &mut Vec<Problem>) -> Vec<TargetSpec> {
+pub fn parse(
+    file: &SourceFile,
+    sonde: &SondeConfig,
+    plugin_dir: &Path,
+    problems: &mut Vec<Problem>,
+) -> Vec<TargetSpec> {
     let before = problems.len();
     let doc = file.parse(problems);
     if problems.len() > before {
@@ -127,7 +136,12 @@ pub fn parse(file: &SourceFile, sonde: &SondeConfig, plugin_dir: &Path, problems
         let Some(inst) = file.deserialize_all::<InstanceConfig>(&table, &["grants"], problems) else {
             continue;
         };
-        let check = Check { file, table: &table, name: &name, problems };
+        let check = Check {
+            file,
+            table: &table,
+            name: &name,
+            problems,
+        };
         if let Some(t) = check.target(inst, sonde, plugin_dir, &config_dir) {
             targets.push(t);
         }
@@ -145,7 +159,8 @@ struct Check<'a, 'i> {
 impl Check<'_, '_> {
     fn report(&mut self, key: &str, message: String) {
         let span = value_span(self.table, key);
-        self.problems.push(self.file.problem(span, format!("[{}] {message}", self.name)));
+        self.problems
+            .push(self.file.problem(span, format!("[{}] {message}", self.name)));
     }
 
     fn report_grant(&mut self, key: &str, message: String) {
@@ -153,10 +168,17 @@ impl Check<'_, '_> {
             Some(g) => value_span(&g, key),
             None => self.table.span(),
         };
-        self.problems.push(self.file.problem(span, format!("[{}.grants] {message}", self.name)));
+        self.problems
+            .push(self.file.problem(span, format!("[{}.grants] {message}", self.name)));
     }
 
-    fn target(mut self, inst: InstanceConfig, sonde: &SondeConfig, plugin_dir: &Path, config_dir: &Path) -> Option<TargetSpec> {
+    fn target(
+        mut self,
+        inst: InstanceConfig,
+        sonde: &SondeConfig,
+        plugin_dir: &Path,
+        config_dir: &Path,
+    ) -> Option<TargetSpec> {
         let before = self.problems.len();
         if inst.enabled == Some(false) {
             return None;
@@ -171,7 +193,10 @@ impl Check<'_, '_> {
                 if !path.is_file() {
                     self.report(
                         "plugin",
-                        format!("plugin file {} not found (build the plugins with scripts/build, or fix the name)", path.display()),
+                        format!(
+                            "plugin file {} not found (build the plugins with scripts/build, or fix the name)",
+                            path.display()
+                        ),
                     );
                 }
                 Some(path)
@@ -184,7 +209,10 @@ impl Check<'_, '_> {
         let timeout = inst.timeout.map(|d| d.0).or(sonde.defaults.timeout.map(|d| d.0));
         if let (Some(t), Some(i)) = (inst.timeout, interval) {
             if t.0 > i {
-                self.report("timeout", format!("timeout {t} is longer than the interval {}", PromDuration(i)));
+                self.report(
+                    "timeout",
+                    format!("timeout {t} is longer than the interval {}", PromDuration(i)),
+                );
             }
         }
         if inst.timeout.is_some_and(|t| t.0.is_zero()) {
@@ -192,7 +220,10 @@ impl Check<'_, '_> {
         }
         let memory_limit = inst.memory_limit.map_or(sonde.memory_limit(), |b| b.0);
         if !(MIN_MEMORY_LIMIT..=MAX_MEMORY_LIMIT).contains(&memory_limit) {
-            self.report("memory_limit", format!("memory_limit {memory_limit} bytes is outside 1MiB..4GiB"));
+            self.report(
+                "memory_limit",
+                format!("memory_limit {memory_limit} bytes is outside 1MiB..4GiB"),
+            );
         }
         for (k, v) in &inst.labels {
             if let Err(e) = check_label_name(k) {
@@ -234,7 +265,10 @@ impl Check<'_, '_> {
             if !dir.is_absolute() {
                 self.report_grant("read", format!("read path {} must be absolute", dir.display()));
             } else if !dir.is_dir() {
-                self.report_grant("read", format!("read path {} is not an existing directory", dir.display()));
+                self.report_grant(
+                    "read",
+                    format!("read path {} is not an existing directory", dir.display()),
+                );
             }
         }
         for a in &g.http {
@@ -249,7 +283,12 @@ impl Check<'_, '_> {
                 Err(e) => self.report_grant("tcp", format!("tcp grant {a:?} is not host:port ({e})")),
             }
         }
-        Grants { read: g.read.clone(), http: g.http.clone(), tcp, statfs: g.statfs }
+        Grants {
+            read: g.read.clone(),
+            http: g.http.clone(),
+            tcp,
+            statfs: g.statfs,
+        }
     }
 }
 
@@ -258,7 +297,8 @@ fn check_authority(a: &str) -> Result<(), String> {
         return Err("write it as host:port, without scheme or path (e.g. \"127.0.0.1:8000\")".into());
     }
     if let Some((_, port)) = a.rsplit_once(':').filter(|(h, _)| !h.contains(':') || h.ends_with(']')) {
-        port.parse::<u16>().map_err(|_| format!("port {port:?} is not a number"))?;
+        port.parse::<u16>()
+            .map_err(|_| format!("port {port:?} is not a number"))?;
     }
     Ok(())
 }
@@ -295,7 +335,10 @@ mod tests {
 
     fn run(text: &str) -> (Vec<TargetSpec>, Vec<Problem>) {
         let dir = std::env::temp_dir();
-        let file = SourceFile { path: "plugins.toml".into(), text: text.into() };
+        let file = SourceFile {
+            path: "plugins.toml".into(),
+            text: text.into(),
+        };
         let mut problems = vec![];
         let t = parse(&file, &SondeConfig::default(), &dir, &mut problems);
         (t, problems)
@@ -314,11 +357,24 @@ mod tests {
 
     #[test]
     fn missing_plugin_file_and_bad_grants_are_located() {
-        let (_, p) = run("[x]\nplugin = \"/nonexistent/x.wasm\"\n[x.grants]\nread = [\"relative\"]\nhttp = [\"http://a/b\"]\n");
+        let (_, p) =
+            run("[x]\nplugin = \"/nonexistent/x.wasm\"\n[x.grants]\nread = [\"relative\"]\nhttp = [\"http://a/b\"]\n");
         let msgs: Vec<String> = p.iter().map(|p| p.to_string()).collect();
-        assert!(msgs.iter().any(|m| m.starts_with("plugins.toml:2:") && m.contains("not found")), "{msgs:#?}");
-        assert!(msgs.iter().any(|m| m.starts_with("plugins.toml:4:") && m.contains("absolute")), "{msgs:#?}");
-        assert!(msgs.iter().any(|m| m.starts_with("plugins.toml:5:") && m.contains("without scheme")), "{msgs:#?}");
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("plugins.toml:2:") && m.contains("not found")),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("plugins.toml:4:") && m.contains("absolute")),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("plugins.toml:5:") && m.contains("without scheme")),
+            "{msgs:#?}"
+        );
     }
 
     #[test]
@@ -338,6 +394,10 @@ mod tests {
     #[test]
     fn timeout_longer_than_interval_is_rejected() {
         let (_, p) = run("[x]\nplugin = \"/nonexistent/x.wasm\"\ninterval = \"1s\"\ntimeout = \"2s\"\n");
-        assert!(p.iter().any(|p| p.line == 4 && p.message.contains("longer than the interval")), "{p:#?}");
+        assert!(
+            p.iter()
+                .any(|p| p.line == 4 && p.message.contains("longer than the interval")),
+            "{p:#?}"
+        );
     }
 }

@@ -45,7 +45,10 @@ impl SondeConfig {
         self.defaults.interval.map_or(DEFAULT_INTERVAL, |d| d.0)
     }
     pub fn timeout(&self) -> Duration {
-        self.defaults.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0).min(self.interval())
+        self.defaults
+            .timeout
+            .map_or(DEFAULT_TIMEOUT, |d| d.0)
+            .min(self.interval())
     }
     pub fn memory_limit(&self) -> u64 {
         self.defaults.memory_limit.map_or(DEFAULT_MEMORY_LIMIT, |b| b.0)

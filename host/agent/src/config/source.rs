@@ -19,7 +19,14 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.col, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.col,
+            self.message
+        )
     }
 }
 
@@ -32,8 +39,16 @@ pub struct SourceFile {
 impl SourceFile {
     pub fn read(path: &Path) -> Result<Self, Problem> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Ok(SourceFile { path: path.to_path_buf(), text }),
-            Err(e) => Err(Problem { file: path.into(), line: 0, col: 0, message: format!("cannot read file: {e}") }),
+            Ok(text) => Ok(SourceFile {
+                path: path.to_path_buf(),
+                text,
+            }),
+            Err(e) => Err(Problem {
+                file: path.into(),
+                line: 0,
+                col: 0,
+                message: format!("cannot read file: {e}"),
+            }),
         }
     }
 
@@ -42,7 +57,12 @@ impl SourceFile {
         let before = &self.text[..start];
         let line = before.matches('\n').count() + 1;
         let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        Problem { file: self.path.clone(), line, col, message: message.into() }
+        Problem {
+            file: self.path.clone(),
+            line,
+            col,
+            message: message.into(),
+        }
     }
 
     /// Parses the document, collecting every syntax error.
@@ -96,7 +116,11 @@ impl SourceFile {
             let whole = Spanned::new(key.span().start..value.span().end, DeValue::Table(one));
             if let Err(e) = T::deserialize(whole.into_deserializer()) {
                 let msg = e.message().trim().to_string();
-                let span = if msg.starts_with("unknown field") { key.span() } else { e.span().unwrap_or(value.span()) };
+                let span = if msg.starts_with("unknown field") {
+                    key.span()
+                } else {
+                    e.span().unwrap_or(value.span())
+                };
                 problems.push(self.problem(span, msg));
             }
         }
@@ -131,7 +155,10 @@ mod tests {
     }
 
     fn file(text: &str) -> SourceFile {
-        SourceFile { path: "x.toml".into(), text: text.into() }
+        SourceFile {
+            path: "x.toml".into(),
+            text: text.into(),
+        }
     }
 
     #[test]

@@ -44,10 +44,15 @@ impl PromDuration {
                 }
             };
             if last_unit != usize::MAX && idx <= last_unit {
-                return Err(format!("invalid duration {s:?}: units must go from largest to smallest, each once"));
+                return Err(format!(
+                    "invalid duration {s:?}: units must go from largest to smallest, each once"
+                ));
             }
             last_unit = idx;
-            total_ms = n.checked_mul(ms).and_then(|v| total_ms.checked_add(v)).ok_or_else(bad)?;
+            total_ms = n
+                .checked_mul(ms)
+                .and_then(|v| total_ms.checked_add(v))
+                .ok_or_else(bad)?;
             rest = &rest[unit_len..];
         }
         Ok(PromDuration(Duration::from_millis(total_ms)))
@@ -61,7 +66,13 @@ impl fmt::Display for PromDuration {
         if ms == 0 {
             return f.write_str("0s");
         }
-        for (unit, size) in [("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        for (unit, size) in [
+            ("w", 604_800_000),
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+        ] {
             if ms >= size {
                 write!(f, "{}{unit}", ms / size)?;
                 ms %= size;
@@ -117,7 +128,9 @@ impl<'de> Deserialize<'de> for ByteSize {
         match Raw::deserialize(d) {
             Ok(Raw::Int(n)) => Ok(ByteSize(n)),
             Ok(Raw::Str(s)) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
-            Err(_) => Err(serde::de::Error::custom("expected a size such as \"64MiB\" or a number of bytes")),
+            Err(_) => Err(serde::de::Error::custom(
+                "expected a size such as \"64MiB\" or a number of bytes",
+            )),
         }
     }
 }

@@ -68,9 +68,15 @@ pub async fn load_targets(cfg: &Config, engine: &Arc<PluginEngine>) -> Vec<Scrap
         *target.description.lock().unwrap() = description;
         if let Ok((_, stats)) = &plugin {
             *target.stats.load_seconds.lock().unwrap() = stats.took.as_secs_f64();
-            target.stats.loaded_from_cache.store(stats.from_cache as u64, Ordering::Relaxed);
+            target
+                .stats
+                .loaded_from_cache
+                .store(stats.from_cache as u64, Ordering::Relaxed);
         }
-        out.push(Scraper { target, plugin: plugin.map(|(p, _)| p) });
+        out.push(Scraper {
+            target,
+            plugin: plugin.map(|(p, _)| p),
+        });
     }
     out
 }
@@ -103,16 +109,27 @@ impl HostSeries {
         let mk = |name: &str, help: &str| {
             head.set_metadata(
                 &[name],
-                Metadata { family: name.into(), kind: "gauge", help: help.into(), unit: "".into() },
+                Metadata {
+                    family: name.into(),
+                    kind: "gauge",
+                    help: help.into(),
+                    unit: "".into(),
+                },
             );
             let mut pairs: Vec<(&str, &str)> = vec![("__name__", name)];
             pairs.extend(labels.0.iter().map(|(n, v)| (n.as_str(), v.as_str())));
             head.get_or_create(&pairs)
         };
         HostSeries {
-            up: mk("up", "1 if the last collection of the target succeeded, 0 if it failed."),
+            up: mk(
+                "up",
+                "1 if the last collection of the target succeeded, 0 if it failed.",
+            ),
             duration: mk("scrape_duration_seconds", "Duration of the last collection in seconds."),
-            scraped: mk("scrape_samples_scraped", "Samples the target returned in the last collection."),
+            scraped: mk(
+                "scrape_samples_scraped",
+                "Samples the target returned in the last collection.",
+            ),
             post_relabel: mk(
                 "scrape_samples_post_metric_relabeling",
                 "Samples remaining after metric relabeling in the last collection.",
@@ -139,7 +156,13 @@ impl Scraper {
         let target = self.target.clone();
         let labels = TargetLabels(target.labels());
         let host = HostSeries::new(&head, &labels);
-        let mut run = Run { scraper: self, head: head.clone(), table: SeriesTable::default(), instance: None, labels };
+        let mut run = Run {
+            scraper: self,
+            head: head.clone(),
+            table: SeriesTable::default(),
+            instance: None,
+            labels,
+        };
         let mut ticker = tokio::time::interval_at(first_tick(&target), target.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -194,10 +217,17 @@ impl Run {
             }
         };
         let deadline = Instant::now() + target.timeout;
-        let remaining = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        let remaining = || {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1))
+        };
         if self.instance.is_none() {
             let spec = instance_spec(&target.spec);
-            let mut inst = plugin.instantiate(&spec, remaining()).await.map_err(|e| self.fail(&e, &[]))?;
+            let mut inst = plugin
+                .instantiate(&spec, remaining())
+                .await
+                .map_err(|e| self.fail(&e, &[]))?;
             if let Err(e) = inst.configure(&target.spec.config_json, remaining()).await {
                 return Err(self.fail(&e, &inst.take_denials()));
             }
@@ -206,7 +236,10 @@ impl Run {
         let inst = self.instance.as_mut().expect("created above");
         let result = inst.collect(remaining()).await;
         let denials = inst.take_denials();
-        target.stats.memory_bytes.store(inst.memory_bytes() as u64, Ordering::Relaxed);
+        target
+            .stats
+            .memory_bytes
+            .store(inst.memory_bytes() as u64, Ordering::Relaxed);
         let batch = match result {
             Ok(b) => b,
             Err(e) => {
@@ -240,7 +273,11 @@ impl Run {
             CallError::Timeout(_) => &CallError::Timeout(target.timeout),
             e => e,
         };
-        if denials.is_empty() { e.to_string() } else { format!("{e} ({})", denials.join("; ")) }
+        if denials.is_empty() {
+            e.to_string()
+        } else {
+            format!("{e} ({})", denials.join("; "))
+        }
     }
 
     /// Drops a broken instance; the next collection instantiates a fresh one.

@@ -113,7 +113,12 @@ impl SeriesTable {
             .present
             .iter()
             .copied()
-            .filter(|r| self.by_ref.get(r).and_then(|id| self.series.get(id)).is_none_or(|e| e.seen != round))
+            .filter(|r| {
+                self.by_ref
+                    .get(r)
+                    .and_then(|id| self.series.get(id))
+                    .is_none_or(|e| e.seen != round)
+            })
             .collect();
         samples.extend(gone.iter().map(|r| (*r, now_ms, STALE_NAN)));
         head.append(&samples);
@@ -124,7 +129,11 @@ impl SeriesTable {
             }
         }
         self.present = present;
-        Ok(Applied { samples: reported, series_added: added, stale_marked: gone.len() })
+        Ok(Applied {
+            samples: reported,
+            series_added: added,
+            stale_marked: gone.len(),
+        })
     }
 
     /// A failed collection: every series reported last time goes stale.
@@ -168,13 +177,20 @@ impl SeriesTable {
             }
             check_metric_name(&s.name).or_else(|e| bad(format!("series {:?}: {e}", s.name)))?;
             if s.labels.len() > MAX_LABELS {
-                return bad(format!("series {:?} has {} labels (max {MAX_LABELS})", s.name, s.labels.len()));
+                return bad(format!(
+                    "series {:?} has {} labels (max {MAX_LABELS})",
+                    s.name,
+                    s.labels.len()
+                ));
             }
             for (i, l) in s.labels.iter().enumerate() {
                 crate::config::check_label_name(&l.name)
                     .or_else(|e| bad(format!("series {:?} label {:?}: {e}", s.name, l.name)))?;
                 if l.value.len() > MAX_VALUE_LEN {
-                    return bad(format!("series {:?} label {:?}: value longer than {MAX_VALUE_LEN} bytes", s.name, l.name));
+                    return bad(format!(
+                        "series {:?} label {:?}: value longer than {MAX_VALUE_LEN} bytes",
+                        s.name, l.name
+                    ));
                 }
                 if s.labels[..i].iter().any(|o| o.name == l.name) {
                     return bad(format!("series {:?} has label {:?} twice", s.name, l.name));
@@ -196,7 +212,9 @@ impl SeriesTable {
 
 fn check_metric_name(n: &str) -> Result<(), &'static str> {
     let mut chars = n.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':');
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':');
     if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') || n.len() > MAX_NAME_LEN {
         return Err("metric names match [a-zA-Z_:][a-zA-Z0-9_:]*");
     }
@@ -214,7 +232,12 @@ pub fn kind_name(k: MetricKind) -> &'static str {
 }
 
 fn metadata(f: &sonde_plugin_host::Family) -> Metadata {
-    Metadata { family: f.name.as_str().into(), kind: kind_name(f.kind), help: f.help.as_str().into(), unit: f.unit.as_str().into() }
+    Metadata {
+        family: f.name.as_str().into(),
+        kind: kind_name(f.kind),
+        help: f.help.as_str().into(),
+        unit: f.unit.as_str().into(),
+    }
 }
 
 /// The sample names a family's series use, so each maps back to its family.

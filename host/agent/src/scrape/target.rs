@@ -115,7 +115,13 @@ impl Target {
     /// Prometheus does) and a target keeps its phase across restarts.
     pub fn offset(&self) -> Duration {
         let mut h: u64 = 0xcbf29ce484222325;
-        for b in self.spec.name.bytes().chain(self.spec.job.bytes()).chain(self.spec.instance.bytes()) {
+        for b in self
+            .spec
+            .name
+            .bytes()
+            .chain(self.spec.job.bytes())
+            .chain(self.spec.instance.bytes())
+        {
             h = (h ^ b as u64).wrapping_mul(0x100000001b3);
         }
         let ms = self.interval.as_millis().max(1) as u64;

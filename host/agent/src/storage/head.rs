@@ -64,7 +64,11 @@ pub struct Head {
 
 impl Head {
     pub fn new(retention: std::time::Duration) -> Self {
-        Head { inner: RwLock::default(), retention_ms: retention.as_millis() as i64, stats: HeadStats::default() }
+        Head {
+            inner: RwLock::default(),
+            retention_ms: retention.as_millis() as i64,
+            stats: HeadStats::default(),
+        }
     }
 
     /// Interns label strings and returns the series for `pairs`, creating it if new.
@@ -72,15 +76,23 @@ impl Head {
     pub fn get_or_create(&self, pairs: &[(&str, &str)]) -> SeriesRef {
         let mut g = self.inner.write().unwrap();
         let inner = &mut *g;
-        let labels =
-            Labels::from_pairs(pairs.iter().map(|(n, v)| (inner.interner.intern(n), inner.interner.intern(v))).collect());
+        let labels = Labels::from_pairs(
+            pairs
+                .iter()
+                .map(|(n, v)| (inner.interner.intern(n), inner.interner.intern(v)))
+                .collect(),
+        );
         if let Some(&r) = inner.by_labels.get(&labels) {
             if let Some(Some(s)) = inner.series.get_mut(r as usize) {
                 s.pins += 1;
             }
             return r;
         }
-        let s = MemSeries { labels: labels.clone(), samples: VecDeque::new(), pins: 1 };
+        let s = MemSeries {
+            labels: labels.clone(),
+            samples: VecDeque::new(),
+            pins: 1,
+        };
         let r = match inner.free.pop() {
             Some(r) => {
                 inner.series[r as usize] = Some(s);
@@ -126,7 +138,9 @@ impl Head {
         let mut g = self.inner.write().unwrap();
         let mut appended = 0;
         for &(r, t, v) in samples {
-            let Some(Some(s)) = g.series.get_mut(r as usize) else { continue };
+            let Some(Some(s)) = g.series.get_mut(r as usize) else {
+                continue;
+            };
             match s.samples.back() {
                 Some(&(last, _)) if t <= last => {
                     self.stats.out_of_order.fetch_add(1, Ordering::Relaxed);
@@ -175,8 +189,12 @@ impl Head {
             if !matchers.iter().all(|m| matches(m, s.labels.get(&m.name).unwrap_or(""))) {
                 continue;
             }
-            let samples: Vec<(i64, f64)> =
-                s.samples.iter().filter(|(t, _)| *t >= mint && *t <= maxt).copied().collect();
+            let samples: Vec<(i64, f64)> = s
+                .samples
+                .iter()
+                .filter(|(t, _)| *t >= mint && *t <= maxt)
+                .copied()
+                .collect();
             if !samples.is_empty() {
                 out.push((s.labels.clone(), samples));
             }
@@ -189,7 +207,14 @@ impl Head {
     }
 
     pub fn num_samples(&self) -> usize {
-        self.inner.read().unwrap().series.iter().flatten().map(|s| s.samples.len()).sum()
+        self.inner
+            .read()
+            .unwrap()
+            .series
+            .iter()
+            .flatten()
+            .map(|s| s.samples.len())
+            .sum()
     }
 }
 

@@ -523,7 +523,8 @@ mod tests {
         let mut model = |at: u64| {
             let mut r = Recorder::default();
             let now = t0 + std::time::Duration::from_secs(at);
-            d.collect(&mut Reader::default(), proc, Some(udev), now, &mut r).unwrap();
+            d.collect(&mut Reader::default(), proc, Some(udev), now, &mut r)
+                .unwrap();
             let info = r.find("node_disk_info", &[("device", "vda")]).unwrap();
             info.labels.iter().find(|(n, _)| n == "model").unwrap().1.clone()
         };

@@ -22,7 +22,11 @@ struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { series: 100, labels: 3, churn: false }
+        Config {
+            series: 100,
+            labels: 3,
+            churn: false,
+        }
     }
 }
 
@@ -36,23 +40,44 @@ struct Synthetic {
 
 impl Plugin for Synthetic {
     fn info() -> Info {
-        Info::new("synthetic", env!("CARGO_PKG_VERSION"), "synthetic series for tests and benchmarks")
+        Info::new(
+            "synthetic",
+            env!("CARGO_PKG_VERSION"),
+            "synthetic series for tests and benchmarks",
+        )
     }
 
     fn configure(config: &str) -> Result<Self, Error> {
         let cfg: Config = parse_config(config)?;
-        let label_values = (0..cfg.labels).map(|l| (format!("label{l}"), format!("value-{l}-abcdefgh"))).collect();
+        let label_values = (0..cfg.labels)
+            .map(|l| (format!("label{l}"), format!("value-{l}-abcdefgh")))
+            .collect();
         let index = (0..cfg.series).map(|i| i.to_string()).collect();
-        Ok(Synthetic { cfg, label_values, index, round: 0, last_guest_seconds: 0.0 })
+        Ok(Synthetic {
+            cfg,
+            label_values,
+            index,
+            round: 0,
+            last_guest_seconds: 0.0,
+        })
     }
 
     fn collect(&mut self, out: &mut Collection) -> Result<(), Error> {
         let start = std::time::Instant::now();
         self.round += 1;
-        out.gauge("synthetic_guest_seconds", "Guest time of the previous collect.", &[], self.last_guest_seconds);
+        out.gauge(
+            "synthetic_guest_seconds",
+            "Guest time of the previous collect.",
+            &[],
+            self.last_guest_seconds,
+        );
         let f = out.family("synthetic_value", Kind::Gauge, "A synthetic gauge.");
         let round = self.round.to_string();
-        let mut labels: Vec<(&str, &str)> = self.label_values.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let mut labels: Vec<(&str, &str)> = self
+            .label_values
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
         labels.push(("i", ""));
         if self.cfg.churn {
             labels.push(("round", &round));
