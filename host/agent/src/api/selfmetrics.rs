@@ -21,7 +21,7 @@ pub async fn handler(State(s): State<Shared>) -> impl IntoResponse {
 
 fn plugins(s: &Shared, w: &mut Writer) {
     type Get = fn(&crate::scrape::Target) -> f64;
-    let simple: [(&str, &str, &str, Get); 6] = [
+    let simple: [(&str, &str, &str, Get); 7] = [
         (
             "sonde_plugin_collections_total",
             "counter",
