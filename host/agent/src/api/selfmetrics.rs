@@ -58,6 +58,12 @@ fn plugins(s: &Shared, w: &mut Writer) {
             "Time to compile or load the plugin from the cache.",
             |t| *t.stats.load_seconds.lock().unwrap(),
         ),
+        (
+            "sonde_plugin_loaded_from_cache",
+            "gauge",
+            "1 if the compiled plugin came from the on-disk compile cache, 0 if it was compiled at start.",
+            |t| t.stats.loaded_from_cache.load(Ordering::Relaxed) as f64,
+        ),
     ];
     for (name, kind, help, get) in simple {
         w.family(name, kind, help);
