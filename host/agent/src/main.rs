@@ -178,7 +178,7 @@ fn new_engine(cfg: &config::Config, cache_dir: Option<PathBuf>) -> Result<Plugin
     PluginEngine::new(&opts).context("cannot start the plugin engine")
 }
 
-fn inspect(file: &PathBuf) -> Result<ExitCode> {
+fn inspect(file: &std::path::Path) -> Result<ExitCode> {
     let engine = PluginEngine::new(&EngineOptions {
         max_instances: 2,
         max_memory_bytes: 256 << 20,

@@ -131,7 +131,7 @@ fn statfs(path: &str) -> Result<FsStats, Error> {
         avail_bytes: buf.f_bavail as u64 * bs,
         files: buf.f_files as u64,
         files_free: buf.f_ffree as u64,
-        read_only: (buf.f_flag as u64 & libc::ST_RDONLY as u64) != 0,
+        read_only: (buf.f_flag as u64 & libc::ST_RDONLY) != 0,
     })
 }
 

@@ -239,10 +239,10 @@ impl<'a> Collection<'a> {
         let hash = series_hash(family, name, labels);
         if let Some(ids) = self.reg.index.get(&hash) {
             for id in ids {
-                if let Some(rec) = &self.reg.series[*id as usize] {
-                    if rec.matches(family, name, labels) {
-                        return *id;
-                    }
+                if let Some(rec) = &self.reg.series[*id as usize]
+                    && rec.matches(family, name, labels)
+                {
+                    return *id;
                 }
             }
         }
@@ -292,7 +292,7 @@ impl<'a> Collection<'a> {
                 self.duplicates.join(", ")
             ));
         }
-        if self.batch.timestamps.len() > 0 && self.batch.timestamps.len() < self.batch.ids.len() {
+        if !self.batch.timestamps.is_empty() && self.batch.timestamps.len() < self.batch.ids.len() {
             self.batch.timestamps.resize(self.batch.ids.len(), NOW);
         }
         let epoch = self.reg.epoch;

@@ -207,13 +207,13 @@ impl Check<'_, '_> {
             self.report("interval", format!("interval {i} is shorter than the minimum of 100ms"));
         }
         let timeout = inst.timeout.map(|d| d.0).or(sonde.defaults.timeout.map(|d| d.0));
-        if let (Some(t), Some(i)) = (inst.timeout, interval) {
-            if t.0 > i {
-                self.report(
-                    "timeout",
-                    format!("timeout {t} is longer than the interval {}", PromDuration(i)),
-                );
-            }
+        if let (Some(t), Some(i)) = (inst.timeout, interval)
+            && t.0 > i
+        {
+            self.report(
+                "timeout",
+                format!("timeout {t} is longer than the interval {}", PromDuration(i)),
+            );
         }
         if inst.timeout.is_some_and(|t| t.0.is_zero()) {
             self.report("timeout", "timeout must be positive".into());

@@ -76,22 +76,22 @@ pub fn parse(file: &SourceFile, problems: &mut Vec<Problem>) -> SondeConfig {
     let Some(cfg) = cfg else {
         return SondeConfig::default();
     };
-    if let Some(listen) = &cfg.listen {
-        if let Err(e) = listen.parse::<SocketAddr>() {
-            problems.push(file.problem(
-                value_span(&table, "listen"),
-                format!("listen = {listen:?} is not an address ({e}); write it like \"127.0.0.1:9190\""),
-            ));
-        }
+    if let Some(listen) = &cfg.listen
+        && let Err(e) = listen.parse::<SocketAddr>()
+    {
+        problems.push(file.problem(
+            value_span(&table, "listen"),
+            format!("listen = {listen:?} is not an address ({e}); write it like \"127.0.0.1:9190\""),
+        ));
     }
-    if let (Some(i), Some(t)) = (cfg.defaults.interval, cfg.defaults.timeout) {
-        if t > i {
-            let d = subtable(&table, "defaults").expect("defaults parsed above");
-            problems.push(file.problem(
-                value_span(&d, "timeout"),
-                format!("defaults.timeout ({t}) is longer than defaults.interval ({i})"),
-            ));
-        }
+    if let (Some(i), Some(t)) = (cfg.defaults.interval, cfg.defaults.timeout)
+        && t > i
+    {
+        let d = subtable(&table, "defaults").expect("defaults parsed above");
+        problems.push(file.problem(
+            value_span(&d, "timeout"),
+            format!("defaults.timeout ({t}) is longer than defaults.interval ({i})"),
+        ));
     }
     cfg
 }

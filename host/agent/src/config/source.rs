@@ -134,7 +134,7 @@ pub fn value_span(table: &Spanned<DeTable<'_>>, key: &str) -> Range<usize> {
 }
 
 /// The value of `key` when it is itself a table.
-pub fn subtable<'a, 'i>(table: &'a Spanned<DeTable<'i>>, key: &str) -> Option<Spanned<DeTable<'i>>> {
+pub fn subtable<'i>(table: &Spanned<DeTable<'i>>, key: &str) -> Option<Spanned<DeTable<'i>>> {
     let v = table.get_ref().get(key)?;
     match v.get_ref() {
         DeValue::Table(t) => Some(Spanned::new(v.span(), t.clone())),

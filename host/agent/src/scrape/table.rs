@@ -261,7 +261,13 @@ mod tests {
     }
 
     fn family(id: u32, name: &str) -> Family {
-        Family { id, name: name.into(), kind: MetricKind::Gauge, help: String::new(), unit: String::new() }
+        Family {
+            id,
+            name: name.into(),
+            kind: MetricKind::Gauge,
+            help: String::new(),
+            unit: String::new(),
+        }
     }
 
     fn series(id: u32, name: &str, labels: &[(&str, &str)]) -> Series {
@@ -269,7 +275,13 @@ mod tests {
             id,
             family: 0,
             name: name.into(),
-            labels: labels.iter().map(|(n, v)| Label { name: (*n).into(), value: (*v).into() }).collect(),
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: (*n).into(),
+                    value: (*v).into(),
+                })
+                .collect(),
         }
     }
 
@@ -299,10 +311,28 @@ mod tests {
     fn samples_get_target_labels_and_plugin_collisions_are_exported() {
         let head = Head::new(std::time::Duration::from_secs(600));
         let mut t = SeriesTable::default();
-        let b = batch(vec![family(0, "m")], vec![series(7, "m", &[("job", "inner"), ("x", "1")])], &[(7, 2.5)]);
+        let b = batch(
+            vec![family(0, "m")],
+            vec![series(7, "m", &[("job", "inner"), ("x", "1")])],
+            &[(7, 2.5)],
+        );
         let a = t.apply(&b, &target(), &head, 1000).unwrap();
-        assert_eq!(a, Applied { samples: 1, series_added: 1, stale_marked: 0 });
-        assert_eq!(dump(&head), vec![(r#"m{exported_job="inner",instance="h",job="j",x="1"}"#.into(), 1000, 2.5)]);
+        assert_eq!(
+            a,
+            Applied {
+                samples: 1,
+                series_added: 1,
+                stale_marked: 0
+            }
+        );
+        assert_eq!(
+            dump(&head),
+            vec![(
+                r#"m{exported_job="inner",instance="h",job="j",x="1"}"#.into(),
+                1000,
+                2.5
+            )]
+        );
         assert_eq!(head.metadata("m").unwrap().kind, "gauge");
     }
 
@@ -310,17 +340,22 @@ mod tests {
     fn series_that_disappear_get_a_staleness_marker_once() {
         let head = Head::new(std::time::Duration::from_secs(600));
         let mut t = SeriesTable::default();
-        let b = batch(vec![family(0, "m")], vec![series(1, "m", &[("a", "1")]), series(2, "m", &[("a", "2")])], &[
-            (1, 1.0),
-            (2, 2.0),
-        ]);
+        let b = batch(
+            vec![family(0, "m")],
+            vec![series(1, "m", &[("a", "1")]), series(2, "m", &[("a", "2")])],
+            &[(1, 1.0), (2, 2.0)],
+        );
         t.apply(&b, &target(), &head, 1000).unwrap();
-        let a = t.apply(&batch(vec![], vec![], &[(1, 1.5)]), &target(), &head, 2000).unwrap();
+        let a = t
+            .apply(&batch(vec![], vec![], &[(1, 1.5)]), &target(), &head, 2000)
+            .unwrap();
         assert_eq!(a.stale_marked, 1);
         let d = dump(&head);
         assert_eq!((d[0].1, d[0].2), (2000, 1.5));
         assert!(d[1].1 == 2000 && is_stale_nan(d[1].2), "{d:?}");
-        let a = t.apply(&batch(vec![], vec![], &[(1, 1.7)]), &target(), &head, 3000).unwrap();
+        let a = t
+            .apply(&batch(vec![], vec![], &[(1, 1.7)]), &target(), &head, 3000)
+            .unwrap();
         assert_eq!(a.stale_marked, 0, "already stale");
     }
 
@@ -339,32 +374,73 @@ mod tests {
     fn invalid_batches_are_rejected_without_changing_anything() {
         let head = Head::new(std::time::Duration::from_secs(600));
         let mut t = SeriesTable::default();
-        t.apply(&batch(vec![family(0, "m")], vec![series(1, "m", &[])], &[(1, 1.0)]), &target(), &head, 1000)
-            .unwrap();
+        t.apply(
+            &batch(vec![family(0, "m")], vec![series(1, "m", &[])], &[(1, 1.0)]),
+            &target(),
+            &head,
+            1000,
+        )
+        .unwrap();
         let cases: Vec<(Batch, &str)> = vec![
             (batch(vec![], vec![], &[(9, 1.0)]), "unknown series id 9"),
             (batch(vec![], vec![series(1, "m", &[])], &[]), "defined twice"),
             (batch(vec![family(0, "m")], vec![], &[]), "family id 0 defined twice"),
-            (batch(vec![], vec![Series { family: 5, ..series(2, "m", &[]) }], &[]), "unknown family id 5"),
-            (batch(vec![], vec![series(2, "bad-name", &[])], &[]), "metric names match"),
+            (
+                batch(
+                    vec![],
+                    vec![Series {
+                        family: 5,
+                        ..series(2, "m", &[])
+                    }],
+                    &[],
+                ),
+                "unknown family id 5",
+            ),
+            (
+                batch(vec![], vec![series(2, "bad-name", &[])], &[]),
+                "metric names match",
+            ),
             (batch(vec![], vec![series(2, "m", &[("__x", "1")])], &[]), "reserved"),
-            (batch(vec![], vec![series(2, "m", &[("a", "1"), ("a", "2")])], &[]), "twice"),
+            (
+                batch(vec![], vec![series(2, "m", &[("a", "1"), ("a", "2")])], &[]),
+                "twice",
+            ),
             (batch(vec![], vec![], &[(1, 1.0), (1, 2.0)]), "reported twice"),
-            (Batch { values: vec![], ..batch(vec![], vec![], &[(1, 1.0)]) }, "1 ids but 0 values"),
-            (Batch { timestamps: vec![1, 2], ..batch(vec![], vec![], &[(1, 1.0)]) }, "timestamps"),
+            (
+                Batch {
+                    values: vec![],
+                    ..batch(vec![], vec![], &[(1, 1.0)])
+                },
+                "1 ids but 0 values",
+            ),
+            (
+                Batch {
+                    timestamps: vec![1, 2],
+                    ..batch(vec![], vec![], &[(1, 1.0)])
+                },
+                "timestamps",
+            ),
         ];
         for (b, want) in cases {
             let err = t.apply(&b, &target(), &head, 2000).unwrap_err();
             assert!(err.starts_with("invalid output") && err.contains(want), "{want}: {err}");
         }
-        assert_eq!(dump(&head), vec![(r#"m{instance="h",job="j"}"#.into(), 1000, 1.0)], "nothing was appended");
+        assert_eq!(
+            dump(&head),
+            vec![(r#"m{instance="h",job="j"}"#.into(), 1000, 1.0)],
+            "nothing was appended"
+        );
     }
 
     #[test]
     fn two_ids_with_one_label_set_are_rejected_and_rolled_back() {
         let head = Head::new(std::time::Duration::from_secs(600));
         let mut t = SeriesTable::default();
-        let b = batch(vec![family(0, "m")], vec![series(1, "m", &[("a", "1")]), series(2, "m", &[("a", "1")])], &[]);
+        let b = batch(
+            vec![family(0, "m")],
+            vec![series(1, "m", &[("a", "1")]), series(2, "m", &[("a", "1")])],
+            &[],
+        );
         let err = t.apply(&b, &target(), &head, 1000).unwrap_err();
         assert!(err.contains("same name and labels"), "{err}");
         assert_eq!(t.len(), 0);
@@ -377,8 +453,13 @@ mod tests {
     fn forgotten_ids_can_be_defined_again_and_explicit_timestamps_are_kept() {
         let head = Head::new(std::time::Duration::from_secs(600));
         let mut t = SeriesTable::default();
-        t.apply(&batch(vec![family(0, "m")], vec![series(1, "m", &[("v", "a")])], &[(1, 1.0)]), &target(), &head, 1000)
-            .unwrap();
+        t.apply(
+            &batch(vec![family(0, "m")], vec![series(1, "m", &[("v", "a")])], &[(1, 1.0)]),
+            &target(),
+            &head,
+            1000,
+        )
+        .unwrap();
         let mut b = batch(vec![], vec![], &[]);
         b.forget = vec![1];
         let a = t.apply(&b, &target(), &head, 2000).unwrap();
@@ -387,6 +468,9 @@ mod tests {
         b.timestamps = vec![1500];
         t.apply(&b, &target(), &head, 3000).unwrap();
         let d = dump(&head);
-        assert_eq!((d[1].0.as_str(), d[1].1, d[1].2), (r#"m{instance="h",job="j",v="b"}"#, 1500, 5.0));
+        assert_eq!(
+            (d[1].0.as_str(), d[1].1, d[1].2),
+            (r#"m{instance="h",job="j",v="b"}"#, 1500, 5.0)
+        );
     }
 }
