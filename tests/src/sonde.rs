@@ -37,6 +37,9 @@ pub struct SondeOptions {
     pub plugins_file: Option<PathBuf>,
     /// `--plugin-dir`; default: the bundled plugins ([`plugin_dir`]).
     pub plugin_dir: Option<PathBuf>,
+    /// `--data-dir`; default: `data` in the instance's temp dir. Set it to keep the
+    /// data (e.g. the compile cache) across several starts.
+    pub data_dir: Option<PathBuf>,
     /// Leave out the `run` subcommand (`sonde` alone runs the daemon).
     pub bare: bool,
 }
@@ -77,7 +80,8 @@ impl Sonde {
         }
         let plugin_dir = opts.plugin_dir.clone().unwrap_or_else(plugin_dir);
         args.extend(["--plugin-dir".into(), plugin_dir.display().to_string()]);
-        args.extend(["--data-dir".into(), dir.path().join("data").display().to_string()]);
+        let data_dir = opts.data_dir.clone().unwrap_or_else(|| dir.path().join("data"));
+        args.extend(["--data-dir".into(), data_dir.display().to_string()]);
         let mut dir = Some(dir);
         for attempt in 1..=PORT_ATTEMPTS {
             let port = free_port();
@@ -139,6 +143,13 @@ impl Sonde {
     #[track_caller]
     pub fn get(&self, path: &str) -> Response {
         http::get(&self.url(path)).unwrap_or_else(|e| panic!("{e}\n--- sonde stderr ---\n{}", self.stderr()))
+    }
+
+    /// `GET path?k=v&...` (the pairs percent-encoded); panics when sonde does not answer.
+    #[track_caller]
+    pub fn get_with_query(&self, path: &str, query: &[(&str, &str)]) -> Response {
+        http::get_with_query(&self.url(path), query)
+            .unwrap_or_else(|e| panic!("{e}\n--- sonde stderr ---\n{}", self.stderr()))
     }
 
     /// `GET path`, asserting 200; the body.
@@ -236,6 +247,31 @@ impl Sonde {
         let text = self.stderr();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGINT`) and waits up to `timeout` for sonde to exit.
+    /// The exit status; an error if it had exited before the signal, or if it was still
+    /// running after `timeout` (it is then killed).
+    pub fn signal_and_wait(&mut self, signal: libc::c_int, timeout: Duration) -> Result<ExitStatus, String> {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            return Err(format!("sonde had already exited ({status}) before the signal"));
+        }
+        // SAFETY: kill(2) on the pid of a child we have not reaped yet.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Ok(status);
+            }
+            if Instant::now() >= end {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return Err(format!(
+                    "sonde was still running {timeout:?} after signal {signal}; killed it"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// SIGTERM, then SIGKILL if it does not exit within [`STOP_TIMEOUT`].

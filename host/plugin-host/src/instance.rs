@@ -96,8 +96,10 @@ impl PluginInstance {
             bindings,
             ticker,
         } = self;
-        let _busy = ticker.busy();
-        guarded(store, timeout, |s| bindings.sonde_plugin_source().call_describe(s)).await
+        guarded(store, ticker, timeout, |s| {
+            bindings.sonde_plugin_source().call_describe(s)
+        })
+        .await
     }
 
     pub async fn configure(&mut self, config_json: &str, timeout: Duration) -> Result<(), CallError> {
@@ -106,8 +108,7 @@ impl PluginInstance {
             bindings,
             ticker,
         } = self;
-        let _busy = ticker.busy();
-        guarded(store, timeout, |s| {
+        guarded(store, ticker, timeout, |s| {
             bindings.sonde_plugin_source().call_configure(s, config_json)
         })
         .await?
@@ -120,10 +121,11 @@ impl PluginInstance {
             bindings,
             ticker,
         } = self;
-        let _busy = ticker.busy();
-        guarded(store, timeout, |s| bindings.sonde_plugin_source().call_collect(s))
-            .await?
-            .map_err(CallError::Plugin)
+        guarded(store, ticker, timeout, |s| {
+            bindings.sonde_plugin_source().call_collect(s)
+        })
+        .await?
+        .map_err(CallError::Plugin)
     }
 
     /// Largest linear memory this instance has grown to, in bytes.
@@ -140,11 +142,17 @@ impl PluginInstance {
 }
 
 /// Runs one export call under the deadline and turns traps into [`CallError`]s.
-async fn guarded<'s, T, F, Fut>(store: &'s mut Store<State>, timeout: Duration, call: F) -> Result<T, CallError>
+async fn guarded<'s, T, F, Fut>(
+    store: &'s mut Store<State>,
+    ticker: &Arc<Ticker>,
+    timeout: Duration,
+    call: F,
+) -> Result<T, CallError>
 where
     F: FnOnce(&'s mut Store<State>) -> Fut,
     Fut: Future<Output = wasmtime::Result<T>> + 's,
 {
+    let _busy = ticker.busy();
     // The deadline callback runs when the epoch passes the store's deadline: re-arm it
     // relative to now (the ticker was idle between calls).
     store.set_epoch_deadline(1);
