@@ -44,6 +44,10 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Internal: compile one plugin into the compile cache (run by the daemon in a
+    /// child process so the compiler's memory never lands in the daemon).
+    #[command(hide = true)]
+    CompilePlugin(scrape::CompileJob),
 }
 
 #[derive(Subcommand)]
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         Some(Command::Plugin {
             command: PluginCommand::Inspect { file },
         }) => inspect(&file),
+        Some(Command::CompilePlugin(job)) => job.run(),
     };
     match result {
         Ok(code) => code,
@@ -168,14 +173,17 @@ fn check(args: RunArgs, c: CheckArgs) -> Result<ExitCode> {
 }
 
 fn new_engine(cfg: &config::Config, cache_dir: Option<PathBuf>) -> Result<PluginEngine> {
+    PluginEngine::new(&engine_options(cfg, cache_dir)).context("cannot start the plugin engine")
+}
+
+fn engine_options(cfg: &config::Config, cache_dir: Option<PathBuf>) -> EngineOptions {
     let max_memory = cfg.targets.iter().map(|t| t.memory_limit).max().unwrap_or(1 << 20);
-    let opts = EngineOptions {
+    EngineOptions {
         // One live instance per target, one being re-created, and one for describe.
         max_instances: (cfg.targets.len() as u32) * 2 + 2,
         max_memory_bytes: max_memory as usize,
         cache_dir,
-    };
-    PluginEngine::new(&opts).context("cannot start the plugin engine")
+    }
 }
 
 fn inspect(file: &std::path::Path) -> Result<ExitCode> {
@@ -248,7 +256,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
 async fn serve(cfg: config::Config) -> Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
-    let engine = Arc::new(new_engine(&cfg, Some(cfg.data_dir.join("plugin-cache")))?);
+    let opts = engine_options(&cfg, Some(cfg.data_dir.join("plugin-cache")));
+    let engine = Arc::new(PluginEngine::new(&opts).context("cannot start the plugin engine")?);
     let head = Arc::new(storage::Head::new(HEAD_RETENTION));
     let listener = match tokio::net::TcpListener::bind(&cfg.listen).await {
         Ok(l) => l,
@@ -258,7 +267,7 @@ async fn serve(cfg: config::Config) -> Result<()> {
         ),
     };
     tracing::info!(addr = %cfg.listen, plugins = %cfg.plugins_origin, targets = cfg.targets.len(), "sonde {} starting", env!("CARGO_PKG_VERSION"));
-    let scrapers = scrape::load_targets(&cfg, &engine).await;
+    let scrapers = scrape::load_targets(&cfg, &engine, &opts).await;
     release_compiler_memory();
     let state = Arc::new(api::AppState {
         targets: scrapers.iter().map(|s| s.target.clone()).collect(),

@@ -26,7 +26,7 @@ impl CompileCache {
         }
     }
 
-    fn path_for(&self, sha256: &str) -> PathBuf {
+    pub fn path_for(&self, sha256: &str) -> PathBuf {
         self.dir.join(format!("{sha256}-{:016x}.cwasm", self.engine_hash))
     }
 

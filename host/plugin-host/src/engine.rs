@@ -87,6 +87,17 @@ impl PluginEngine {
     }
 
     /// Compiles (or loads from the cache) the component at `path` and links it.
+    /// Whether loading `path` would compile it (no usable entry in the compile cache).
+    /// Lets the daemon compile in a child process, keeping Cranelift's code and heap
+    /// out of its own resident memory.
+    pub fn needs_compile(&self, path: &Path) -> bool {
+        let Some(cache) = &self.cache else { return true };
+        match std::fs::read(path) {
+            Ok(bytes) => !cache.path_for(&sha256_hex(&bytes)).exists(),
+            Err(_) => true,
+        }
+    }
+
     pub fn load(&self, path: &Path) -> Result<(Plugin, LoadStats), LoadError> {
         let start = Instant::now();
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {

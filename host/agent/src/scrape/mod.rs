@@ -6,5 +6,5 @@ mod scheduler;
 mod table;
 mod target;
 
-pub use scheduler::{load_targets, now_ms};
+pub use scheduler::{CompileJob, load_targets, now_ms};
 pub use target::{DURATION_BUCKETS, Target};

@@ -6,7 +6,7 @@ use super::table::{Applied, SeriesTable, TargetLabels};
 use super::target::{Health, Target};
 use crate::config::Config;
 use crate::storage::{Head, Metadata, SeriesRef};
-use sonde_plugin_host::{CallError, InstanceSpec, LoadStats, Plugin, PluginEngine, PluginInstance};
+use sonde_plugin_host::{CallError, EngineOptions, InstanceSpec, LoadStats, Plugin, PluginEngine, PluginInstance};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,17 +26,26 @@ pub struct Scraper {
 
 /// Compiles (or loads from cache) every distinct plugin once, asks each instance's
 /// plugin for its default interval, and returns one scraper per target.
-pub async fn load_targets(cfg: &Config, engine: &Arc<PluginEngine>) -> Vec<Scraper> {
+pub async fn load_targets(cfg: &Config, engine: &Arc<PluginEngine>, opts: &EngineOptions) -> Vec<Scraper> {
     let mut loaded: HashMap<PathBuf, Result<(Plugin, LoadStats), String>> = HashMap::new();
     for spec in &cfg.targets {
         if loaded.contains_key(&spec.plugin_path) {
             continue;
         }
+        let t0 = Instant::now();
+        let compiled_by_child =
+            engine.needs_compile(&spec.plugin_path) && compile_in_child(opts, &spec.plugin_path).await;
         let engine = engine.clone();
         let path = spec.plugin_path.clone();
-        let result = tokio::task::spawn_blocking(move || engine.load(&path).map_err(|e| e.to_string()))
+        let mut result = tokio::task::spawn_blocking(move || engine.load(&path).map_err(|e| e.to_string()))
             .await
             .unwrap_or_else(|e| Err(format!("loading the plugin panicked: {e}")));
+        if let (true, Ok((_, stats))) = (compiled_by_child, &mut result) {
+            *stats = LoadStats {
+                from_cache: false,
+                took: t0.elapsed(),
+            };
+        }
         match &result {
             Ok((p, stats)) => tracing::info!(
                 plugin = %spec.plugin_path.display(), sha256 = %p.sha256, from_cache = stats.from_cache,
@@ -79,6 +88,52 @@ pub async fn load_targets(cfg: &Config, engine: &Arc<PluginEngine>) -> Vec<Scrap
         });
     }
     out
+}
+
+/// Runs `sonde compile-plugin` for `path`; true if it put the result in the cache.
+/// On any failure the caller compiles in-process, which reports the real error.
+async fn compile_in_child(opts: &EngineOptions, path: &std::path::Path) -> bool {
+    let Ok(exe) = std::env::current_exe() else { return false };
+    let Some(cache_dir) = &opts.cache_dir else { return false };
+    let status = tokio::process::Command::new(exe)
+        .arg("compile-plugin")
+        .arg("--cache-dir")
+        .arg(cache_dir)
+        .arg("--max-instances")
+        .arg(opts.max_instances.to_string())
+        .arg("--max-memory-bytes")
+        .arg(opts.max_memory_bytes.to_string())
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .await;
+    matches!(status, Ok(s) if s.success())
+}
+
+/// Arguments of the hidden `sonde compile-plugin` command. They must reproduce the
+/// daemon's engine options exactly, so the artifact passes its compatibility check.
+#[derive(clap::Args, Debug)]
+pub struct CompileJob {
+    #[arg(long)]
+    cache_dir: PathBuf,
+    #[arg(long)]
+    max_instances: u32,
+    #[arg(long)]
+    max_memory_bytes: usize,
+    plugin: PathBuf,
+}
+
+impl CompileJob {
+    pub fn run(self) -> anyhow::Result<std::process::ExitCode> {
+        let opts = EngineOptions {
+            max_instances: self.max_instances,
+            max_memory_bytes: self.max_memory_bytes,
+            cache_dir: Some(self.cache_dir),
+        };
+        let engine = PluginEngine::new(&opts)?;
+        engine.load(&self.plugin)?;
+        Ok(std::process::ExitCode::SUCCESS)
+    }
 }
 
 fn instance_spec(spec: &crate::config::TargetSpec) -> InstanceSpec {
