@@ -1,0 +1,12 @@
+//! sonde's time-series store. One module per storage concept:
+//!
+//! - [`chunk`]: sample encodings — the head's streaming chunk and the block column codec;
+//! - [`wal`]: the write-ahead log (segments of CRC-checked records, replay, checkpoints);
+//! - `head` (to come): in-memory series with compressed chunks, fed by the WAL;
+//! - `index`/`block` (to come): immutable on-disk blocks with a postings index;
+//! - the querier interface used by PromQL.
+//!
+//! On-disk formats are described in docs/storage-format.md.
+
+pub mod chunk;
+pub mod wal;
