@@ -1,7 +1,8 @@
 //! The daemon's life cycle and the edges of its API: the on-disk compile cache across
 //! restarts (keyed by content, robust to corruption), graceful shutdown on SIGTERM and
 //! SIGINT, missing grants named in `lastError`, staleness seen through `/federate`,
-//! `/federate`'s errors and unions, and intervals and timeouts from the configuration.
+//! `/federate`'s errors and unions, and intervals and timeouts from the configuration
+//! (formatted as Prometheus formats durations).
 
 use serde_json::Value;
 use sonde_tests::http::Response;
@@ -524,4 +525,31 @@ fn interval_and_timeout_come_from_the_configuration() {
     // Without sonde.toml: the built-in defaults, 15s and 10s.
     let sonde = Sonde::start(&synthetic("builtin", "", "series = 1"));
     assert_schedule(&sonde, "builtin", "15s", "10s");
+}
+
+/// Days, weeks and years as Prometheus's model.Duration prints them: weeks and years
+/// only when they divide the duration exactly ("10d", not "1w3d").
+#[test]
+fn long_intervals_are_formatted_like_prometheus() {
+    let cases = [
+        ("tendays", "10d", "10d"),
+        ("twoweeks", "14d", "2w"),
+        ("year", "365d", "1y"),
+        ("mixed", "1d1h1m1s", "1d1h1m1s"),
+    ];
+    let toml: String = cases
+        .iter()
+        .map(|(name, interval, _)| synthetic(name, &format!("interval = \"{interval}\""), "series = 1"))
+        .collect();
+    let sonde = Sonde::start(&toml);
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter_map(|(name, interval, want)| {
+            let t = sonde.target(name).unwrap_or_else(|| panic!("no target {name}"));
+            let got = t["scrapeInterval"].as_str().unwrap_or_default().to_string();
+            (got != *want)
+                .then(|| format!("interval = {interval:?}: scrapeInterval {got:?}, Prometheus prints {want:?}"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }
