@@ -291,10 +291,12 @@ async fn serve(cfg: config::Config) -> Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
+    // One deadline for everything, not one per task.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        let _ = tokio::time::timeout_at(deadline, t).await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let _ = tokio::time::timeout_at(deadline, server).await;
     Ok(())
 }
 

@@ -60,26 +60,29 @@ impl PromDuration {
 }
 
 impl fmt::Display for PromDuration {
-    /// Formats like Prometheus's model.Duration (`1m30s`, `500ms`, `0s`).
+    /// Formats like Prometheus's model.Duration (`1m30s`, `500ms`, `0s`, `10d`): years
+    /// and weeks only when they divide the duration exactly ("90d", not "12w6d").
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut ms = self.0.as_millis() as u64;
         if ms == 0 {
             return f.write_str("0s");
         }
-        for (unit, size) in [
-            ("w", 604_800_000),
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1000),
-        ] {
-            if ms >= size {
-                write!(f, "{}{unit}", ms / size)?;
-                ms %= size;
+        const DAY: u64 = 86_400_000;
+        let units: [(&str, u64, bool); 7] = [
+            ("y", 365 * DAY, true),
+            ("w", 7 * DAY, true),
+            ("d", DAY, false),
+            ("h", 3_600_000, false),
+            ("m", 60_000, false),
+            ("s", 1000, false),
+            ("ms", 1, false),
+        ];
+        for (unit, size, exact) in units {
+            if (exact && ms % size != 0) || ms < size {
+                continue;
             }
-        }
-        if ms > 0 {
-            write!(f, "{ms}ms")?;
+            write!(f, "{}{unit}", ms / size)?;
+            ms %= size;
         }
         Ok(())
     }
@@ -161,6 +164,10 @@ mod tests {
         assert_eq!(PromDuration::parse("90s").unwrap().to_string(), "1m30s");
         assert_eq!(PromDuration::parse("500ms").unwrap().to_string(), "500ms");
         assert_eq!(PromDuration::parse("15s").unwrap().to_string(), "15s");
+        assert_eq!(PromDuration::parse("10d").unwrap().to_string(), "10d");
+        assert_eq!(PromDuration::parse("14d").unwrap().to_string(), "2w");
+        assert_eq!(PromDuration::parse("365d").unwrap().to_string(), "1y");
+        assert_eq!(PromDuration::parse("366d").unwrap().to_string(), "366d");
     }
 
     #[test]

@@ -228,7 +228,12 @@ impl Scraper {
             let started = SystemTime::now();
             let t0 = Instant::now();
             let t = now_ms(started);
-            let outcome = run.collect_once(t).await;
+            // Shutdown cancels a collection in flight (a plugin may wait on a peer for
+            // its whole timeout); its instance is dropped with the task.
+            let outcome = tokio::select! {
+                o = run.collect_once(t) => o,
+                _ = shutdown.changed() => break,
+            };
             let took = t0.elapsed();
             host.record(&head, t, &outcome, took);
             run.report(started, took, outcome);
