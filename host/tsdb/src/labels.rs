@@ -25,6 +25,10 @@ impl Labels {
         self.get(METRIC_NAME).unwrap_or("")
     }
 
+    pub fn pairs(&self) -> &[(Arc<str>, Arc<str>)] {
+        &self.0
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(n, v)| (&**n, &**v))
     }

@@ -1,0 +1,208 @@
+//! Appending to the head: creating series, and the rules for each sample — in order
+//! (append to the open chunk), duplicate timestamp (same value: ignored; different
+//! value: rejected, as Prometheus does), out of order within the window (kept aside,
+//! merged when the range is cut to a block), too old (rejected).
+
+use super::{Head, Inner, MemSeries};
+use crate::chunk::HeadChunk;
+use crate::labels::Labels;
+use crate::postings::SeriesRef;
+use std::sync::atomic::Ordering;
+
+/// Why a sample was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Same timestamp as a stored sample, different value.
+    Duplicate,
+    /// Older than the out-of-order window allows.
+    OutOfOrder,
+    /// No such series.
+    UnknownSeries,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Appended,
+    /// Identical to the stored sample at that timestamp: nothing to do.
+    Ignored,
+    Rejected(Rejected),
+}
+
+impl Head {
+    /// The ref of the series with `labels`, and whether it was created now. Creating
+    /// or finding a series takes a pin, released with [`Head::release`].
+    pub fn get_or_create(&self, pairs: &[(&str, &str)]) -> (SeriesRef, bool) {
+        let mut g = self.inner.write().unwrap();
+        let inner = &mut *g;
+        let labels =
+            Labels::from_pairs(pairs.iter().map(|(n, v)| (inner.interner.intern(n), inner.interner.intern(v))).collect());
+        if let Some(&r) = inner.by_labels.get(&labels) {
+            if let Some(s) = inner.series.get_mut(&r) {
+                s.pins += 1;
+            }
+            return (r, false);
+        }
+        let r = inner.next_ref;
+        inner.next_ref += 1;
+        inner.insert_series(r, labels);
+        inner.series.get_mut(&r).expect("just inserted").pins = 1;
+        self.stats.series_created.fetch_add(1, Ordering::Relaxed);
+        (r, true)
+    }
+
+    /// Re-creates a series with a known ref (WAL replay, block load). Unpinned.
+    pub fn restore_series(&self, r: SeriesRef, pairs: &[(&str, &str)]) {
+        let mut g = self.inner.write().unwrap();
+        let inner = &mut *g;
+        if inner.series.contains_key(&r) {
+            return;
+        }
+        let labels =
+            Labels::from_pairs(pairs.iter().map(|(n, v)| (inner.interner.intern(n), inner.interner.intern(v))).collect());
+        inner.next_ref = inner.next_ref.max(r + 1);
+        inner.insert_series(r, labels);
+    }
+
+    pub fn release(&self, r: SeriesRef) {
+        if let Some(s) = self.inner.write().unwrap().series.get_mut(&r) {
+            s.pins = s.pins.saturating_sub(1);
+        }
+    }
+
+    /// Checks every sample against the series' state without changing anything, so
+    /// the caller can log exactly the accepted ones to the WAL before applying them.
+    pub fn check(&self, samples: &[(SeriesRef, i64, f64)], outcomes: &mut Vec<AppendOutcome>) {
+        let g = self.inner.read().unwrap();
+        outcomes.clear();
+        // Samples of one batch may hit the same series: track its newest time here.
+        let mut batch_last: Vec<(SeriesRef, i64, f64)> = Vec::new();
+        let newest = samples.iter().map(|s| s.1).max().unwrap_or(i64::MIN).max(g.max_t);
+        let limits = Limits {
+            ooo_horizon: if self.ooo_window_ms > 0 { newest.saturating_sub(self.ooo_window_ms) } else { i64::MAX },
+            min_valid: g.min_valid_t,
+        };
+        for &(r, t, v) in samples {
+            let Some(s) = g.series.get(&r) else {
+                outcomes.push(AppendOutcome::Rejected(Rejected::UnknownSeries));
+                continue;
+            };
+            let last = batch_last.iter().rev().find(|(br, _, _)| *br == r).map(|(_, t, v)| (*t, *v)).or(s.last);
+            let o = classify(s, last, t, v, limits);
+            if o == AppendOutcome::Appended && last.is_none_or(|(lt, _)| t > lt) {
+                batch_last.push((r, t, v));
+            }
+            outcomes.push(o);
+        }
+    }
+
+    /// Applies samples that [`Head::check`] accepted (others are skipped).
+    pub fn apply(&self, samples: &[(SeriesRef, i64, f64)], outcomes: &[AppendOutcome]) {
+        let mut g = self.inner.write().unwrap();
+        let inner = &mut *g;
+        let mut appended = 0;
+        let mut ooo = 0;
+        for (&(r, t, v), o) in samples.iter().zip(outcomes) {
+            if *o != AppendOutcome::Appended {
+                continue;
+            }
+            let Some(s) = inner.series.get_mut(&r) else { continue };
+            if s.last.is_none_or(|(lt, _)| t > lt) {
+                if s.open.is_full() {
+                    let full = std::mem::replace(&mut s.open, HeadChunk::new());
+                    s.chunks.push(full);
+                }
+                s.open.append(t, v);
+                s.last = Some((t, v));
+            } else {
+                match s.ooo.binary_search_by_key(&t, |(ot, _)| *ot) {
+                    Ok(_) => continue,
+                    Err(i) => s.ooo.insert(i, (t, v)),
+                }
+                ooo += 1;
+            }
+            inner.min_t = inner.min_t.min(t);
+            inner.max_t = inner.max_t.max(t);
+            appended += 1;
+        }
+        self.stats.samples_appended.fetch_add(appended, Ordering::Relaxed);
+        self.stats.out_of_order_accepted.fetch_add(ooo, Ordering::Relaxed);
+    }
+
+    /// Check and apply in one step (no WAL): for tests and replay.
+    pub fn append(&self, samples: &[(SeriesRef, i64, f64)]) -> Vec<AppendOutcome> {
+        let mut outcomes = Vec::with_capacity(samples.len());
+        self.check(samples, &mut outcomes);
+        self.count_rejections(&outcomes);
+        self.apply(samples, &outcomes);
+        outcomes
+    }
+
+    pub fn count_rejections(&self, outcomes: &[AppendOutcome]) {
+        for o in outcomes {
+            match o {
+                AppendOutcome::Rejected(Rejected::Duplicate) => {
+                    self.stats.rejected_duplicate.fetch_add(1, Ordering::Relaxed);
+                }
+                AppendOutcome::Rejected(Rejected::OutOfOrder) => {
+                    self.stats.rejected_out_of_order.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Limits {
+    /// Out-of-order samples (older than their series' newest) must be at least this
+    /// recent: the newest time minus the out-of-order window (i64::MAX: no window).
+    ooo_horizon: i64,
+    /// Times before this are already cut into blocks.
+    min_valid: i64,
+}
+
+fn classify(s: &MemSeries, last: Option<(i64, f64)>, t: i64, v: f64, limits: Limits) -> AppendOutcome {
+    if t < limits.min_valid && t < limits.ooo_horizon {
+        return AppendOutcome::Rejected(Rejected::OutOfOrder);
+    }
+    let Some((lt, lv)) = last else { return AppendOutcome::Appended };
+    if t > lt {
+        return AppendOutcome::Appended;
+    }
+    let same = |a: f64, b: f64| a.to_bits() == b.to_bits();
+    if t == lt {
+        return if same(v, lv) { AppendOutcome::Ignored } else { AppendOutcome::Rejected(Rejected::Duplicate) };
+    }
+    if t < limits.ooo_horizon {
+        return AppendOutcome::Rejected(Rejected::OutOfOrder);
+    }
+    // Within the window: compare with whatever is stored at t.
+    if let Ok(i) = s.ooo.binary_search_by_key(&t, |(ot, _)| *ot) {
+        return if same(s.ooo[i].1, v) { AppendOutcome::Ignored } else { AppendOutcome::Rejected(Rejected::Duplicate) };
+    }
+    let in_chunks = s.chunks.iter().chain(std::iter::once(&s.open)).filter(|c| {
+        c.first_time().is_some_and(|f| f <= t) && c.last_time().is_some_and(|l| l >= t)
+    });
+    for c in in_chunks {
+        if let Some((_, cv)) = c.iter().find(|(ct, _)| *ct == t) {
+            return if same(cv, v) { AppendOutcome::Ignored } else { AppendOutcome::Rejected(Rejected::Duplicate) };
+        }
+    }
+    AppendOutcome::Appended
+}
+
+impl Inner {
+    pub(crate) fn insert_series(&mut self, r: SeriesRef, labels: Labels) {
+        let pairs: Vec<_> = labels.pairs().to_vec();
+        self.postings.add(r, &pairs);
+        self.by_labels.insert(labels.clone(), r);
+        self.series.insert(r, MemSeries::new(labels));
+    }
+
+    pub(crate) fn remove_series(&mut self, r: SeriesRef) {
+        if let Some(s) = self.series.remove(&r) {
+            self.postings.remove(r, s.labels.pairs());
+            self.by_labels.remove(&s.labels);
+        }
+    }
+}

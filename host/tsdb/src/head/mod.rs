@@ -1,0 +1,254 @@
+//! The head: the most recent samples of every series, in memory, in compressed
+//! chunks, with the postings index over its series. Everything appended here has
+//! been written to the WAL first (by the `Db`), so the head can be rebuilt after a
+//! crash. Full time ranges are cut into blocks and dropped from the head.
+//!
+//! Split by concern: [`append`] (new series, samples, out-of-order and duplicate
+//! rules), [`read`] (select series and samples for queries), this file (the types).
+
+mod append;
+mod read;
+
+pub use append::{AppendOutcome, Rejected};
+pub use read::SeriesSamples;
+
+use crate::chunk::HeadChunk;
+use crate::labels::{Interner, Labels};
+use crate::postings::{Postings, SeriesRef};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::RwLock;
+use std::sync::atomic::AtomicU64;
+
+/// `# TYPE` / `# HELP` / `# UNIT` of a metric family, by sample name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    /// The family a sample name belongs to (`x` for `x_bucket`).
+    pub family: String,
+    /// Text-format type: counter, gauge, histogram, summary, untyped.
+    pub kind: String,
+    pub help: String,
+    pub unit: String,
+}
+
+pub(crate) struct MemSeries {
+    pub(crate) labels: Labels,
+    /// Full chunks, oldest first.
+    pub(crate) chunks: Vec<HeadChunk>,
+    /// The chunk being appended to.
+    pub(crate) open: HeadChunk,
+    /// Samples older than the series' newest, accepted within the out-of-order
+    /// window; sorted by time, merged when the range is cut into a block.
+    pub(crate) ooo: Vec<(i64, f64)>,
+    pub(crate) last: Option<(i64, f64)>,
+    /// Holders of the ref (scrape tables); a pinned series is never garbage-collected.
+    pub(crate) pins: u32,
+}
+
+impl MemSeries {
+    fn new(labels: Labels) -> Self {
+        MemSeries { labels, chunks: Vec::new(), open: HeadChunk::new(), ooo: Vec::new(), last: None, pins: 0 }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.last.is_none() && self.ooo.is_empty()
+    }
+
+    fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.chunks.iter().map(HeadChunk::memory_bytes).sum::<usize>()
+            + self.chunks.capacity() * std::mem::size_of::<HeadChunk>()
+            + self.open.memory_bytes()
+            + self.ooo.capacity() * 16
+    }
+}
+
+/// Series refs are dense integers: hash them with one multiply.
+#[derive(Default)]
+pub(crate) struct RefHasher(u64);
+
+impl Hasher for RefHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | *b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+pub(crate) type RefMap<V> = HashMap<SeriesRef, V, BuildHasherDefault<RefHasher>>;
+
+#[derive(Default)]
+pub(crate) struct Inner {
+    pub(crate) by_labels: HashMap<Labels, SeriesRef>,
+    pub(crate) series: RefMap<MemSeries>,
+    pub(crate) postings: Postings,
+    pub(crate) interner: Interner,
+    pub(crate) meta: HashMap<String, Metadata>,
+    pub(crate) next_ref: SeriesRef,
+    /// Oldest and newest sample time in the head (i64::MAX / i64::MIN when empty).
+    pub(crate) min_t: i64,
+    pub(crate) max_t: i64,
+    /// Samples before this time belong to blocks already written.
+    pub(crate) min_valid_t: i64,
+}
+
+/// Counters for sonde's own /metrics.
+#[derive(Default)]
+pub struct HeadStats {
+    pub samples_appended: AtomicU64,
+    pub out_of_order_accepted: AtomicU64,
+    pub rejected_out_of_order: AtomicU64,
+    pub rejected_duplicate: AtomicU64,
+    pub series_created: AtomicU64,
+    pub series_removed: AtomicU64,
+}
+
+pub struct Head {
+    pub(crate) inner: RwLock<Inner>,
+    /// How far behind the head's newest sample an out-of-order sample may be.
+    pub(crate) ooo_window_ms: i64,
+    pub stats: HeadStats,
+}
+
+impl Head {
+    pub fn new(ooo_window_ms: i64) -> Self {
+        let inner = Inner { min_t: i64::MAX, max_t: i64::MIN, min_valid_t: i64::MIN, next_ref: 1, ..Default::default() };
+        Head { inner: RwLock::new(inner), ooo_window_ms, stats: HeadStats::default() }
+    }
+
+    pub fn num_series(&self) -> usize {
+        self.inner.read().unwrap().series.len()
+    }
+
+    /// (oldest, newest) sample time, or None when the head is empty.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let g = self.inner.read().unwrap();
+        (g.min_t <= g.max_t).then_some((g.min_t, g.max_t))
+    }
+
+    /// Heap bytes held by series data (chunks, out-of-order buffers, series structs).
+    pub fn memory_bytes(&self) -> usize {
+        self.inner.read().unwrap().series.values().map(MemSeries::memory_bytes).sum()
+    }
+
+    pub fn num_chunks(&self) -> usize {
+        self.inner.read().unwrap().series.values().map(|s| s.chunks.len() + 1).sum()
+    }
+
+    pub fn set_metadata(&self, sample_name: &str, meta: Metadata) {
+        let mut g = self.inner.write().unwrap();
+        if g.meta.get(sample_name) != Some(&meta) {
+            g.meta.insert(sample_name.to_string(), meta);
+        }
+    }
+
+    pub fn metadata(&self, sample_name: &str) -> Option<Metadata> {
+        self.inner.read().unwrap().meta.get(sample_name).cloned()
+    }
+
+    pub fn all_metadata(&self) -> Vec<(String, Metadata)> {
+        self.inner.read().unwrap().meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use promql_parser::label::{MatchOp, Matcher};
+
+    fn name_is(n: &str) -> Vec<Matcher> {
+        vec![Matcher::new(MatchOp::Equal, "__name__", n)]
+    }
+
+    #[test]
+    fn in_order_samples_across_many_chunks_read_back() {
+        let h = Head::new(0);
+        let (r, created) = h.get_or_create(&[("__name__", "m"), ("a", "1")]);
+        assert!(created);
+        let samples: Vec<_> = (0..1000).map(|i| (r, 1000 * i, i as f64 * 0.5)).collect();
+        assert!(h.append(&samples).iter().all(|o| *o == AppendOutcome::Appended));
+        let got = h.select(&name_is("m"), 0, i64::MAX);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].samples, samples.iter().map(|(_, t, v)| (*t, *v)).collect::<Vec<_>>());
+        assert_eq!(h.select(&name_is("m"), 10_000, 12_000)[0].samples.len(), 3);
+        assert!(h.num_chunks() > 1, "chunks are cut");
+        assert_eq!(h.time_range(), Some((0, 999_000)));
+    }
+
+    #[test]
+    fn duplicates_like_prometheus() {
+        let h = Head::new(0);
+        let (r, _) = h.get_or_create(&[("__name__", "m")]);
+        h.append(&[(r, 1000, 1.0)]);
+        assert_eq!(h.append(&[(r, 1000, 1.0)]), vec![AppendOutcome::Ignored]);
+        assert_eq!(h.append(&[(r, 1000, 2.0)]), vec![AppendOutcome::Rejected(Rejected::Duplicate)]);
+        assert_eq!(h.append(&[(r, 500, 2.0)]), vec![AppendOutcome::Rejected(Rejected::OutOfOrder)]);
+        assert_eq!(h.stats.rejected_duplicate.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(h.stats.rejected_out_of_order.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn out_of_order_within_the_window_is_merged_on_read() {
+        let h = Head::new(10_000);
+        let (r, _) = h.get_or_create(&[("__name__", "m")]);
+        h.append(&[(r, 20_000, 2.0), (r, 30_000, 3.0)]);
+        assert_eq!(h.append(&[(r, 25_000, 2.5)]), vec![AppendOutcome::Appended]);
+        assert_eq!(h.append(&[(r, 25_000, 2.5)]), vec![AppendOutcome::Ignored]);
+        assert_eq!(h.append(&[(r, 25_000, 9.0)]), vec![AppendOutcome::Rejected(Rejected::Duplicate)]);
+        assert_eq!(h.append(&[(r, 19_000, 1.0)]), vec![AppendOutcome::Rejected(Rejected::OutOfOrder)], "outside window");
+        let got = &h.select(&name_is("m"), 0, i64::MAX)[0].samples;
+        assert_eq!(got, &vec![(20_000, 2.0), (25_000, 2.5), (30_000, 3.0)]);
+    }
+
+    #[test]
+    fn one_batch_may_carry_several_samples_of_a_series() {
+        let h = Head::new(0);
+        let (r, _) = h.get_or_create(&[("__name__", "m")]);
+        let out = h.append(&[(r, 1, 1.0), (r, 2, 2.0), (r, 2, 3.0), (r, 1, 1.0)]);
+        assert_eq!(
+            out,
+            vec![
+                AppendOutcome::Appended,
+                AppendOutcome::Appended,
+                AppendOutcome::Rejected(Rejected::Duplicate),
+                AppendOutcome::Rejected(Rejected::OutOfOrder)
+            ]
+        );
+    }
+
+    #[test]
+    fn truncation_drops_old_samples_and_unpinned_empty_series() {
+        let h = Head::new(0);
+        let (a, _) = h.get_or_create(&[("__name__", "a")]);
+        let (b, _) = h.get_or_create(&[("__name__", "b")]);
+        h.append(&(0..300).map(|i| (a, i * 1000, i as f64)).collect::<Vec<_>>());
+        h.append(&[(b, 1000, 1.0)]);
+        h.release(b);
+        let removed = h.truncate_before(150_000);
+        assert_eq!(removed, vec![b]);
+        let got = &h.select(&name_is("a"), 0, i64::MAX)[0].samples;
+        assert_eq!(got.first(), Some(&(150_000, 150.0)));
+        assert_eq!(got.len(), 150);
+        assert_eq!(h.time_range(), Some((150_000, 299_000)));
+        assert_eq!(h.append(&[(a, 100_000, 1.0)]), vec![AppendOutcome::Rejected(Rejected::OutOfOrder)]);
+        let (b2, created) = h.get_or_create(&[("__name__", "b")]);
+        assert!(created && b2 != b, "a removed series gets a new ref");
+    }
+
+    #[test]
+    fn staleness_markers_survive_storage() {
+        let h = Head::new(0);
+        let (r, _) = h.get_or_create(&[("__name__", "m")]);
+        let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+        h.append(&[(r, 1, 1.0), (r, 2, stale), (r, 3, f64::NAN)]);
+        let got = &h.select(&name_is("m"), 0, 10)[0].samples;
+        assert_eq!(got[1].1.to_bits(), stale.to_bits());
+        assert_ne!(got[2].1.to_bits(), stale.to_bits());
+    }
+}

@@ -1,0 +1,153 @@
+//! Reading the head: series by matchers with their samples in a time range, label
+//! names and values, and what the block writer needs to cut a range out of the head.
+
+use super::{Head, MemSeries};
+use crate::chunk::HeadChunk;
+use crate::labels::Labels;
+use crate::postings::SeriesRef;
+use promql_parser::label::Matcher;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// One series and its samples in the requested range, in time order.
+#[derive(Debug, Clone)]
+pub struct SeriesSamples {
+    pub series_ref: SeriesRef,
+    pub labels: Labels,
+    pub samples: Vec<(i64, f64)>,
+}
+
+impl MemSeries {
+    /// Samples in `[mint, maxt]`, in-order chunks merged with out-of-order ones.
+    pub(crate) fn samples(&self, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
+        let overlaps = |c: &&HeadChunk| {
+            c.first_time().is_some_and(|f| f <= maxt) && c.last_time().is_some_and(|l| l >= mint)
+        };
+        let mut out: Vec<(i64, f64)> = self
+            .chunks
+            .iter()
+            .chain(std::iter::once(&self.open))
+            .filter(overlaps)
+            .flat_map(|c| c.iter())
+            .filter(|(t, _)| *t >= mint && *t <= maxt)
+            .collect();
+        let ooo: Vec<(i64, f64)> = self.ooo.iter().copied().filter(|(t, _)| *t >= mint && *t <= maxt).collect();
+        if !ooo.is_empty() {
+            out.extend(ooo);
+            out.sort_by_key(|(t, _)| *t);
+            out.dedup_by_key(|(t, _)| *t);
+        }
+        out
+    }
+}
+
+impl Head {
+    /// Series matching all `matchers` that have samples in `[mint, maxt]`.
+    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
+        let g = self.inner.read().unwrap();
+        let mut out = Vec::new();
+        for r in g.postings.select(matchers) {
+            let Some(s) = g.series.get(&r) else { continue };
+            let samples = s.samples(mint, maxt);
+            if !samples.is_empty() {
+                out.push(SeriesSamples { series_ref: r, labels: s.labels.clone(), samples });
+            }
+        }
+        out
+    }
+
+    /// Label sets of the series matching `matchers` (regardless of samples).
+    pub fn series_labels(&self, matchers: &[Matcher]) -> Vec<Labels> {
+        let g = self.inner.read().unwrap();
+        g.postings.select(matchers).iter().filter_map(|r| g.series.get(r)).map(|s| s.labels.clone()).collect()
+    }
+
+    pub fn label_names(&self) -> Vec<Arc<str>> {
+        self.inner.read().unwrap().postings.label_names()
+    }
+
+    pub fn label_values(&self, name: &str) -> Vec<Arc<str>> {
+        self.inner.read().unwrap().postings.label_values(name)
+    }
+
+    /// Every series with samples in `[mint, maxt)` (for cutting a block), sorted by
+    /// labels as the block index wants them.
+    pub fn range_for_block(&self, mint: i64, maxt: i64) -> Vec<SeriesSamples> {
+        let g = self.inner.read().unwrap();
+        let mut out: Vec<SeriesSamples> = g
+            .series
+            .iter()
+            .filter_map(|(r, s)| {
+                let samples = s.samples(mint, maxt - 1);
+                (!samples.is_empty()).then(|| SeriesSamples { series_ref: *r, labels: s.labels.clone(), samples })
+            })
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+
+    /// Drops every sample before `t` (it is in a block now) and series that are left
+    /// empty and unpinned; returns the refs of the removed series (for the WAL).
+    pub fn truncate_before(&self, t: i64) -> Vec<SeriesRef> {
+        let mut g = self.inner.write().unwrap();
+        let inner = &mut *g;
+        inner.min_valid_t = inner.min_valid_t.max(t);
+        let mut removed = Vec::new();
+        for (r, s) in inner.series.iter_mut() {
+            s.ooo.retain(|(st, _)| *st >= t);
+            if s.chunks.iter().chain(std::iter::once(&s.open)).any(|c| c.first_time().is_some_and(|f| f < t)) {
+                drop_before(s, t);
+            }
+            if s.is_empty() && s.pins == 0 {
+                removed.push(*r);
+            }
+        }
+        for r in &removed {
+            inner.remove_series(*r);
+        }
+        inner.min_t = inner
+            .series
+            .values()
+            .filter_map(|s| {
+                let first_chunk = s.chunks.first().unwrap_or(&s.open).first_time();
+                first_chunk.into_iter().chain(s.ooo.first().map(|(t, _)| *t)).min()
+            })
+            .min()
+            .unwrap_or(i64::MAX);
+        if inner.series.is_empty() {
+            inner.max_t = i64::MIN;
+        }
+        if !removed.is_empty() {
+            inner.interner.sweep();
+        }
+        self.stats.series_removed.fetch_add(removed.len() as u64, Ordering::Relaxed);
+        removed
+    }
+}
+
+/// Removes samples before `t` from a series' chunks: whole chunks are dropped, the
+/// one chunk straddling `t` is re-encoded.
+fn drop_before(s: &mut MemSeries, t: i64) {
+    s.chunks.retain(|c| c.last_time().is_some_and(|l| l >= t));
+    let mut rebuilt = Vec::with_capacity(s.chunks.len());
+    for c in s.chunks.drain(..).chain(std::iter::once(std::mem::replace(&mut s.open, HeadChunk::new()))) {
+        if c.first_time().is_some_and(|f| f < t) {
+            let mut n = HeadChunk::new();
+            for (st, v) in c.iter().filter(|(st, _)| *st >= t) {
+                n.append(st, v);
+            }
+            rebuilt.push(n);
+        } else {
+            rebuilt.push(c);
+        }
+    }
+    s.open = rebuilt.pop().unwrap_or_default();
+    s.chunks = rebuilt.into_iter().filter(|c| c.len() > 0).collect();
+    if s.open.len() == 0 {
+        // Every in-order sample is gone: the series' "last" is only a memory now, but
+        // keeping it preserves the duplicate and ordering rules for late samples.
+        if s.chunks.is_empty() && s.ooo.is_empty() {
+            s.last = None;
+        }
+    }
+}
