@@ -9,7 +9,6 @@
 //! On-disk formats are described in docs/storage-format.md.
 
 pub mod chunk;
-pub mod head;
 pub mod labels;
 pub mod postings;
 pub mod wal;
