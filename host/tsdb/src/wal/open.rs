@@ -377,7 +377,7 @@ mod tests {
             wal.close().unwrap();
             let (_, back, stats) = open(&dir, SEG);
             assert_eq!(stats.repair, None);
-            assert_same(&back, &[kept, &[extra.clone()]].concat());
+            assert_same(&back, &[kept, std::slice::from_ref(&extra)].concat());
             fs::remove_dir_all(&dir).unwrap();
         }
     }
