@@ -2,18 +2,22 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::record::RecordRef;
 use super::{Wal, WalError};
 
-/// Counters shared with [`PendingSync`], which may finish on another thread.
+/// State shared with [`PendingSync`], which may finish on another thread.
 #[derive(Default)]
 pub(super) struct Shared {
     fsyncs: AtomicU64,
     synced_seq: AtomicU64,
     poisoned: AtomicBool,
+    /// Finished segments whose fsync has not completed yet. Every sync includes them until
+    /// one succeeds, so overlapping syncs can finish in any order and still never claim a
+    /// record durable before it is.
+    unsynced: Mutex<Vec<Arc<File>>>,
 }
 
 /// What the WAL has done since it was opened, for `sonde_wal_*` metrics.
@@ -63,7 +67,17 @@ impl Wal {
     /// the fsync still to do, which may run after the owner releases its lock on the `Wal`.
     pub fn begin_sync(&mut self) -> Result<PendingSync, WalError> {
         self.check()?;
-        let files = self.writer.take_unsynced().map_err(|e| self.poison(e))?;
+        self.writer.flush().map_err(|e| self.poison(e))?;
+        let mut files = {
+            let mut unsynced = self.shared.unsynced.lock().expect("WAL sync state");
+            unsynced.extend(self.writer.drain_finished());
+            unsynced.clone()
+        };
+        // The active segment holds every record logged since the last cut; until a sync up
+        // to `seq` has completed, it must be fsynced (again).
+        if self.shared.synced_seq.load(Ordering::Acquire) < self.seq {
+            files.push(self.writer.active_file());
+        }
         Ok(PendingSync {
             files,
             seq: self.seq,
@@ -127,8 +141,8 @@ impl Drop for Wal {
     }
 }
 
-/// An fsync to finish, from [`Wal::begin_sync`]. Finish one before beginning the next: a
-/// later sync does not cover segments an earlier, unfinished one took.
+/// An fsync to finish, from [`Wal::begin_sync`]. Several may be in flight (say, the timer's
+/// and shutdown's); each one's result is correct whatever order they finish in.
 #[must_use = "the records are not durable until fsync() returns"]
 pub struct PendingSync {
     files: Vec<Arc<File>>,
@@ -153,6 +167,9 @@ impl PendingSync {
             }
             self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
         }
+        let mut unsynced = self.shared.unsynced.lock().expect("WAL sync state");
+        unsynced.retain(|f| !self.files.iter().any(|done| Arc::ptr_eq(f, done)));
+        drop(unsynced);
         let before = self.shared.synced_seq.fetch_max(self.seq, Ordering::AcqRel);
         Ok(before.max(self.seq))
     }
@@ -215,6 +232,35 @@ mod tests {
         assert_eq!(pending.fsync().unwrap(), a);
         assert_eq!(wal.stats().synced_seq, a);
         assert_eq!(wal.sync().unwrap(), b);
+    }
+
+    #[test]
+    fn overlapping_syncs_finishing_out_of_order_claim_only_what_is_durable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut wal, _, _) = open(tmp.path(), 1 << 20);
+        let r = Record::Dropped { refs: vec![1] };
+        wal.log(&r).unwrap();
+        let first = wal.begin_sync().unwrap();
+        wal.log(&r).unwrap();
+        wal.cut().unwrap();
+        let third = wal.log(&r).unwrap();
+        // The second sync must fsync segment 1 too: the first has not finished.
+        let second = wal.begin_sync().unwrap();
+        assert_eq!(second.files.len(), 2);
+        assert_eq!(second.fsync().unwrap(), third);
+        assert_eq!(first.fsync().unwrap(), third, "an older sync never lowers the marker");
+        assert_eq!(wal.stats().synced_seq, third);
+        // Everything is durable now: nothing left to fsync.
+        let fsyncs = wal.stats().fsyncs;
+        assert_eq!(wal.sync().unwrap(), third);
+        assert_eq!(wal.stats().fsyncs, fsyncs);
+        // A sync that begins before an earlier one ends fsyncs the active segment again.
+        wal.log(&r).unwrap();
+        let a = wal.begin_sync().unwrap();
+        let b = wal.begin_sync().unwrap();
+        assert_eq!((a.files.len(), b.files.len()), (1, 1));
+        b.fsync().unwrap();
+        a.fsync().unwrap();
     }
 
     #[test]

@@ -208,9 +208,7 @@ fn write(
         })?;
     }
     stats.metadata_kept = metadata.len() as u64;
-    for f in w.take_unsynced()? {
-        f.sync_data().map_err(WalError::io("fsync a segment in", out))?;
-    }
+    w.sync_all()?;
     segment::sync_dir(out)?;
     stats.bytes = w.bytes_written;
     Ok(stats)

@@ -66,7 +66,10 @@
 //! truncates that segment there, deletes the later segments, logs a `tracing` warning
 //! saying what was dropped, and appends after the last good record. sonde never refuses to
 //! start because of a damaged WAL. A damaged checkpoint is read up to the damage (with a
-//! warning) and the segments after it are still replayed.
+//! warning) and the segments after it are still replayed. Missing segments (a gap in the
+//! numbering, which only manual deletion makes) are reported and skipped over. A record
+//! that passes its CRC but does not decode (a format bug, or a newer record type) is skipped
+//! with a warning rather than treated as damage.
 
 mod append;
 mod checkpoint;

@@ -96,9 +96,14 @@ impl Wal {
 
         let mut end = None;
         for (k, &s) in live.iter().enumerate() {
-            if k > 0 && s != live[k - 1] + 1 {
-                warn!(dir = %dir.display(), missing_from = live[k - 1] + 1, missing_to = s - 1,
-                    "WAL: segments are missing; their records are lost");
+            let expected = if k > 0 {
+                live[k - 1] + 1
+            } else {
+                checkpoint.map_or(s, |c| c + 1)
+            };
+            if s != expected {
+                warn!(dir = %dir.display(), missing_from = expected, missing_to = s - 1,
+                    "WAL: segments are missing; their records are lost, replay goes on after the gap");
             }
             let path = dir.join(segment_name(s));
             let (good, damage) = replay_segment(&path, &mut decoder, &mut visit, &mut stats)?;

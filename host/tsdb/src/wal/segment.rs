@@ -241,10 +241,8 @@ pub struct SegmentWriter {
     /// Bytes of the active segment handed to the OS.
     written: u64,
     buf: Vec<u8>,
-    /// Finished segments not yet fsynced; the next sync takes them.
-    unsynced: Vec<Arc<File>>,
-    /// The active file has bytes (or is new) that no fsync covered yet.
-    dirty: bool,
+    /// Segments finished by `cut` since the last `drain_finished`.
+    finished: Vec<Arc<File>>,
     pub bytes_written: u64,
     pub segments_created: u64,
 }
@@ -256,7 +254,6 @@ impl SegmentWriter {
         let mut w = Self::resume(dir, index, segment_size, file, 0);
         w.buf.extend_from_slice(&SEGMENT_HEADER);
         w.segments_created = 1;
-        w.dirty = true;
         Ok(w)
     }
 
@@ -270,8 +267,7 @@ impl SegmentWriter {
             file: Arc::new(file),
             written: len,
             buf: Vec::with_capacity(WRITE_BUFFER + 64 * 1024),
-            unsynced: Vec::new(),
-            dirty: false,
+            finished: Vec::new(),
             bytes_written: 0,
             segments_created: 0,
         }
@@ -339,7 +335,6 @@ impl SegmentWriter {
             .map_err(WalError::io("write", &self.path()))?;
         self.written += upto as u64;
         self.bytes_written += upto as u64;
-        self.dirty = true;
         self.buf.drain(..upto);
         Ok(())
     }
@@ -355,28 +350,32 @@ impl SegmentWriter {
         self.flush()?;
         let file = create_segment(&self.dir, self.index + 1)?;
         let old = std::mem::replace(&mut self.file, Arc::new(file));
-        if self.dirty {
-            self.unsynced.push(old);
-        }
+        self.finished.push(old);
         self.index += 1;
         self.written = 0;
         self.buf.extend_from_slice(&SEGMENT_HEADER);
         self.segments_created += 1;
-        self.dirty = true;
         Ok(())
     }
 
-    /// Flushes and returns every file that needs an fsync to make all records durable
-    /// (empty if nothing changed since the last call). The caller fsyncs them, possibly
-    /// without holding the writer.
-    pub fn take_unsynced(&mut self) -> Result<Vec<Arc<File>>, WalError> {
+    /// Segments closed by [`cut`](Self::cut) since the last call; complete, so any fsync
+    /// from now on makes them durable.
+    pub fn drain_finished(&mut self) -> Vec<Arc<File>> {
+        std::mem::take(&mut self.finished)
+    }
+
+    pub fn active_file(&self) -> Arc<File> {
+        Arc::clone(&self.file)
+    }
+
+    /// Flushes and fsyncs every segment this writer wrote to (checkpoints use this; the
+    /// live log syncs through `Wal::begin_sync`).
+    pub fn sync_all(&mut self) -> Result<(), WalError> {
         self.flush()?;
-        let mut files = std::mem::take(&mut self.unsynced);
-        if self.dirty {
-            files.push(Arc::clone(&self.file));
-            self.dirty = false;
+        for f in self.drain_finished().iter().chain([&self.file]) {
+            f.sync_data().map_err(WalError::io("fsync a segment in", &self.dir))?;
         }
-        Ok(files)
+        Ok(())
     }
 }
 
@@ -410,9 +409,7 @@ mod tests {
     }
 
     fn sync(w: &mut SegmentWriter) {
-        for f in w.take_unsynced().unwrap() {
-            f.sync_data().unwrap();
-        }
+        w.sync_all().unwrap();
     }
 
     #[test]
