@@ -1,0 +1,445 @@
+//! The head chunk: one series' most recent samples, compressed as they arrive.
+//!
+//! Layout of [`HeadChunk::as_bytes`]:
+//!
+//! ```text
+//! byte 0     format (high nibble, currently 1) | value mode (low nibble: 0..=4 decimal scale, 5 float)
+//! bytes 1-2  sample count, u16 little-endian
+//! bytes 3..  the sample stream (see `stream.rs`), MSB-first, zero-padded to a byte
+//! ```
+//!
+//! An empty chunk is zero bytes. A chunk picks the cheapest value mode for the samples it holds; a
+//! sample that does not fit makes it re-encode all its samples in the more general mode.
+
+use super::ChunkError;
+use super::bits::{BitReader, BitWriter};
+use super::stream::{StreamCoder, ValueMode};
+
+/// Format version in the high nibble of byte 0.
+const FORMAT: u8 = 1;
+const HEADER_LEN: usize = 3;
+
+/// A chunk is full at this many samples: 2 minutes at 1 s, 30 minutes at 15 s. Small chunks keep
+/// re-encoding and queries of the newest samples cheap; blocks re-compress whole columns anyway.
+pub const MAX_SAMPLES: usize = 120;
+/// ... or at this many bytes, for values that compress badly.
+pub const MAX_BYTES: usize = 1024;
+
+/// Append-only compressed samples of one series, in time order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeadChunk {
+    w: BitWriter,
+    coder: StreamCoder,
+    len: u16,
+}
+
+impl Default for HeadChunk {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HeadChunk {
+    /// An empty chunk; allocates nothing until the first sample.
+    pub fn new() -> Self {
+        HeadChunk {
+            w: BitWriter::new(),
+            coder: StreamCoder::new(ValueMode::Decimal(0)),
+            len: 0,
+        }
+    }
+
+    fn with_mode(mode: ValueMode, capacity: usize) -> Self {
+        let mut w = BitWriter::new();
+        w.reserve(capacity);
+        w.write_bits(((FORMAT << 4) | mode.code()) as u64, 8);
+        w.write_bits(0, 16);
+        HeadChunk {
+            w,
+            coder: StreamCoder::new(mode),
+            len: 0,
+        }
+    }
+
+    /// Appends a sample. The caller guarantees `t` is greater than [`last_time`](Self::last_time).
+    ///
+    /// # Panics
+    /// When the chunk already holds `u16::MAX` samples; callers cut chunks at [`is_full`](Self::is_full).
+    pub fn append(&mut self, t: i64, v: f64) {
+        debug_assert!(
+            self.last_time().is_none_or(|last| t > last),
+            "samples must be appended in time order"
+        );
+        assert!(self.len < u16::MAX, "head chunk holds too many samples");
+        if self.len == 0 {
+            *self = Self::with_mode(ValueMode::for_values(std::iter::once(v)), 16);
+        }
+        if self.coder.encode(&mut self.w, t, v) {
+            self.len += 1;
+            self.w.bytes_mut()[1..HEADER_LEN].copy_from_slice(&self.len.to_le_bytes());
+        } else {
+            self.reencode_with(t, v);
+        }
+        if self.is_full() {
+            self.w.shrink_to_fit();
+        }
+    }
+
+    /// Rewrites the chunk in the mode that fits its samples plus `(t, v)`. Rare: a chunk changes
+    /// mode at most a few times, from integers to decimals to floats.
+    #[cold]
+    fn reencode_with(&mut self, t: i64, v: f64) {
+        let mut samples: Vec<(i64, f64)> = Vec::with_capacity(self.len as usize + 1);
+        samples.extend(self.iter());
+        samples.push((t, v));
+        let mode = ValueMode::for_values(samples.iter().map(|s| s.1));
+        *self = Self::build(mode, &samples)
+            .or_else(|| Self::build(ValueMode::Float, &samples))
+            .expect("the float mode stores any value");
+    }
+
+    fn build(mode: ValueMode, samples: &[(i64, f64)]) -> Option<Self> {
+        let mut c = Self::with_mode(mode, self_capacity_hint(samples.len()));
+        for &(t, v) in samples {
+            if !c.coder.encode(&mut c.w, t, v) {
+                return None;
+            }
+        }
+        c.len = samples.len() as u16;
+        c.w.bytes_mut()[1..HEADER_LEN].copy_from_slice(&c.len.to_le_bytes());
+        Some(c)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the caller should cut a new chunk before appending more.
+    pub fn is_full(&self) -> bool {
+        self.len as usize >= MAX_SAMPLES || self.w.bytes().len() >= MAX_BYTES
+    }
+
+    pub fn first_time(&self) -> Option<i64> {
+        self.iter().next().map(|s| s.0)
+    }
+
+    pub fn last_time(&self) -> Option<i64> {
+        if self.len == 0 { None } else { self.coder.last_time() }
+    }
+
+    pub fn iter(&self) -> HeadIter<'_> {
+        let mode = match self.w.bytes().first() {
+            Some(b) => ValueMode::from_code(b & 0xf).unwrap_or(ValueMode::Float),
+            None => ValueMode::Decimal(0),
+        };
+        HeadIter {
+            r: BitReader::at(self.w.bytes(), HEADER_LEN * 8),
+            coder: StreamCoder::new(mode),
+            left: self.len,
+        }
+    }
+
+    /// The persistent form; [`from_bytes`](Self::from_bytes) reads it back.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.w.bytes()
+    }
+
+    /// Heap bytes held by this chunk.
+    pub fn memory_bytes(&self) -> usize {
+        self.w.capacity()
+    }
+
+    /// Reads a chunk written by [`as_bytes`](Self::as_bytes), checking every sample; more samples
+    /// can be appended to it.
+    pub fn from_bytes(b: Vec<u8>) -> Result<Self, ChunkError> {
+        if b.is_empty() {
+            return Ok(Self::new());
+        }
+        if b.len() < HEADER_LEN {
+            return Err(ChunkError::Truncated { bit: b.len() * 8 });
+        }
+        if b[0] >> 4 != FORMAT {
+            return Err(ChunkError::UnknownFormat { tag: b[0] });
+        }
+        let mode = ValueMode::from_code(b[0] & 0xf).ok_or(ChunkError::UnknownFormat { tag: b[0] })?;
+        let len = u16::from_le_bytes([b[1], b[2]]);
+        let mut r = BitReader::at(&b, HEADER_LEN * 8);
+        let mut coder = StreamCoder::new(mode);
+        for _ in 0..len {
+            coder.decode(&mut r)?;
+        }
+        let end = r.position();
+        if end.div_ceil(8) != b.len() || r.read_bits(r.remaining() as u32).is_some_and(|pad| pad != 0) {
+            return Err(ChunkError::Corrupt {
+                what: "bytes after the last sample",
+                bit: end,
+            });
+        }
+        Ok(HeadChunk {
+            w: BitWriter::from_vec(b, end),
+            coder,
+            len,
+        })
+    }
+}
+
+/// Room for a rebuilt chunk, from the typical 1-2 bytes per sample.
+fn self_capacity_hint(samples: usize) -> usize {
+    HEADER_LEN + samples * 2
+}
+
+/// Decodes a chunk's samples in order. Stops early only if the bytes are corrupt, which
+/// [`HeadChunk::from_bytes`] rules out.
+#[derive(Clone, Debug)]
+pub struct HeadIter<'a> {
+    r: BitReader<'a>,
+    coder: StreamCoder,
+    left: u16,
+}
+
+impl Iterator for HeadIter<'_> {
+    type Item = (i64, f64);
+
+    #[inline]
+    fn next(&mut self) -> Option<(i64, f64)> {
+        if self.left == 0 {
+            return None;
+        }
+        match self.coder.decode(&mut self.r) {
+            Ok(s) => {
+                self.left -= 1;
+                Some(s)
+            }
+            Err(_) => {
+                self.left = 0;
+                None
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.left as usize))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::*;
+    use super::*;
+
+    fn chunk_of(samples: &[(i64, f64)]) -> HeadChunk {
+        let mut c = HeadChunk::new();
+        for &(t, v) in samples {
+            c.append(t, v);
+        }
+        c
+    }
+
+    fn mode_of(c: &HeadChunk) -> u8 {
+        c.as_bytes()[0] & 0xf
+    }
+
+    #[test]
+    fn round_trips_all_shapes() {
+        for set in sample_sets() {
+            let c = chunk_of(&set);
+            assert_eq!(c.len(), set.len());
+            assert_same(&c.iter().collect::<Vec<_>>(), &set);
+            assert_eq!(c.first_time(), set.first().map(|s| s.0));
+            assert_eq!(c.last_time(), set.last().map(|s| s.0));
+            let back = HeadChunk::from_bytes(c.as_bytes().to_vec()).unwrap();
+            assert_same(&back.iter().collect::<Vec<_>>(), &set);
+            assert_eq!(back, c, "a chunk read back continues exactly where the writer stood");
+        }
+    }
+
+    #[test]
+    fn appending_after_from_bytes_matches_appending_directly() {
+        for set in sample_sets() {
+            for cut in [0, 1, set.len() / 2, set.len().saturating_sub(1)] {
+                let mut c = HeadChunk::from_bytes(chunk_of(&set[..cut]).as_bytes().to_vec()).unwrap();
+                for &(t, v) in &set[cut..] {
+                    c.append(t, v);
+                }
+                assert_eq!(c.as_bytes(), chunk_of(&set).as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn every_special_survives_in_every_mode() {
+        for (lead, mode) in [(10.0, 0), (10.25, 2), (0.3333, 4), (std::f64::consts::PI, 5)] {
+            let mut set = vec![(0, lead)];
+            for (i, v) in adversarial_values()
+                .into_iter()
+                .filter(|v| super::super::decimal::is_special(*v))
+                .enumerate()
+            {
+                set.push((1 + i as i64, v));
+            }
+            set.push((100, lead));
+            let c = chunk_of(&set);
+            assert_eq!(mode_of(&c), mode, "specials keep the chunk in its mode");
+            assert_same(&c.iter().collect::<Vec<_>>(), &set);
+        }
+    }
+
+    #[test]
+    fn stale_marker_stays_distinct_from_nan() {
+        let set = [
+            (1, f64::NAN),
+            (2, f64::from_bits(STALE_NAN)),
+            (3, 5.0),
+            (4, f64::from_bits(STALE_NAN)),
+        ];
+        let got: Vec<_> = chunk_of(&set).iter().collect();
+        assert_eq!(got[0].1.to_bits(), f64::NAN.to_bits());
+        assert_eq!(got[1].1.to_bits(), STALE_NAN);
+        assert_eq!(got[3].1.to_bits(), STALE_NAN);
+    }
+
+    #[test]
+    fn mode_widens_as_values_need_it() {
+        let mut c = HeadChunk::new();
+        c.append(1000, 5.0);
+        c.append(2000, 6.0);
+        assert_eq!(mode_of(&c), 0);
+        c.append(3000, 6.5);
+        assert_eq!(mode_of(&c), 1);
+        c.append(4000, 6.25);
+        assert_eq!(mode_of(&c), 2);
+        c.append(5000, f64::NAN);
+        assert_eq!(mode_of(&c), 2);
+        c.append(6000, 1.0 / 3.0);
+        assert_eq!(mode_of(&c), 5);
+        c.append(7000, 7.0);
+        assert_eq!(mode_of(&c), 5, "the float mode never narrows");
+        let want = [5.0, 6.0, 6.5, 6.25, f64::NAN, 1.0 / 3.0, 7.0];
+        let got: Vec<_> = c.iter().collect();
+        assert_same(
+            &got,
+            &want
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (1000 * (i as i64 + 1), v))
+                .collect::<Vec<_>>(),
+        );
+    }
+
+    #[test]
+    fn integers_out_of_decimal_range_use_floats() {
+        let set = [(1, 1.0), (2, 2.0f64.powi(60)), (3, 3.0)];
+        let c = chunk_of(&set);
+        assert_eq!(mode_of(&c), 5);
+        assert_same(&c.iter().collect::<Vec<_>>(), &set);
+    }
+
+    #[test]
+    fn is_full_at_the_sample_cap() {
+        let mut c = HeadChunk::new();
+        assert!(!c.is_full() && c.is_empty());
+        for i in 0..MAX_SAMPLES as i64 {
+            assert!(!c.is_full(), "full after {i} samples");
+            c.append(i * 1000, i as f64);
+        }
+        assert!(c.is_full());
+        assert_eq!(c.len(), MAX_SAMPLES);
+        assert!(
+            c.memory_bytes() <= c.as_bytes().len() + 8,
+            "a full chunk gives back spare capacity"
+        );
+    }
+
+    #[test]
+    fn is_full_at_the_byte_cap() {
+        let mut c = HeadChunk::new();
+        let mut rng = Rng(3);
+        let (mut n, mut t) = (0, 0);
+        while !c.is_full() {
+            t += 1 + (rng.next() >> 40) as i64;
+            c.append(t, f64::from_bits(rng.next()));
+            n += 1;
+        }
+        assert!(
+            c.as_bytes().len() >= MAX_BYTES && (n as usize) < MAX_SAMPLES,
+            "{n} samples, {} bytes",
+            c.as_bytes().len()
+        );
+    }
+
+    #[test]
+    fn regular_integers_are_small() {
+        // 1 s scrapes of a counter with a steady rate: about 2 bits per sample plus the header.
+        let set: Vec<_> = (0..120)
+            .map(|i| (1_767_225_600_000 + i * 1000, (i * 7) as f64))
+            .collect();
+        let c = chunk_of(&set);
+        assert!(
+            c.as_bytes().len() <= 3 + 14 + 120 * 2 / 8 + 4,
+            "{} bytes",
+            c.as_bytes().len()
+        );
+    }
+
+    #[test]
+    fn empty_chunk() {
+        let c = HeadChunk::new();
+        assert_eq!(c.iter().count(), 0);
+        assert_eq!((c.first_time(), c.last_time()), (None, None));
+        assert!(c.as_bytes().is_empty() && c.memory_bytes() == 0);
+        assert_eq!(HeadChunk::from_bytes(Vec::new()).unwrap(), c);
+    }
+
+    #[test]
+    fn corrupt_bytes_are_errors_not_panics() {
+        let mut rng = Rng(9);
+        for set in sample_sets().iter().step_by(3) {
+            let good = chunk_of(set);
+            for bad in damaged(good.as_bytes(), &mut rng) {
+                if let Ok(c) = HeadChunk::from_bytes(bad.clone()) {
+                    // A damaged chunk can still be valid; then it reads back fully and consistently.
+                    assert_eq!(c.iter().count(), c.len());
+                    assert_eq!(c.as_bytes(), &bad[..]);
+                }
+            }
+        }
+        assert!(matches!(
+            HeadChunk::from_bytes(vec![0x10, 1]),
+            Err(ChunkError::Truncated { .. })
+        ));
+        assert!(matches!(
+            HeadChunk::from_bytes(vec![0x20, 0, 0]),
+            Err(ChunkError::UnknownFormat { .. })
+        ));
+        assert!(matches!(
+            HeadChunk::from_bytes(vec![0x17, 0, 0]),
+            Err(ChunkError::UnknownFormat { .. })
+        ));
+        assert!(matches!(
+            HeadChunk::from_bytes(vec![0x10, 5, 0, 0]),
+            Err(ChunkError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn out_of_order_timestamps_are_rejected() {
+        let mut b = chunk_of(&[(5, 1.0), (6, 1.0)]).as_bytes().to_vec();
+        // Same stream with the second timestamp equal to the first: rebuild by hand.
+        let mut w = BitWriter::new();
+        w.write_bits(0x10, 8);
+        w.write_bits(2u64 << 8, 16);
+        let mut coder = StreamCoder::new(ValueMode::Decimal(0));
+        assert!(coder.encode(&mut w, 5, 1.0) && coder.encode(&mut w, 5, 1.0));
+        b.clone_from(&w.into_vec());
+        assert!(matches!(HeadChunk::from_bytes(b), Err(ChunkError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn head_chunk_stays_small_in_memory() {
+        assert!(size_of::<HeadChunk>() <= 128, "{} bytes", size_of::<HeadChunk>());
+    }
+}
