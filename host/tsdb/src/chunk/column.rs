@@ -4,10 +4,11 @@
 //! byte 0: tag
 //!
 //! tag 0x01, sample stream (small columns, where pco's per-column metadata does not pay off):
-//!   varint n, byte value mode (0..=4 decimal scale, 5 float), the sample stream (`stream.rs`)
+//!   varint n, byte value mode (0..=4 decimal scale, 5 float), byte shift, the sample stream
+//!   (`stream.rs`; the shift as in a head chunk)
 //!
 //! tag 0x02, pco columns:
-//!   varint n (≥ 1), byte value mode (0..=4 decimal scale, 5 float)
+//!   varint n (≥ 1), byte value mode (0..=4 decimal scale, 5 float), byte shift (ignored)
 //!   varint e, then e times: varint (index - previous index - 1), 8 bytes LE f64 bits
 //!                        (specials: NaN and ±Inf, and -0.0 in decimal mode)
 //!   varint length of the timestamp column, the timestamps as pco standalone i64
@@ -59,9 +60,12 @@ pub fn decode_columns(b: &[u8]) -> Result<(Vec<i64>, Vec<f64>), ChunkError> {
         });
     }
     let n = n as usize;
-    let mode = rest.get(pos).and_then(|&c| ValueMode::from_code(c));
+    let mode = match rest.get(pos..pos + 2) {
+        Some(&[code, shift]) => ValueMode::from_bytes(code, shift),
+        _ => None,
+    };
     let mode = mode.ok_or(ChunkError::CorruptColumn { what: "bad value mode" })?;
-    let rest = &rest[pos + 1..];
+    let rest = &rest[pos + 2..];
     match tag {
         TAG_STREAM => decode_stream(rest, n, mode),
         TAG_PCO => decode_pco(rest, n, mode),
@@ -73,7 +77,7 @@ fn encode_stream(ts: &[i64], vs: &[f64], mode: ValueMode) -> Vec<u8> {
     let mut head = Vec::with_capacity(12 + ts.len() * 2);
     head.push(TAG_STREAM);
     write_varint(&mut head, ts.len() as u64);
-    head.push(mode.code());
+    head.extend_from_slice(&mode.to_bytes());
     let bit_len = head.len() * 8;
     let mut w = BitWriter::from_vec(head, bit_len);
     let mut coder = StreamCoder::new(mode);
@@ -113,9 +117,9 @@ fn encode_pco(ts: &[i64], vs: &[f64], mode: ValueMode) -> Option<Vec<u8>> {
     }
     let mut out = vec![TAG_PCO];
     write_varint(&mut out, ts.len() as u64);
-    out.push(mode.code());
+    out.extend_from_slice(&mode.to_bytes());
     let exceptional = |v: f64| match mode {
-        ValueMode::Decimal(_) => is_special(v),
+        ValueMode::Decimal { .. } => is_special(v),
         ValueMode::Float => !v.is_finite(),
     };
     let specials: Vec<(usize, f64)> = vs
@@ -136,7 +140,7 @@ fn encode_pco(ts: &[i64], vs: &[f64], mode: ValueMode) -> Option<Vec<u8>> {
     write_varint(&mut out, times.len() as u64);
     out.extend_from_slice(&times);
     let values = match mode {
-        ValueMode::Decimal(scale) => {
+        ValueMode::Decimal { scale, .. } => {
             let mut prev = 0;
             let ints: Vec<i64> = vs
                 .iter()
@@ -201,7 +205,7 @@ fn decode_pco(b: &[u8], n: usize, mode: ValueMode) -> Result<(Vec<i64>, Vec<f64>
         });
     }
     let mut vs: Vec<f64> = match mode {
-        ValueMode::Decimal(scale) => {
+        ValueMode::Decimal { scale, .. } => {
             let ints: Vec<i64> = pco_column(&b[tend..], n, "values")?;
             ints.into_iter().map(|i| from_scaled(i, scale)).collect()
         }
@@ -254,4 +258,133 @@ fn read_varint(b: &[u8], pos: &mut usize) -> Result<u64, ChunkError> {
     Err(ChunkError::CorruptColumn {
         what: "varint over 64 bits",
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::decimal;
+    use super::super::tests::*;
+    use super::*;
+
+    fn round_trip(samples: &[(i64, f64)]) -> Vec<u8> {
+        let ts: Vec<i64> = samples.iter().map(|s| s.0).collect();
+        let vs: Vec<f64> = samples.iter().map(|s| s.1).collect();
+        let b = encode_columns(&ts, &vs);
+        let (dt, dv) = decode_columns(&b).unwrap();
+        assert_same(&dt.into_iter().zip(dv).collect::<Vec<_>>(), samples);
+        b
+    }
+
+    /// A block's worth of 1 s samples from `value(i)`.
+    fn block(value: impl Fn(usize) -> f64) -> Vec<(i64, f64)> {
+        (0..7200)
+            .map(|i| (1_767_225_600_000 + i as i64 * 1000, value(i)))
+            .collect()
+    }
+
+    #[test]
+    fn round_trips_all_shapes() {
+        for set in sample_sets() {
+            round_trip(&set);
+        }
+        round_trip(&[]);
+    }
+
+    #[test]
+    fn long_columns_use_pco_and_keep_specials() {
+        let mut rng = Rng(5);
+        let walk: Vec<i64> = (0..7200)
+            .scan(10_000i64, |h, _| {
+                *h += rng.below(201) as i64 - 100;
+                Some(*h)
+            })
+            .collect();
+        let specials = adversarial_values()
+            .into_iter()
+            .filter(|v| decimal::is_special(*v))
+            .collect::<Vec<_>>();
+        let set = block(|i| match i {
+            7199 => f64::from_bits(STALE_NAN),
+            i if i % 1000 == 7 => specials[i / 1000 % specials.len()],
+            i => walk[i] as f64 / 100.0,
+        });
+        let b = round_trip(&set);
+        assert_eq!(b[0], TAG_PCO);
+        assert_eq!(b[1 + 2], 2, "decimal mode with scale 2 despite the specials");
+        // Floats that are not decimals take the f64 path, with NaNs on the side.
+        let set = block(|i| if i % 100 == 0 { f64::NAN } else { (i as f64).sqrt() });
+        let b = round_trip(&set);
+        assert_eq!((b[0], b[3]), (TAG_PCO, 5));
+        // Byte counts that move in pages: the stream form codes deltas in pages.
+        let pages: Vec<_> = (0..50)
+            .map(|i| (i * 1000, ((1i64 << 33) + (i * i % 7) * 4096) as f64))
+            .collect();
+        let b = round_trip(&pages);
+        assert_eq!(b[..4], [TAG_STREAM, 50, 0, 12]);
+    }
+
+    #[test]
+    fn picks_the_smaller_encoding() {
+        let short: Vec<_> = (0..10).map(|i| (i * 1000, i as f64)).collect();
+        assert_eq!(round_trip(&short)[0], TAG_STREAM, "pco metadata outweighs 10 samples");
+        let long = block(|i| (i * 37 % 101) as f64);
+        let b = round_trip(&long);
+        let ts: Vec<i64> = long.iter().map(|s| s.0).collect();
+        let vs: Vec<f64> = long.iter().map(|s| s.1).collect();
+        let mode = ValueMode::for_values(vs.iter().copied());
+        let stream = encode_stream(&ts, &vs, mode);
+        assert!(b.len() <= stream.len());
+        assert_eq!(
+            decode_columns(&stream).unwrap().0,
+            ts,
+            "the stream form decodes on its own"
+        );
+    }
+
+    #[test]
+    fn corrupt_columns_are_errors_not_panics() {
+        let mut rng = Rng(11);
+        let mut inputs: Vec<Vec<(i64, f64)>> = sample_sets().into_iter().step_by(4).collect();
+        inputs.push(block(|i| (i / 3) as f64));
+        inputs.push(block(|i| {
+            if i % 500 == 0 {
+                f64::from_bits(STALE_NAN)
+            } else {
+                i as f64 / 4.0
+            }
+        }));
+        for set in inputs {
+            let b = round_trip(&set);
+            for bad in damaged(&b, &mut rng) {
+                if let Ok((ts, vs)) = decode_columns(&bad) {
+                    assert_eq!(ts.len(), vs.len());
+                    assert!(ts.windows(2).all(|w| w[0] < w[1]));
+                }
+            }
+        }
+        for bad in [
+            &[][..],
+            &[0x03, 0, 0],
+            &[TAG_STREAM, 0x80],
+            &[TAG_STREAM, 1, 9],
+            &[TAG_PCO, 0xff, 0xff, 0xff, 0x7f, 0],
+        ] {
+            assert!(decode_columns(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn varints_round_trip_and_reject_overflow() {
+        for x in [0, 1, 127, 128, 300, u32::MAX as u64, u64::MAX - 1, u64::MAX] {
+            let mut b = Vec::new();
+            write_varint(&mut b, x);
+            let mut pos = 0;
+            assert_eq!(read_varint(&b, &mut pos).unwrap(), x);
+            assert_eq!(pos, b.len());
+        }
+        let mut pos = 0;
+        assert!(read_varint(&[0xff; 10], &mut pos).is_err());
+        let mut pos = 0;
+        assert!(read_varint(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02], &mut pos).is_err());
+    }
 }

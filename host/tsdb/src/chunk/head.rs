@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! byte 0     format (high nibble, currently 1) | value mode (low nibble: 0..=4 decimal scale, 5 float)
-//! bytes 1-2  sample count, u16 little-endian
-//! bytes 3..  the sample stream (see `stream.rs`), MSB-first, zero-padded to a byte
+//! byte 1     shift: in decimal modes the scaled integers differ by multiples of 2^shift (0..=32)
+//! bytes 2-3  sample count, u16 little-endian
+//! bytes 4..  the sample stream (see `stream.rs`), MSB-first, zero-padded to a byte
 //! ```
 //!
 //! An empty chunk is zero bytes. A chunk picks the cheapest value mode for the samples it holds; a
@@ -17,7 +18,8 @@ use super::stream::{StreamCoder, ValueMode};
 
 /// Format version in the high nibble of byte 0.
 const FORMAT: u8 = 1;
-const HEADER_LEN: usize = 3;
+const HEADER_LEN: usize = 4;
+const COUNT: std::ops::Range<usize> = 2..4;
 
 /// A chunk is full at this many samples: 2 minutes at 1 s, 30 minutes at 15 s. Small chunks keep
 /// re-encoding and queries of the newest samples cheap; blocks re-compress whole columns anyway.
@@ -44,7 +46,7 @@ impl HeadChunk {
     pub fn new() -> Self {
         HeadChunk {
             w: BitWriter::new(),
-            coder: StreamCoder::new(ValueMode::Decimal(0)),
+            coder: StreamCoder::new(ValueMode::Float),
             len: 0,
         }
     }
@@ -52,7 +54,9 @@ impl HeadChunk {
     fn with_mode(mode: ValueMode, capacity: usize) -> Self {
         let mut w = BitWriter::new();
         w.reserve(capacity);
-        w.write_bits(((FORMAT << 4) | mode.code()) as u64, 8);
+        let [code, shift] = mode.to_bytes();
+        w.write_bits(((FORMAT << 4) | code) as u64, 8);
+        w.write_bits(shift as u64, 8);
         w.write_bits(0, 16);
         HeadChunk {
             w,
@@ -72,11 +76,11 @@ impl HeadChunk {
         );
         assert!(self.len < u16::MAX, "head chunk holds too many samples");
         if self.len == 0 {
-            *self = Self::with_mode(ValueMode::for_values(std::iter::once(v)), 16);
+            *self = Self::with_mode(ValueMode::for_first(v), 16);
         }
         if self.coder.encode(&mut self.w, t, v) {
             self.len += 1;
-            self.w.bytes_mut()[1..HEADER_LEN].copy_from_slice(&self.len.to_le_bytes());
+            self.w.bytes_mut()[COUNT].copy_from_slice(&self.len.to_le_bytes());
         } else {
             self.reencode_with(t, v);
         }
@@ -106,7 +110,7 @@ impl HeadChunk {
             }
         }
         c.len = samples.len() as u16;
-        c.w.bytes_mut()[1..HEADER_LEN].copy_from_slice(&c.len.to_le_bytes());
+        c.w.bytes_mut()[COUNT].copy_from_slice(&c.len.to_le_bytes());
         Some(c)
     }
 
@@ -132,9 +136,9 @@ impl HeadChunk {
     }
 
     pub fn iter(&self) -> HeadIter<'_> {
-        let mode = match self.w.bytes().first() {
-            Some(b) => ValueMode::from_code(b & 0xf).unwrap_or(ValueMode::Float),
-            None => ValueMode::Decimal(0),
+        let mode = match self.w.bytes() {
+            [code, shift, ..] => ValueMode::from_bytes(code & 0xf, *shift).unwrap_or(ValueMode::Float),
+            _ => ValueMode::Float,
         };
         HeadIter {
             r: BitReader::at(self.w.bytes(), HEADER_LEN * 8),
@@ -165,8 +169,8 @@ impl HeadChunk {
         if b[0] >> 4 != FORMAT {
             return Err(ChunkError::UnknownFormat { tag: b[0] });
         }
-        let mode = ValueMode::from_code(b[0] & 0xf).ok_or(ChunkError::UnknownFormat { tag: b[0] })?;
-        let len = u16::from_le_bytes([b[1], b[2]]);
+        let mode = ValueMode::from_bytes(b[0] & 0xf, b[1]).ok_or(ChunkError::UnknownFormat { tag: b[0] })?;
+        let len = u16::from_le_bytes([b[2], b[3]]);
         let mut r = BitReader::at(&b, HEADER_LEN * 8);
         let mut coder = StreamCoder::new(mode);
         for _ in 0..len {
@@ -331,6 +335,23 @@ mod tests {
     }
 
     #[test]
+    fn page_multiples_code_pages_until_a_value_breaks_them() {
+        let mut c = HeadChunk::new();
+        c.append(1, 8192.0 * 1024.0);
+        c.append(2, 8192.0 * 1024.0 + 4096.0);
+        assert_eq!(c.as_bytes()[..2], [0x10, 12]);
+        c.append(3, 8192.0 * 1024.0 + 1024.0);
+        assert_eq!(c.as_bytes()[..2], [0x10, 10]);
+        c.append(4, 7.0);
+        assert_eq!(c.as_bytes()[..2], [0x10, 0]);
+        let want = [8192.0 * 1024.0, 8192.0 * 1024.0 + 4096.0, 8192.0 * 1024.0 + 1024.0, 7.0];
+        assert_same(
+            &c.iter().collect::<Vec<_>>(),
+            &[(1, want[0]), (2, want[1]), (3, want[2]), (4, want[3])],
+        );
+    }
+
+    #[test]
     fn integers_out_of_decimal_range_use_floats() {
         let set = [(1, 1.0), (2, 2.0f64.powi(60)), (3, 3.0)];
         let c = chunk_of(&set);
@@ -379,7 +400,7 @@ mod tests {
             .collect();
         let c = chunk_of(&set);
         assert!(
-            c.as_bytes().len() <= 3 + 14 + 120 * 2 / 8 + 4,
+            c.as_bytes().len() <= 4 + 14 + 120 * 2 / 8 + 4,
             "{} bytes",
             c.as_bytes().len()
         );
@@ -407,22 +428,23 @@ mod tests {
                 }
             }
         }
-        assert!(matches!(
-            HeadChunk::from_bytes(vec![0x10, 1]),
-            Err(ChunkError::Truncated { .. })
-        ));
-        assert!(matches!(
-            HeadChunk::from_bytes(vec![0x20, 0, 0]),
-            Err(ChunkError::UnknownFormat { .. })
-        ));
-        assert!(matches!(
-            HeadChunk::from_bytes(vec![0x17, 0, 0]),
-            Err(ChunkError::UnknownFormat { .. })
-        ));
-        assert!(matches!(
-            HeadChunk::from_bytes(vec![0x10, 5, 0, 0]),
-            Err(ChunkError::Truncated { .. })
-        ));
+        let truncated = [vec![0x10, 0, 1], vec![0x10, 0, 5, 0, 0]];
+        for b in truncated {
+            assert!(matches!(HeadChunk::from_bytes(b), Err(ChunkError::Truncated { .. })));
+        }
+        // Newer format, unknown mode, shift too large, shift in float mode.
+        let unknown = [
+            vec![0x20, 0, 0, 0],
+            vec![0x17, 0, 0, 0],
+            vec![0x10, 33, 0, 0],
+            vec![0x15, 1, 0, 0],
+        ];
+        for b in unknown {
+            assert!(matches!(
+                HeadChunk::from_bytes(b),
+                Err(ChunkError::UnknownFormat { .. })
+            ));
+        }
     }
 
     #[test]
@@ -431,8 +453,9 @@ mod tests {
         // Same stream with the second timestamp equal to the first: rebuild by hand.
         let mut w = BitWriter::new();
         w.write_bits(0x10, 8);
+        w.write_bits(0, 8);
         w.write_bits(2u64 << 8, 16);
-        let mut coder = StreamCoder::new(ValueMode::Decimal(0));
+        let mut coder = StreamCoder::new(ValueMode::Decimal { scale: 0, shift: 0 });
         assert!(coder.encode(&mut w, 5, 1.0) && coder.encode(&mut w, 5, 1.0));
         b.clone_from(&w.into_vec());
         assert!(matches!(HeadChunk::from_bytes(b), Err(ChunkError::Corrupt { .. })));

@@ -76,6 +76,8 @@ pub struct IntCoder {
     seen: u8,
     /// Tunes the start of the model for timestamps rather than values.
     timestamps: bool,
+    /// Deltas are multiples of 2^shift and coded divided by it (byte counts in pages or KiB).
+    shift: u8,
 }
 
 impl IntCoder {
@@ -85,6 +87,26 @@ impl IntCoder {
             timestamps: true,
             ..Self::default()
         }
+    }
+
+    /// A coder for values whose differences are all multiples of 2^shift (shift < 64).
+    pub fn with_shift(shift: u8) -> Self {
+        IntCoder {
+            shift: shift.min(63),
+            ..Self::default()
+        }
+    }
+
+    /// Whether `x` can follow: its difference to the previous integer is a multiple of 2^shift.
+    #[inline]
+    pub fn fits(&self, x: i64) -> bool {
+        self.seen == 0 || x.wrapping_sub(self.prev).trailing_zeros() >= self.shift as u32
+    }
+
+    /// The delta to `x`, divided by 2^shift.
+    #[inline]
+    fn delta_to(&self, x: i64) -> i64 {
+        x.wrapping_sub(self.prev) >> self.shift
     }
 
     /// The last integer coded (specials aside).
@@ -115,10 +137,10 @@ impl IntCoder {
         ((self.k_avg as u32 + 1) >> K_SHIFT).min(62)
     }
 
-    /// Updates the model after coding integer `x`, whose coded residual had `r_len` bits.
+    /// Updates the model after coding integer `x` (delta `d`, shifted), whose coded residual had
+    /// `r_len` bits.
     #[inline]
-    fn update(&mut self, x: i64, r_len: u32) {
-        let d = x.wrapping_sub(self.prev);
+    fn update(&mut self, x: i64, d: i64, r_len: u32) {
         let clamped = d.clamp(-MEAN_CLAMP, MEAN_CLAMP);
         match self.seen {
             0 => {}
@@ -153,23 +175,18 @@ impl IntCoder {
         self.seen = (self.seen + 1).min(2);
     }
 
-    /// The first value, and the first delta, are written whole: `0`, 6 bits (len-1), len bits of
-    /// the zigzagged number. There is nothing to predict them from yet.
-    #[inline]
-    fn base(&self) -> i64 {
-        if self.seen == 0 { 0 } else { self.prev }
-    }
-
+    /// Codes `x`, which must [`fit`](Self::fits).
     pub fn encode(&mut self, w: &mut BitWriter, x: i64) {
+        debug_assert!(self.fits(x));
+        let d = self.delta_to(x);
         if self.seen < 2 {
-            let u = zigzag(x.wrapping_sub(self.base()));
+            let u = zigzag(if self.seen == 0 { x } else { d });
             let len = bit_len(u).max(1);
             w.write_bits((len - 1) as u64, 7);
             w.write_bits(u, len);
-            self.update(x, 0);
+            self.update(x, d, 0);
             return;
         }
-        let d = x.wrapping_sub(self.prev);
         let r = zigzag(d.wrapping_sub(self.prediction()));
         let k = self.k();
         let q = r >> k;
@@ -190,7 +207,7 @@ impl IntCoder {
             w.write_bits((len - 2) as u64, 6);
             w.write_bits(r, len - 1);
         }
-        self.update(x, bit_len(r));
+        self.update(x, d, bit_len(r));
     }
 
     /// Stores `bits` verbatim; the model does not change.
@@ -213,9 +230,13 @@ impl IntCoder {
                 let rest = r.read_bits(58).ok_or_else(short)?;
                 return Ok(Decoded::Special(((head & 0x3f) << 58) | rest));
             }
-            let u = r.read_bits(head as u32 + 1).ok_or_else(short)?;
-            let x = self.base().wrapping_add(unzigzag(u));
-            self.update(x, 0);
+            let n = unzigzag(r.read_bits(head as u32 + 1).ok_or_else(short)?);
+            let x = if self.seen == 0 {
+                n
+            } else {
+                self.prev.wrapping_add(n << self.shift)
+            };
+            self.update(x, n, 0);
             return Ok(Decoded::Int(x));
         }
         let q = r.read_ones(QMAX + 1).ok_or_else(short)?;
@@ -241,8 +262,9 @@ impl IntCoder {
         } else {
             return Ok(Decoded::Special(r.read_bits(64).ok_or_else(short)?));
         };
-        let x = self.prev.wrapping_add(self.prediction()).wrapping_add(unzigzag(res));
-        self.update(x, bit_len(res));
+        let d = self.prediction().wrapping_add(unzigzag(res));
+        let x = self.prev.wrapping_add(d << self.shift);
+        self.update(x, d, bit_len(res));
         Ok(Decoded::Int(x))
     }
 }
