@@ -407,6 +407,16 @@ mod tests {
     }
 
     #[test]
+    fn constant_series_cost_one_bit_per_sample() {
+        // After the first two samples (about 12 bytes with the header), the run mode codes each
+        // repeat of value and interval as one bit.
+        let set: Vec<_> = (0..120).map(|i| (1_767_225_600_000 + i * 15_000, 42.0)).collect();
+        let c = chunk_of(&set);
+        assert!(c.as_bytes().len() <= 12 + 120 / 8 + 2, "{} bytes", c.as_bytes().len());
+        assert_same(&c.iter().collect::<Vec<_>>(), &set);
+    }
+
+    #[test]
     fn empty_chunk() {
         let c = HeadChunk::new();
         assert_eq!(c.iter().count(), 0);
@@ -463,6 +473,7 @@ mod tests {
 
     #[test]
     fn head_chunk_stays_small_in_memory() {
-        assert!(size_of::<HeadChunk>() <= 128, "{} bytes", size_of::<HeadChunk>());
+        // Bytes (32), two integer models (40 each), value mode and run flag, count.
+        assert!(size_of::<HeadChunk>() <= 136, "{} bytes", size_of::<HeadChunk>());
     }
 }

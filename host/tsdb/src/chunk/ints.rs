@@ -103,6 +103,20 @@ impl IntCoder {
         self.seen == 0 || x.wrapping_sub(self.prev).trailing_zeros() >= self.shift as u32
     }
 
+    /// The integer whose residual is zero, when that costs a single bit (k = 0): the candidate for
+    /// the stream's run mode.
+    #[inline]
+    pub fn predicted(&self) -> Option<i64> {
+        (self.seen >= 2 && self.k() == 0).then(|| self.prev.wrapping_add(self.prediction() << self.shift))
+    }
+
+    /// Advances the model past the [`predicted`](Self::predicted) integer without writing it.
+    #[inline]
+    pub fn skip_predicted(&mut self) {
+        let d = self.prediction();
+        self.update(self.prev.wrapping_add(d << self.shift), d, 0);
+    }
+
     /// The delta to `x`, divided by 2^shift.
     #[inline]
     fn delta_to(&self, x: i64) -> i64 {

@@ -3,7 +3,9 @@
 //!
 //! - timestamps: [`IntCoder`] over milliseconds (regular scrapes cost 1 bit per sample);
 //! - values in decimal mode `k`: [`IntCoder`] over `v × 10^k`, with NaN/±Inf/-0.0 as specials;
-//! - values in float mode: [`XorCoder`].
+//! - values in float mode: [`XorCoder`];
+//! - run mode: after a sample that was exactly as predicted, one bit says whether the next one is
+//!   too (see [`StreamCoder`]).
 
 use super::ChunkError;
 use super::bits::{BitReader, BitWriter};
@@ -93,6 +95,18 @@ enum ValueCoder {
 pub struct StreamCoder {
     values: ValueCoder,
     times: IntCoder,
+    /// The last sample was exactly as predicted, both coders at one bit per zero residual: the
+    /// next sample starts with a run bit, `0` = "as predicted again" (nothing else follows),
+    /// `1` = the normal codes follow. Constant series on a regular scrape cost 1 bit per sample.
+    run: bool,
+}
+
+/// A value as the value coder will store it.
+#[derive(Clone, Copy)]
+enum Planned {
+    Int(i64),
+    Special(u64),
+    Float(f64),
 }
 
 impl StreamCoder {
@@ -107,6 +121,7 @@ impl StreamCoder {
         StreamCoder {
             values,
             times: IntCoder::for_timestamps(),
+            run: false,
         }
     }
 
@@ -115,41 +130,89 @@ impl StreamCoder {
         self.times.last()
     }
 
+    /// The value bits whose code is a single bit, if any.
+    #[inline]
+    fn predicted_value(&self) -> Option<u64> {
+        match &self.values {
+            ValueCoder::Decimal { scale, ints } => ints.predicted().map(|n| from_scaled(n, *scale).to_bits()),
+            ValueCoder::Float(xor) => xor.predicted(),
+        }
+    }
+
+    #[inline]
+    fn skip_predicted(&mut self) {
+        if let ValueCoder::Decimal { ints, .. } = &mut self.values {
+            ints.skip_predicted();
+        }
+        self.times.skip_predicted();
+    }
+
     /// Appends one sample. Returns false, having written nothing, when `v` does not fit the mode.
     #[inline]
     pub fn encode(&mut self, w: &mut BitWriter, t: i64, v: f64) -> bool {
-        match &mut self.values {
+        let planned = match &self.values {
             ValueCoder::Decimal { scale, ints } => match to_scaled(v, *scale) {
-                Some(n) if ints.fits(n) => ints.encode(w, n),
-                None if is_special(v) => ints.encode_special(w, v.to_bits()),
+                Some(n) if ints.fits(n) => Planned::Int(n),
+                None if is_special(v) => Planned::Special(v.to_bits()),
                 _ => return false,
             },
-            ValueCoder::Float(xor) => xor.encode(w, v),
+            ValueCoder::Float(_) => Planned::Float(v),
+        };
+        let as_predicted = self.times.predicted() == Some(t)
+            && !matches!(planned, Planned::Special(_))
+            && self.predicted_value() == Some(v.to_bits());
+        if self.run {
+            w.write_bit(!as_predicted);
+            if as_predicted {
+                self.skip_predicted();
+                return true;
+            }
+        }
+        match (&mut self.values, planned) {
+            (ValueCoder::Decimal { ints, .. }, Planned::Int(n)) => ints.encode(w, n),
+            (ValueCoder::Decimal { ints, .. }, Planned::Special(bits)) => ints.encode_special(w, bits),
+            (ValueCoder::Float(xor), Planned::Float(v)) => xor.encode(w, v),
+            _ => unreachable!("planned for this coder"),
         }
         self.times.encode(w, t);
+        self.run = as_predicted;
         true
     }
 
     /// Reads one sample; timestamps must increase strictly.
     #[inline]
     pub fn decode(&mut self, r: &mut BitReader) -> Result<(i64, f64), ChunkError> {
-        let v = match &mut self.values {
-            ValueCoder::Decimal { scale, ints } => match ints.decode(r)? {
-                Decoded::Int(n) => from_scaled(n, *scale),
-                Decoded::Special(bits) => f64::from_bits(bits),
-            },
-            ValueCoder::Float(xor) => xor.decode(r)?,
-        };
         let bit = r.position();
         let last = self.times.last();
-        let t = match self.times.decode(r)? {
-            Decoded::Int(t) => t,
-            Decoded::Special(_) => {
+        let (predicted_t, predicted_v) = (self.times.predicted(), self.predicted_value());
+        let (t, v) = if self.run && !r.read_bit().ok_or(ChunkError::Truncated { bit })? {
+            let (Some(t), Some(v)) = (predicted_t, predicted_v) else {
                 return Err(ChunkError::Corrupt {
-                    what: "raw value in the timestamps",
+                    what: "run bit without a prediction",
                     bit,
                 });
-            }
+            };
+            self.skip_predicted();
+            (t, f64::from_bits(v))
+        } else {
+            let (v, special) = match &mut self.values {
+                ValueCoder::Decimal { scale, ints } => match ints.decode(r)? {
+                    Decoded::Int(n) => (from_scaled(n, *scale), false),
+                    Decoded::Special(bits) => (f64::from_bits(bits), true),
+                },
+                ValueCoder::Float(xor) => (xor.decode(r)?, false),
+            };
+            let t = match self.times.decode(r)? {
+                Decoded::Int(t) => t,
+                Decoded::Special(_) => {
+                    return Err(ChunkError::Corrupt {
+                        what: "raw value in the timestamps",
+                        bit,
+                    });
+                }
+            };
+            self.run = predicted_t == Some(t) && !special && predicted_v == Some(v.to_bits());
+            (t, v)
         };
         if last.is_some_and(|last| t <= last) {
             return Err(ChunkError::Corrupt {

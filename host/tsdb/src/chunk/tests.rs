@@ -53,13 +53,13 @@ pub fn adversarial_values() -> Vec<f64> {
 pub fn sample_sets() -> Vec<Vec<(i64, f64)>> {
     let mut sets = Vec::new();
     let mut rng = Rng(42);
-    for shape in 0..70 {
+    for shape in 0..80 {
         let n = [1, 2, 3, 5, 17, 119, 120, 121, 300][shape % 9];
         let mut t = [0i64, -5_000_000, 1_767_225_600_000, i64::MIN, i64::MAX - 10_000_000][shape % 5];
         let mut x: i64 = (rng.next() >> 20) as i64;
         let mut set = Vec::new();
         for i in 0..n {
-            let v = match (shape / 5) % 7 {
+            let v = match (shape / 5) % 8 {
                 0 => {
                     x += rng.below(101) as i64;
                     x as f64
@@ -84,6 +84,12 @@ pub fn sample_sets() -> Vec<Vec<(i64, f64)>> {
                     // Bytes in pages, now and then off by a byte (breaks the chunk's shift).
                     x += (rng.below(5) as i64 - 2) * 4096 + (rng.below(40) == 0) as i64;
                     (x << 12) as f64
+                }
+                6 => {
+                    // Mostly flat, with steps and stale markers: exercises the run mode.
+                    let r = rng.below(16);
+                    x += [1, -1_000_000].get(r as usize).copied().unwrap_or(0);
+                    if r == 2 { f64::from_bits(STALE_NAN) } else { x as f64 }
                 }
                 _ => {
                     if rng.below(7) == 0 {

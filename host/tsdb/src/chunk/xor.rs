@@ -21,6 +21,12 @@ pub struct XorCoder {
 }
 
 impl XorCoder {
+    /// The bits of a repeated value, once there is one to repeat.
+    #[inline]
+    pub fn predicted(&self) -> Option<u64> {
+        self.seen.then_some(self.prev)
+    }
+
     pub fn encode(&mut self, w: &mut BitWriter, v: f64) {
         let bits = v.to_bits();
         if !self.seen {
