@@ -142,6 +142,12 @@ fn compile_cache_survives_restarts_is_keyed_by_content_and_recovers_from_corrupt
     // Different content at the same path: the content hash changed, so the old
     // compiled code must not be used.
     std::fs::copy(test_plugin("synthetic"), &wasm).expect("replace the plugin file");
+    // History survives restarts, so node series from earlier runs may still be within
+    // the lookback: what matters is that none was collected by this run.
+    let restarted_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64;
     let sonde = Sonde::start_with(opts.clone());
     assert_eq!(
         loaded_from_cache(&sonde, "node"),
@@ -156,8 +162,11 @@ fn compile_cache_survives_restarts_is_keyed_by_content_and_recovers_from_corrupt
         page.samples.iter().map(|s| &s.name).collect::<BTreeSet<_>>()
     );
     assert!(
-        !page.samples.iter().any(|s| s.name.starts_with("node_")),
-        "node metrics after the plugin file was replaced: stale compiled code was run"
+        !page
+            .samples
+            .iter()
+            .any(|s| s.name.starts_with("node_") && s.timestamp.is_some_and(|t| t >= restarted_ms)),
+        "node metrics collected after the plugin file was replaced: stale compiled code was run"
     );
     let last = cache_files(&cache);
     let added: Vec<_> = last.difference(&first).collect();

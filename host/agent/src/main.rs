@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-/// How long the in-memory head keeps samples (the storage engine will replace it).
-const HEAD_RETENTION: Duration = Duration::from_secs(15 * 60);
+/// How long samples are kept. Until blocks on disk exist, everything lives in the
+/// WAL-backed head, so this stays short.
+const RETENTION: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Parser)]
 #[command(
@@ -258,7 +259,7 @@ async fn serve(cfg: config::Config) -> Result<()> {
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
     let opts = engine_options(&cfg, Some(cfg.data_dir.join("plugin-cache")));
     let engine = Arc::new(PluginEngine::new(&opts).context("cannot start the plugin engine")?);
-    let head = Arc::new(storage::Head::new(HEAD_RETENTION));
+    let head = Arc::new(storage::Storage::open(&cfg.data_dir, RETENTION).map_err(anyhow::Error::msg)?);
     let listener = match tokio::net::TcpListener::bind(&cfg.listen).await {
         Ok(l) => l,
         Err(e) => bail!(
@@ -280,7 +281,7 @@ async fn serve(cfg: config::Config) -> Result<()> {
     for s in scrapers {
         tasks.push(tokio::spawn(s.run(head.clone(), shutdown_rx.clone())));
     }
-    tokio::spawn(truncate_head(head.clone(), shutdown_rx.clone()));
+    tokio::spawn(maintain_storage(head.clone(), shutdown_rx.clone()));
     state.ready.store(true, Ordering::Relaxed);
     let app = api::router(state);
     let mut rx = shutdown_rx.clone();
@@ -297,6 +298,7 @@ async fn serve(cfg: config::Config) -> Result<()> {
         let _ = tokio::time::timeout_at(deadline, t).await;
     }
     let _ = tokio::time::timeout_at(deadline, server).await;
+    head.close();
     Ok(())
 }
 
@@ -319,11 +321,22 @@ fn release_compiler_memory() {
     }
 }
 
-async fn truncate_head(head: Arc<storage::Head>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+/// Syncs the WAL every second (the durability window) and applies retention every
+/// minute.
+async fn maintain_storage(head: Arc<storage::Storage>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut sync = tokio::time::interval(Duration::from_secs(1));
+    let mut retention = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
-            _ = tick.tick() => head.truncate(scrape::now_ms(SystemTime::now())),
+            _ = sync.tick() => {
+                let h = head.clone();
+                let _ = tokio::task::spawn_blocking(move || h.sync()).await;
+            }
+            _ = retention.tick() => {
+                let h = head.clone();
+                let now = scrape::now_ms(SystemTime::now());
+                let _ = tokio::task::spawn_blocking(move || h.truncate(now)).await;
+            }
             _ = shutdown.changed() => return,
         }
     }

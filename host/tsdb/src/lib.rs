@@ -9,6 +9,8 @@
 //! On-disk formats are described in docs/storage-format.md.
 
 pub mod chunk;
+pub mod db;
+pub mod head;
 pub mod labels;
 pub mod postings;
 pub mod wal;

@@ -67,8 +67,11 @@ pub async fn handler(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response
     }
     let mut w = Writer::default();
     for (family, series) in &by_family {
-        let kind = s.head.metadata(family).map_or("untyped", |m| m.kind);
-        w.family(family, kind, "");
+        let kind = s
+            .head
+            .metadata(family)
+            .map_or_else(|| "untyped".to_string(), |m| m.kind);
+        w.family(family, &kind, "");
         for (labels, (t, v)) in series {
             w.sample(labels.metric_name(), labels.iter(), *v, Some(*t));
         }
@@ -83,13 +86,12 @@ pub async fn handler(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::Head;
 
     #[test]
     fn selectors_select_series() {
-        let head = Head::new(std::time::Duration::from_secs(60));
-        let r = head.get_or_create(&[("__name__", "up"), ("job", "syn")]);
-        head.append(&[(r, 1000, 1.0)]);
+        let (_dir, head) = crate::storage::test_storage();
+        let r = head.get_or_create(&[("__name__", "up"), ("job", "syn")]).unwrap();
+        head.append(&[(r, 1000, 1.0)]).unwrap();
         for sel in [r#"{job="syn"}"#, r#"up"#, r#"up{job=~"s.*"}"#] {
             let sets = parse_selector(sel).unwrap();
             assert_eq!(head.select(&sets[0], 0, 2000).len(), 1, "{sel}: {sets:?}");

@@ -9,7 +9,7 @@ mod targets;
 pub use exposition::format_value;
 
 use crate::scrape::Target;
-use crate::storage::Head;
+use crate::storage::Storage;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -20,7 +20,7 @@ use std::time::SystemTime;
 
 pub struct AppState {
     pub targets: Vec<Arc<Target>>,
-    pub head: Arc<Head>,
+    pub head: Arc<Storage>,
     /// Set once every plugin has been loaded and scheduled.
     pub ready: AtomicBool,
     pub started: SystemTime,

@@ -122,37 +122,95 @@ fn plugins(s: &Shared, w: &mut Writer) {
 }
 
 fn head(s: &Shared, w: &mut Writer) {
-    let st = &s.head.stats;
-    let rows: [(&str, &str, &str, f64); 5] = [
+    let db = s.head.db();
+    let head = db.head();
+    let st = &head.stats;
+    let wal = db.wal_stats();
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let rows: [(&str, &str, &str, f64); 14] = [
         (
             "sonde_head_series",
             "gauge",
-            "Series in the in-memory head.",
-            s.head.num_series() as f64,
+            "Series in the head.",
+            head.num_series() as f64,
         ),
         (
-            "sonde_head_samples",
+            "sonde_head_chunks",
             "gauge",
-            "Samples held in the in-memory head.",
-            s.head.num_samples() as f64,
+            "Compressed chunks in the head.",
+            head.num_chunks() as f64,
+        ),
+        (
+            "sonde_head_memory_bytes",
+            "gauge",
+            "Bytes of sample data and series state in the head.",
+            head.memory_bytes() as f64,
         ),
         (
             "sonde_head_samples_appended_total",
             "counter",
             "Samples appended to the head.",
-            st.samples_appended.load(Ordering::Relaxed) as f64,
+            n(&st.samples_appended),
         ),
         (
-            "sonde_head_out_of_order_samples_total",
+            "sonde_head_out_of_order_samples_accepted_total",
             "counter",
-            "Samples dropped for being older than the series' last sample.",
-            st.out_of_order.load(Ordering::Relaxed) as f64,
+            "Out-of-order samples accepted within the window.",
+            n(&st.out_of_order_accepted),
+        ),
+        (
+            "sonde_head_out_of_order_samples_rejected_total",
+            "counter",
+            "Samples rejected for being too old.",
+            n(&st.rejected_out_of_order),
+        ),
+        (
+            "sonde_head_duplicate_samples_rejected_total",
+            "counter",
+            "Samples rejected for a timestamp already stored with another value.",
+            n(&st.rejected_duplicate),
         ),
         (
             "sonde_head_series_created_total",
             "counter",
             "Series created in the head.",
-            st.series_created.load(Ordering::Relaxed) as f64,
+            n(&st.series_created),
+        ),
+        (
+            "sonde_head_series_removed_total",
+            "counter",
+            "Series removed from the head by retention.",
+            n(&st.series_removed),
+        ),
+        (
+            "sonde_wal_fsyncs_total",
+            "counter",
+            "fsyncs of the write-ahead log.",
+            wal.fsyncs as f64,
+        ),
+        (
+            "sonde_wal_written_bytes_total",
+            "counter",
+            "Bytes written to the write-ahead log.",
+            wal.bytes_written as f64,
+        ),
+        (
+            "sonde_wal_segment_current",
+            "gauge",
+            "Index of the WAL segment being written.",
+            wal.active_segment as f64,
+        ),
+        (
+            "sonde_storage_write_errors_total",
+            "counter",
+            "Storage operations that failed (WAL I/O).",
+            n(&s.head.write_errors),
+        ),
+        (
+            "sonde_storage_replay_seconds",
+            "gauge",
+            "Time the last start spent replaying the WAL.",
+            db.open_stats.took.as_secs_f64(),
         ),
     ];
     for (name, kind, help, v) in rows {

@@ -5,7 +5,7 @@
 use super::table::{Applied, SeriesTable, TargetLabels};
 use super::target::{Health, Target};
 use crate::config::Config;
-use crate::storage::{Head, Metadata, SeriesRef};
+use crate::storage::{Metadata, SeriesRef, Storage};
 use sonde_plugin_host::{CallError, EngineOptions, InstanceSpec, LoadStats, Plugin, PluginEngine, PluginInstance};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -160,57 +160,58 @@ struct HostSeries {
 }
 
 impl HostSeries {
-    fn new(head: &Head, labels: &TargetLabels) -> Self {
+    fn new(head: &Storage, labels: &TargetLabels) -> Result<Self, String> {
         let mk = |name: &str, help: &str| {
-            head.set_metadata(
-                &[name],
-                Metadata {
-                    family: name.into(),
-                    kind: "gauge",
-                    help: help.into(),
-                    unit: "".into(),
-                },
-            );
+            let meta = Metadata {
+                family: name.into(),
+                kind: "gauge".into(),
+                help: help.into(),
+                unit: String::new(),
+            };
+            head.set_metadata(&[name], meta);
             let mut pairs: Vec<(&str, &str)> = vec![("__name__", name)];
             pairs.extend(labels.0.iter().map(|(n, v)| (n.as_str(), v.as_str())));
             head.get_or_create(&pairs)
         };
-        HostSeries {
+        Ok(HostSeries {
             up: mk(
                 "up",
                 "1 if the last collection of the target succeeded, 0 if it failed.",
-            ),
-            duration: mk("scrape_duration_seconds", "Duration of the last collection in seconds."),
+            )?,
+            duration: mk("scrape_duration_seconds", "Duration of the last collection in seconds.")?,
             scraped: mk(
                 "scrape_samples_scraped",
                 "Samples the target returned in the last collection.",
-            ),
+            )?,
             post_relabel: mk(
                 "scrape_samples_post_metric_relabeling",
                 "Samples remaining after metric relabeling in the last collection.",
-            ),
-            added: mk("scrape_series_added", "Series new in the last collection."),
-        }
+            )?,
+            added: mk("scrape_series_added", "Series new in the last collection.")?,
+        })
     }
 
-    fn record(&self, head: &Head, t: i64, outcome: &Result<Applied, String>, took: Duration) {
+    fn record(&self, head: &Storage, t: i64, outcome: &Result<Applied, String>, took: Duration) {
         let a = outcome.as_ref().copied().unwrap_or_default();
-        head.append(&[
+        let samples = [
             (self.up, t, if outcome.is_ok() { 1.0 } else { 0.0 }),
             (self.duration, t, took.as_secs_f64()),
             (self.scraped, t, a.samples as f64),
             (self.post_relabel, t, a.samples as f64),
             (self.added, t, a.series_added as f64),
-        ]);
+        ];
+        if let Err(e) = head.append(&samples) {
+            tracing::warn!("{e}");
+        }
     }
 }
 
 impl Scraper {
     /// Runs until `shutdown` flips to true.
-    pub async fn run(self, head: Arc<Head>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, head: Arc<Storage>, mut shutdown: watch::Receiver<bool>) {
         let target = self.target.clone();
         let labels = TargetLabels(target.labels());
-        let host = HostSeries::new(&head, &labels);
+        let mut host: Option<HostSeries> = None;
         let mut run = Run {
             scraper: self,
             head: head.clone(),
@@ -235,7 +236,14 @@ impl Scraper {
                 _ = shutdown.changed() => break,
             };
             let took = t0.elapsed();
-            host.record(&head, t, &outcome, took);
+            if host.is_none() {
+                host = HostSeries::new(&head, &run.labels)
+                    .map_err(|e| tracing::warn!("{e}"))
+                    .ok();
+            }
+            if let Some(h) = &host {
+                h.record(&head, t, &outcome, took);
+            }
             run.report(started, took, outcome);
         }
     }
@@ -252,7 +260,7 @@ fn first_tick(target: &Target) -> tokio::time::Instant {
 
 struct Run {
     scraper: Scraper,
-    head: Arc<Head>,
+    head: Arc<Storage>,
     table: SeriesTable,
     instance: Option<PluginInstance>,
     labels: TargetLabels,

@@ -2,7 +2,7 @@
 //! wit/plugin.wit) into storage appends, validating it first so a bad batch changes
 //! nothing, and derives staleness from the series that stopped being reported.
 
-use crate::storage::{Head, Metadata, STALE_NAN, SeriesRef};
+use crate::storage::{Metadata, STALE_NAN, SeriesRef, Storage};
 use sonde_plugin_host::{Batch, MetricKind};
 use std::collections::{HashMap, HashSet};
 
@@ -52,7 +52,13 @@ impl SeriesTable {
     /// Validates `batch` against the table and, if it is sound, appends its samples
     /// (stamped `now_ms` unless the plugin gave timestamps) and staleness markers for
     /// series that disappeared. On error nothing is changed.
-    pub fn apply(&mut self, batch: &Batch, target: &TargetLabels, head: &Head, now_ms: i64) -> Result<Applied, String> {
+    pub fn apply(
+        &mut self,
+        batch: &Batch,
+        target: &TargetLabels,
+        head: &Storage,
+        now_ms: i64,
+    ) -> Result<Applied, String> {
         self.validate(batch)?;
         self.round += 1;
         let mut added = 0;
@@ -76,15 +82,17 @@ impl SeriesTable {
             }
             pairs.extend(renamed.iter().map(|(n, v)| (n.as_str(), *v)));
             pairs.extend(target.0.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-            let sref = head.get_or_create(&pairs);
+            let sref = match head.get_or_create(&pairs) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.rollback(head, &new_refs);
+                    return Err(e);
+                }
+            };
             if let Some(&other) = self.by_ref.get(&sref) {
                 // Roll back this batch's new series before reporting.
                 head.release(sref);
-                for (id, r) in new_refs {
-                    self.series.remove(&id);
-                    self.by_ref.remove(&r);
-                    head.release(r);
-                }
+                self.rollback(head, &new_refs);
                 return Err(format!(
                     "invalid output: series {} (id {}) has the same name and labels as id {other}",
                     s.name, s.id
@@ -121,7 +129,7 @@ impl SeriesTable {
             })
             .collect();
         samples.extend(gone.iter().map(|r| (*r, now_ms, STALE_NAN)));
-        head.append(&samples);
+        head.append(&samples)?;
         for id in &batch.forget {
             if let Some(e) = self.series.remove(id) {
                 self.by_ref.remove(&e.sref);
@@ -137,14 +145,25 @@ impl SeriesTable {
     }
 
     /// A failed collection: every series reported last time goes stale.
-    pub fn mark_all_stale(&mut self, head: &Head, now_ms: i64) -> usize {
+    pub fn mark_all_stale(&mut self, head: &Storage, now_ms: i64) -> usize {
         let samples: Vec<_> = self.present.drain(..).map(|r| (r, now_ms, STALE_NAN)).collect();
-        head.append(&samples);
+        if let Err(e) = head.append(&samples) {
+            tracing::warn!("staleness markers lost: {e}");
+        }
         samples.len()
     }
 
+    /// Forgets series this batch registered before it was found invalid.
+    fn rollback(&mut self, head: &Storage, new_refs: &[(u32, SeriesRef)]) {
+        for (id, r) in new_refs {
+            self.series.remove(id);
+            self.by_ref.remove(r);
+            head.release(*r);
+        }
+    }
+
     /// The instance was re-created: its ids mean nothing any more.
-    pub fn reset(&mut self, head: &Head) {
+    pub fn reset(&mut self, head: &Storage) {
         self.families.clear();
         for (_, e) in self.series.drain() {
             head.release(e.sref);
@@ -234,7 +253,7 @@ pub fn kind_name(k: MetricKind) -> &'static str {
 fn metadata(f: &sonde_plugin_host::Family) -> Metadata {
     Metadata {
         family: f.name.as_str().into(),
-        kind: kind_name(f.kind),
+        kind: kind_name(f.kind).into(),
         help: f.help.as_str().into(),
         unit: f.unit.as_str().into(),
     }
@@ -297,7 +316,7 @@ mod tests {
     }
 
     /// (labels rendered, last sample) of every series in the head.
-    fn dump(head: &Head) -> Vec<(String, i64, f64)> {
+    fn dump(head: &Storage) -> Vec<(String, i64, f64)> {
         let mut v: Vec<_> = head
             .select(&[], i64::MIN, i64::MAX)
             .into_iter()
@@ -309,7 +328,7 @@ mod tests {
 
     #[test]
     fn samples_get_target_labels_and_plugin_collisions_are_exported() {
-        let head = Head::new(std::time::Duration::from_secs(600));
+        let (_dir, head) = crate::storage::test_storage();
         let mut t = SeriesTable::default();
         let b = batch(
             vec![family(0, "m")],
@@ -338,7 +357,7 @@ mod tests {
 
     #[test]
     fn series_that_disappear_get_a_staleness_marker_once() {
-        let head = Head::new(std::time::Duration::from_secs(600));
+        let (_dir, head) = crate::storage::test_storage();
         let mut t = SeriesTable::default();
         let b = batch(
             vec![family(0, "m")],
@@ -361,7 +380,7 @@ mod tests {
 
     #[test]
     fn a_failed_collection_marks_everything_stale() {
-        let head = Head::new(std::time::Duration::from_secs(600));
+        let (_dir, head) = crate::storage::test_storage();
         let mut t = SeriesTable::default();
         let b = batch(vec![family(0, "m")], vec![series(1, "m", &[])], &[(1, 1.0)]);
         t.apply(&b, &target(), &head, 1000).unwrap();
@@ -372,7 +391,7 @@ mod tests {
 
     #[test]
     fn invalid_batches_are_rejected_without_changing_anything() {
-        let head = Head::new(std::time::Duration::from_secs(600));
+        let (_dir, head) = crate::storage::test_storage();
         let mut t = SeriesTable::default();
         t.apply(
             &batch(vec![family(0, "m")], vec![series(1, "m", &[])], &[(1, 1.0)]),
@@ -434,7 +453,7 @@ mod tests {
 
     #[test]
     fn two_ids_with_one_label_set_are_rejected_and_rolled_back() {
-        let head = Head::new(std::time::Duration::from_secs(600));
+        let (_dir, head) = crate::storage::test_storage();
         let mut t = SeriesTable::default();
         let b = batch(
             vec![family(0, "m")],
@@ -451,7 +470,7 @@ mod tests {
 
     #[test]
     fn forgotten_ids_can_be_defined_again_and_explicit_timestamps_are_kept() {
-        let head = Head::new(std::time::Duration::from_secs(600));
+        let (_dir, head) = crate::storage::test_storage();
         let mut t = SeriesTable::default();
         t.apply(
             &batch(vec![family(0, "m")], vec![series(1, "m", &[("v", "a")])], &[(1, 1.0)]),

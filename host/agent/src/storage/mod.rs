@@ -1,9 +1,119 @@
-//! Sample storage. For now an in-memory head with a bounded time window; the storage
-//! issue replaces it with WAL + compressed blocks behind the same interface
-//! (append by series reference, select by matchers and time range).
+//! The agent's view of the store (crate `sonde-tsdb`): the WAL-backed head, wrapped so
+//! scrape code deals in plain results and storage errors are worded once, here.
 
-mod head;
-mod labels;
+use promql_parser::label::Matcher;
+use sonde_tsdb::db::{Db, Options};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-pub use head::{Head, Metadata, STALE_NAN, SeriesRef, is_stale_nan};
-pub use labels::{Labels, METRIC_NAME};
+pub use sonde_tsdb::head::Metadata;
+pub use sonde_tsdb::labels::{Labels, METRIC_NAME};
+pub use sonde_tsdb::postings::SeriesRef;
+
+/// Prometheus's staleness marker: a NaN with this exact bit pattern.
+pub const STALE_NAN: f64 = f64::from_bits(0x7ff0_0000_0000_0002);
+
+pub fn is_stale_nan(v: f64) -> bool {
+    v.to_bits() == STALE_NAN.to_bits()
+}
+
+pub struct Storage {
+    db: Db,
+    /// Appends that failed in the WAL (disk full, I/O error).
+    pub write_errors: AtomicU64,
+}
+
+impl Storage {
+    pub fn open(dir: &Path, retention: Duration) -> Result<Self, String> {
+        let opts = Options {
+            retention,
+            ..Default::default()
+        };
+        let db = Db::open(dir, opts).map_err(|e| format!("cannot open storage in {}: {e}", dir.display()))?;
+        let s = db.open_stats;
+        tracing::info!(
+            series = s.series,
+            samples = s.samples,
+            took_ms = s.took.as_millis() as u64,
+            repaired_bytes = s.repaired_bytes,
+            "storage opened (WAL replayed)"
+        );
+        Ok(Storage {
+            db,
+            write_errors: AtomicU64::new(0),
+        })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    fn failed(&self, what: &str, e: impl std::fmt::Display) -> String {
+        self.write_errors.fetch_add(1, Ordering::Relaxed);
+        format!("storage: cannot {what}: {e}")
+    }
+
+    pub fn get_or_create(&self, pairs: &[(&str, &str)]) -> Result<SeriesRef, String> {
+        self.db
+            .get_or_create(pairs)
+            .map_err(|e| self.failed("create series", e))
+    }
+
+    pub fn release(&self, r: SeriesRef) {
+        self.db.release(r);
+    }
+
+    pub fn append(&self, samples: &[(SeriesRef, i64, f64)]) -> Result<(), String> {
+        self.db
+            .append(samples)
+            .map(|_| ())
+            .map_err(|e| self.failed("append samples", e))
+    }
+
+    /// Metadata for the sample names of one family. A failure is logged, not fatal.
+    pub fn set_metadata(&self, sample_names: &[&str], meta: Metadata) {
+        for n in sample_names {
+            if let Err(e) = self.db.set_metadata(n, meta.clone()) {
+                tracing::warn!("{}", self.failed("record metadata", e));
+            }
+        }
+    }
+
+    pub fn metadata(&self, sample_name: &str) -> Option<Metadata> {
+        self.db.metadata(sample_name)
+    }
+
+    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<(Labels, Vec<(i64, f64)>)> {
+        self.db
+            .select(matchers, mint, maxt)
+            .into_iter()
+            .map(|s| (s.labels, s.samples))
+            .collect()
+    }
+
+    pub fn truncate(&self, now_ms: i64) {
+        if let Err(e) = self.db.truncate(now_ms) {
+            tracing::warn!("{}", self.failed("apply retention", e));
+        }
+    }
+
+    pub fn sync(&self) {
+        if let Err(e) = self.db.sync() {
+            tracing::error!("{}", self.failed("sync the WAL", e));
+        }
+    }
+
+    pub fn close(&self) {
+        if let Err(e) = self.db.close() {
+            tracing::error!("{}", self.failed("close the WAL", e));
+        }
+    }
+}
+
+#[cfg(test)]
+pub fn test_storage() -> (tempfile::TempDir, Storage) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Storage::open(dir.path(), Duration::from_secs(3600)).unwrap();
+    (dir, s)
+}

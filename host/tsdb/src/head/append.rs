@@ -34,8 +34,12 @@ impl Head {
     pub fn get_or_create(&self, pairs: &[(&str, &str)]) -> (SeriesRef, bool) {
         let mut g = self.inner.write().unwrap();
         let inner = &mut *g;
-        let labels =
-            Labels::from_pairs(pairs.iter().map(|(n, v)| (inner.interner.intern(n), inner.interner.intern(v))).collect());
+        let labels = Labels::from_pairs(
+            pairs
+                .iter()
+                .map(|(n, v)| (inner.interner.intern(n), inner.interner.intern(v)))
+                .collect(),
+        );
         if let Some(&r) = inner.by_labels.get(&labels) {
             if let Some(s) = inner.series.get_mut(&r) {
                 s.pins += 1;
@@ -57,8 +61,12 @@ impl Head {
         if inner.series.contains_key(&r) {
             return;
         }
-        let labels =
-            Labels::from_pairs(pairs.iter().map(|(n, v)| (inner.interner.intern(n), inner.interner.intern(v))).collect());
+        let labels = Labels::from_pairs(
+            pairs
+                .iter()
+                .map(|(n, v)| (inner.interner.intern(n), inner.interner.intern(v)))
+                .collect(),
+        );
         inner.next_ref = inner.next_ref.max(r + 1);
         inner.insert_series(r, labels);
     }
@@ -78,7 +86,11 @@ impl Head {
         let mut batch_last: Vec<(SeriesRef, i64, f64)> = Vec::new();
         let newest = samples.iter().map(|s| s.1).max().unwrap_or(i64::MIN).max(g.max_t);
         let limits = Limits {
-            ooo_horizon: if self.ooo_window_ms > 0 { newest.saturating_sub(self.ooo_window_ms) } else { i64::MAX },
+            ooo_horizon: if self.ooo_window_ms > 0 {
+                newest.saturating_sub(self.ooo_window_ms)
+            } else {
+                i64::MAX
+            },
             min_valid: g.min_valid_t,
         };
         for &(r, t, v) in samples {
@@ -86,7 +98,12 @@ impl Head {
                 outcomes.push(AppendOutcome::Rejected(Rejected::UnknownSeries));
                 continue;
             };
-            let last = batch_last.iter().rev().find(|(br, _, _)| *br == r).map(|(_, t, v)| (*t, *v)).or(s.last);
+            let last = batch_last
+                .iter()
+                .rev()
+                .find(|(br, _, _)| *br == r)
+                .map(|(_, t, v)| (*t, *v))
+                .or(s.last);
             let o = classify(s, last, t, v, limits);
             if o == AppendOutcome::Appended && last.is_none_or(|(lt, _)| t > lt) {
                 batch_last.push((r, t, v));
@@ -165,27 +182,43 @@ fn classify(s: &MemSeries, last: Option<(i64, f64)>, t: i64, v: f64, limits: Lim
     if t < limits.min_valid && t < limits.ooo_horizon {
         return AppendOutcome::Rejected(Rejected::OutOfOrder);
     }
-    let Some((lt, lv)) = last else { return AppendOutcome::Appended };
+    let Some((lt, lv)) = last else {
+        return AppendOutcome::Appended;
+    };
     if t > lt {
         return AppendOutcome::Appended;
     }
     let same = |a: f64, b: f64| a.to_bits() == b.to_bits();
     if t == lt {
-        return if same(v, lv) { AppendOutcome::Ignored } else { AppendOutcome::Rejected(Rejected::Duplicate) };
+        return if same(v, lv) {
+            AppendOutcome::Ignored
+        } else {
+            AppendOutcome::Rejected(Rejected::Duplicate)
+        };
     }
     if t < limits.ooo_horizon {
         return AppendOutcome::Rejected(Rejected::OutOfOrder);
     }
     // Within the window: compare with whatever is stored at t.
     if let Ok(i) = s.ooo.binary_search_by_key(&t, |(ot, _)| *ot) {
-        return if same(s.ooo[i].1, v) { AppendOutcome::Ignored } else { AppendOutcome::Rejected(Rejected::Duplicate) };
+        return if same(s.ooo[i].1, v) {
+            AppendOutcome::Ignored
+        } else {
+            AppendOutcome::Rejected(Rejected::Duplicate)
+        };
     }
-    let in_chunks = s.chunks.iter().chain(std::iter::once(&s.open)).filter(|c| {
-        c.first_time().is_some_and(|f| f <= t) && c.last_time().is_some_and(|l| l >= t)
-    });
+    let in_chunks = s
+        .chunks
+        .iter()
+        .chain(std::iter::once(&s.open))
+        .filter(|c| c.first_time().is_some_and(|f| f <= t) && c.last_time().is_some_and(|l| l >= t));
     for c in in_chunks {
         if let Some((_, cv)) = c.iter().find(|(ct, _)| *ct == t) {
-            return if same(cv, v) { AppendOutcome::Ignored } else { AppendOutcome::Rejected(Rejected::Duplicate) };
+            return if same(cv, v) {
+                AppendOutcome::Ignored
+            } else {
+                AppendOutcome::Rejected(Rejected::Duplicate)
+            };
         }
     }
     AppendOutcome::Appended

@@ -47,7 +47,14 @@ pub(crate) struct MemSeries {
 
 impl MemSeries {
     fn new(labels: Labels) -> Self {
-        MemSeries { labels, chunks: Vec::new(), open: HeadChunk::new(), ooo: Vec::new(), last: None, pins: 0 }
+        MemSeries {
+            labels,
+            chunks: Vec::new(),
+            open: HeadChunk::new(),
+            ooo: Vec::new(),
+            last: None,
+            pins: 0,
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -118,8 +125,30 @@ pub struct Head {
 
 impl Head {
     pub fn new(ooo_window_ms: i64) -> Self {
-        let inner = Inner { min_t: i64::MAX, max_t: i64::MIN, min_valid_t: i64::MIN, next_ref: 1, ..Default::default() };
-        Head { inner: RwLock::new(inner), ooo_window_ms, stats: HeadStats::default() }
+        let inner = Inner {
+            min_t: i64::MAX,
+            max_t: i64::MIN,
+            min_valid_t: i64::MIN,
+            next_ref: 1,
+            ..Default::default()
+        };
+        Head {
+            inner: RwLock::new(inner),
+            ooo_window_ms,
+            stats: HeadStats::default(),
+        }
+    }
+
+    pub fn contains(&self, r: SeriesRef) -> bool {
+        self.inner.read().unwrap().series.contains_key(&r)
+    }
+
+    /// Removes series by ref (WAL replay of a `Dropped` record).
+    pub fn drop_series(&self, refs: &[SeriesRef]) {
+        let mut g = self.inner.write().unwrap();
+        for r in refs {
+            g.remove_series(*r);
+        }
     }
 
     pub fn num_series(&self) -> usize {
@@ -134,11 +163,23 @@ impl Head {
 
     /// Heap bytes held by series data (chunks, out-of-order buffers, series structs).
     pub fn memory_bytes(&self) -> usize {
-        self.inner.read().unwrap().series.values().map(MemSeries::memory_bytes).sum()
+        self.inner
+            .read()
+            .unwrap()
+            .series
+            .values()
+            .map(MemSeries::memory_bytes)
+            .sum()
     }
 
     pub fn num_chunks(&self) -> usize {
-        self.inner.read().unwrap().series.values().map(|s| s.chunks.len() + 1).sum()
+        self.inner
+            .read()
+            .unwrap()
+            .series
+            .values()
+            .map(|s| s.chunks.len() + 1)
+            .sum()
     }
 
     pub fn set_metadata(&self, sample_name: &str, meta: Metadata) {
@@ -153,7 +194,13 @@ impl Head {
     }
 
     pub fn all_metadata(&self) -> Vec<(String, Metadata)> {
-        self.inner.read().unwrap().meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.inner
+            .read()
+            .unwrap()
+            .meta
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
@@ -175,7 +222,10 @@ mod tests {
         assert!(h.append(&samples).iter().all(|o| *o == AppendOutcome::Appended));
         let got = h.select(&name_is("m"), 0, i64::MAX);
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].samples, samples.iter().map(|(_, t, v)| (*t, *v)).collect::<Vec<_>>());
+        assert_eq!(
+            got[0].samples,
+            samples.iter().map(|(_, t, v)| (*t, *v)).collect::<Vec<_>>()
+        );
         assert_eq!(h.select(&name_is("m"), 10_000, 12_000)[0].samples.len(), 3);
         assert!(h.num_chunks() > 1, "chunks are cut");
         assert_eq!(h.time_range(), Some((0, 999_000)));
@@ -187,10 +237,19 @@ mod tests {
         let (r, _) = h.get_or_create(&[("__name__", "m")]);
         h.append(&[(r, 1000, 1.0)]);
         assert_eq!(h.append(&[(r, 1000, 1.0)]), vec![AppendOutcome::Ignored]);
-        assert_eq!(h.append(&[(r, 1000, 2.0)]), vec![AppendOutcome::Rejected(Rejected::Duplicate)]);
-        assert_eq!(h.append(&[(r, 500, 2.0)]), vec![AppendOutcome::Rejected(Rejected::OutOfOrder)]);
+        assert_eq!(
+            h.append(&[(r, 1000, 2.0)]),
+            vec![AppendOutcome::Rejected(Rejected::Duplicate)]
+        );
+        assert_eq!(
+            h.append(&[(r, 500, 2.0)]),
+            vec![AppendOutcome::Rejected(Rejected::OutOfOrder)]
+        );
         assert_eq!(h.stats.rejected_duplicate.load(std::sync::atomic::Ordering::Relaxed), 1);
-        assert_eq!(h.stats.rejected_out_of_order.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            h.stats.rejected_out_of_order.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
     }
 
     #[test]
@@ -200,8 +259,15 @@ mod tests {
         h.append(&[(r, 20_000, 2.0), (r, 30_000, 3.0)]);
         assert_eq!(h.append(&[(r, 25_000, 2.5)]), vec![AppendOutcome::Appended]);
         assert_eq!(h.append(&[(r, 25_000, 2.5)]), vec![AppendOutcome::Ignored]);
-        assert_eq!(h.append(&[(r, 25_000, 9.0)]), vec![AppendOutcome::Rejected(Rejected::Duplicate)]);
-        assert_eq!(h.append(&[(r, 19_000, 1.0)]), vec![AppendOutcome::Rejected(Rejected::OutOfOrder)], "outside window");
+        assert_eq!(
+            h.append(&[(r, 25_000, 9.0)]),
+            vec![AppendOutcome::Rejected(Rejected::Duplicate)]
+        );
+        assert_eq!(
+            h.append(&[(r, 19_000, 1.0)]),
+            vec![AppendOutcome::Rejected(Rejected::OutOfOrder)],
+            "outside window"
+        );
         let got = &h.select(&name_is("m"), 0, i64::MAX)[0].samples;
         assert_eq!(got, &vec![(20_000, 2.0), (25_000, 2.5), (30_000, 3.0)]);
     }
@@ -236,7 +302,10 @@ mod tests {
         assert_eq!(got.first(), Some(&(150_000, 150.0)));
         assert_eq!(got.len(), 150);
         assert_eq!(h.time_range(), Some((150_000, 299_000)));
-        assert_eq!(h.append(&[(a, 100_000, 1.0)]), vec![AppendOutcome::Rejected(Rejected::OutOfOrder)]);
+        assert_eq!(
+            h.append(&[(a, 100_000, 1.0)]),
+            vec![AppendOutcome::Rejected(Rejected::OutOfOrder)]
+        );
         let (b2, created) = h.get_or_create(&[("__name__", "b")]);
         assert!(created && b2 != b, "a removed series gets a new ref");
     }

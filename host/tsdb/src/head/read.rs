@@ -6,8 +6,8 @@ use crate::chunk::HeadChunk;
 use crate::labels::Labels;
 use crate::postings::SeriesRef;
 use promql_parser::label::Matcher;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// One series and its samples in the requested range, in time order.
 #[derive(Debug, Clone)]
@@ -20,9 +20,8 @@ pub struct SeriesSamples {
 impl MemSeries {
     /// Samples in `[mint, maxt]`, in-order chunks merged with out-of-order ones.
     pub(crate) fn samples(&self, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
-        let overlaps = |c: &&HeadChunk| {
-            c.first_time().is_some_and(|f| f <= maxt) && c.last_time().is_some_and(|l| l >= mint)
-        };
+        let overlaps =
+            |c: &&HeadChunk| c.first_time().is_some_and(|f| f <= maxt) && c.last_time().is_some_and(|l| l >= mint);
         let mut out: Vec<(i64, f64)> = self
             .chunks
             .iter()
@@ -31,7 +30,12 @@ impl MemSeries {
             .flat_map(|c| c.iter())
             .filter(|(t, _)| *t >= mint && *t <= maxt)
             .collect();
-        let ooo: Vec<(i64, f64)> = self.ooo.iter().copied().filter(|(t, _)| *t >= mint && *t <= maxt).collect();
+        let ooo: Vec<(i64, f64)> = self
+            .ooo
+            .iter()
+            .copied()
+            .filter(|(t, _)| *t >= mint && *t <= maxt)
+            .collect();
         if !ooo.is_empty() {
             out.extend(ooo);
             out.sort_by_key(|(t, _)| *t);
@@ -50,7 +54,11 @@ impl Head {
             let Some(s) = g.series.get(&r) else { continue };
             let samples = s.samples(mint, maxt);
             if !samples.is_empty() {
-                out.push(SeriesSamples { series_ref: r, labels: s.labels.clone(), samples });
+                out.push(SeriesSamples {
+                    series_ref: r,
+                    labels: s.labels.clone(),
+                    samples,
+                });
             }
         }
         out
@@ -59,7 +67,12 @@ impl Head {
     /// Label sets of the series matching `matchers` (regardless of samples).
     pub fn series_labels(&self, matchers: &[Matcher]) -> Vec<Labels> {
         let g = self.inner.read().unwrap();
-        g.postings.select(matchers).iter().filter_map(|r| g.series.get(r)).map(|s| s.labels.clone()).collect()
+        g.postings
+            .select(matchers)
+            .iter()
+            .filter_map(|r| g.series.get(r))
+            .map(|s| s.labels.clone())
+            .collect()
     }
 
     pub fn label_names(&self) -> Vec<Arc<str>> {
@@ -79,7 +92,11 @@ impl Head {
             .iter()
             .filter_map(|(r, s)| {
                 let samples = s.samples(mint, maxt - 1);
-                (!samples.is_empty()).then(|| SeriesSamples { series_ref: *r, labels: s.labels.clone(), samples })
+                (!samples.is_empty()).then(|| SeriesSamples {
+                    series_ref: *r,
+                    labels: s.labels.clone(),
+                    samples,
+                })
             })
             .collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -95,7 +112,11 @@ impl Head {
         let mut removed = Vec::new();
         for (r, s) in inner.series.iter_mut() {
             s.ooo.retain(|(st, _)| *st >= t);
-            if s.chunks.iter().chain(std::iter::once(&s.open)).any(|c| c.first_time().is_some_and(|f| f < t)) {
+            if s.chunks
+                .iter()
+                .chain(std::iter::once(&s.open))
+                .any(|c| c.first_time().is_some_and(|f| f < t))
+            {
                 drop_before(s, t);
             }
             if s.is_empty() && s.pins == 0 {
@@ -120,7 +141,9 @@ impl Head {
         if !removed.is_empty() {
             inner.interner.sweep();
         }
-        self.stats.series_removed.fetch_add(removed.len() as u64, Ordering::Relaxed);
+        self.stats
+            .series_removed
+            .fetch_add(removed.len() as u64, Ordering::Relaxed);
         removed
     }
 }
@@ -130,7 +153,11 @@ impl Head {
 fn drop_before(s: &mut MemSeries, t: i64) {
     s.chunks.retain(|c| c.last_time().is_some_and(|l| l >= t));
     let mut rebuilt = Vec::with_capacity(s.chunks.len());
-    for c in s.chunks.drain(..).chain(std::iter::once(std::mem::replace(&mut s.open, HeadChunk::new()))) {
+    for c in s
+        .chunks
+        .drain(..)
+        .chain(std::iter::once(std::mem::replace(&mut s.open, HeadChunk::new())))
+    {
         if c.first_time().is_some_and(|f| f < t) {
             let mut n = HeadChunk::new();
             for (st, v) in c.iter().filter(|(st, _)| *st >= t) {
