@@ -68,7 +68,12 @@ impl Postings {
         if let Some(values) = values {
             match &m.op {
                 MatchOp::Equal => sets.extend(values.get(m.value.as_str())),
-                _ => sets.extend(values.iter().filter(|(v, _)| matcher_matches(m, v)).map(|(_, refs)| refs)),
+                _ => sets.extend(
+                    values
+                        .iter()
+                        .filter(|(v, _)| matcher_matches(m, v))
+                        .map(|(_, refs)| refs),
+                ),
             }
         }
         let mut out = union(&sets);
@@ -107,7 +112,10 @@ impl Postings {
     }
 
     pub fn label_values(&self, name: &str) -> Vec<Arc<str>> {
-        self.by_label.get(name).map(|v| v.keys().cloned().collect()).unwrap_or_default()
+        self.by_label
+            .get(name)
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -198,7 +206,11 @@ mod tests {
         assert_eq!(sel(&p, r#"cpu{mode!="idle"}"#), vec![2]);
         assert_eq!(sel(&p, r#"cpu{mode=~"id.*|us.*",cpu="0"}"#), vec![1, 2]);
         assert_eq!(sel(&p, r#"{__name__=~"cpu|up",mode!~"user"}"#), vec![1, 3, 4]);
-        assert_eq!(sel(&p, r#"{__name__=~"cpu|up",mode=""}"#), vec![4], "missing label equals the empty string");
+        assert_eq!(
+            sel(&p, r#"{__name__=~"cpu|up",mode=""}"#),
+            vec![4],
+            "missing label equals the empty string"
+        );
         assert_eq!(sel(&p, r#"{mode!=""}"#), vec![1, 2, 3]);
         assert_eq!(sel(&p, r#"{__name__=~".+",mode=~".*"}"#), vec![1, 2, 3, 4]);
         assert_eq!(sel(&p, r#"nothing"#), Vec::<SeriesRef>::new());
@@ -212,6 +224,10 @@ mod tests {
         let vals: Vec<String> = p.label_values("mode").iter().map(|s| s.to_string()).collect();
         assert_eq!(vals, ["idle"]);
         p.add(0, &l(&[("__name__", "cpu"), ("mode", "user")]));
-        assert_eq!(sel(&p, r#"cpu"#), vec![0, 1, 3], "out-of-order insert keeps refs sorted");
+        assert_eq!(
+            sel(&p, r#"cpu"#),
+            vec![0, 1, 3],
+            "out-of-order insert keeps refs sorted"
+        );
     }
 }
