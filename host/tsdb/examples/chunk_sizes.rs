@@ -33,7 +33,7 @@ impl Rng {
         lo + (self.next() % (hi - lo + 1) as u64) as i64
     }
     fn chance(&mut self, one_in: u64) -> bool {
-        self.next() % one_in == 0
+        self.next().is_multiple_of(one_in)
     }
 }
 
@@ -51,7 +51,7 @@ fn jittered_times(rng: &mut Rng) -> Vec<i64> {
 fn bench_series(i: usize) -> (Vec<i64>, Vec<f64>) {
     let mut rng = Rng(i as u64 * 7919 + 1);
     let mut vs = Vec::with_capacity(SAMPLES);
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         let mut c = rng.range(0, 1_000_000);
         for _ in 0..SAMPLES {
             c = if rng.chance(20_000) { 0 } else { c + rng.range(0, 100) };
@@ -289,7 +289,7 @@ fn main() {
         let (ts, vs) = bench_series(i);
         bench.add(&ts, &vs);
         if i < 200 {
-            if i % 2 == 0 { &mut counters } else { &mut walks }.add(&ts, &vs);
+            if i.is_multiple_of(2) { &mut counters } else { &mut walks }.add(&ts, &vs);
         }
     }
     bench.print("bench (counters + 2-decimal random walks)", series);

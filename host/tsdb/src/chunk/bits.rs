@@ -307,7 +307,7 @@ mod tests {
     #[test]
     fn writer_resumes_mid_byte() {
         let mut w = BitWriter::new();
-        w.write_bits(0b1011_0110_1, 9);
+        w.write_bits(0b1_0110_1101, 9);
         let len = w.bit_len();
         let mut bytes = w.into_vec();
         bytes.push(0xAA); // garbage past the end is dropped

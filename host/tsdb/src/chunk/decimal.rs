@@ -26,7 +26,7 @@ pub fn from_scaled(n: i64, scale: u8) -> f64 {
 pub fn to_scaled(v: f64, scale: u8) -> Option<i64> {
     let x = v * POW10[scale as usize];
     // Also rejects NaN and ±Inf.
-    if !(x.abs() <= MAX_SCALED) {
+    if x.is_nan() || x.abs() > MAX_SCALED {
         return None;
     }
     let n = x.round() as i64;

@@ -350,7 +350,7 @@ mod tests {
                     _ => 1000,
                 };
                 x = x.wrapping_add(step);
-                xs.push(if s % 97 == 0 { None } else { Some(x) });
+                xs.push(if s.is_multiple_of(97) { None } else { Some(x) });
             }
             round_trip(&xs);
         }
