@@ -45,10 +45,32 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Inspect the data directory (sonde must not be running on it).
+    Tsdb {
+        #[command(subcommand)]
+        command: TsdbCommand,
+    },
     /// Internal: compile one plugin into the compile cache (run by the daemon in a
     /// child process so the compiler's memory never lands in the daemon).
     #[command(hide = true)]
     CompilePlugin(scrape::CompileJob),
+}
+
+#[derive(Subcommand)]
+enum TsdbCommand {
+    /// Print stored samples as `name{labels} value timestamp_ms`, one per line, like
+    /// `promtool tsdb dump`. Opening replays (and if needed repairs) the WAL.
+    Dump {
+        /// Series selector; repeat for several (default: every series).
+        #[arg(long = "match", value_name = "SELECTOR")]
+        matchers: Vec<String>,
+        /// Earliest timestamp to print, in ms since the epoch.
+        #[arg(long, default_value_t = i64::MIN, allow_negative_numbers = true)]
+        min_time: i64,
+        /// Latest timestamp to print, in ms since the epoch.
+        #[arg(long, default_value_t = i64::MAX, allow_negative_numbers = true)]
+        max_time: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -100,6 +122,14 @@ fn main() -> ExitCode {
             command: PluginCommand::Inspect { file },
         }) => inspect(&file),
         Some(Command::CompilePlugin(job)) => job.run(),
+        Some(Command::Tsdb {
+            command:
+                TsdbCommand::Dump {
+                    matchers,
+                    min_time,
+                    max_time,
+                },
+        }) => dump(&cli.run, &matchers, min_time, max_time),
     };
     match result {
         Ok(code) => code,
@@ -222,6 +252,34 @@ fn inspect(file: &std::path::Path) -> Result<ExitCode> {
         }
         Err(e) => println!("describe failed: {e}"),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dump(args: &RunArgs, selectors: &[String], min_time: i64, max_time: i64) -> Result<ExitCode> {
+    use std::io::Write;
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| "data".into());
+    let mut sets = Vec::new();
+    for s in if selectors.is_empty() {
+        vec![r#"{__name__=~".+"}"#.to_string()]
+    } else {
+        selectors.to_vec()
+    } {
+        sets.extend(api::parse_selector(&s).map_err(anyhow::Error::msg)?);
+    }
+    let storage = storage::Storage::open(&data_dir, RETENTION).map_err(anyhow::Error::msg)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for matchers in &sets {
+        for (labels, samples) in storage.select(matchers, min_time, max_time) {
+            if !seen.insert(labels.clone()) {
+                continue;
+            }
+            for (t, v) in samples {
+                writeln!(out, "{labels:?} {} {t}", api::format_value(v))?;
+            }
+        }
+    }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -38,6 +38,43 @@ impl Default for Options {
 pub enum DbError {
     #[error(transparent)]
     Wal(#[from] WalError),
+    #[error("{} is in use by another sonde process (lock file {}); stop it or use another --data-dir", dir.display(), dir.join(LOCK_FILE).display())]
+    Locked { dir: PathBuf },
+    #[error("cannot lock {}: {source}", dir.display())]
+    Lock { dir: PathBuf, source: std::io::Error },
+}
+
+const LOCK_FILE: &str = "lock";
+
+/// An exclusive `flock` on `<dir>/lock`, held while the store is open: two processes
+/// appending to one WAL would corrupt it. The kernel drops it if the process dies.
+struct DirLock(#[allow(dead_code, reason = "held for its flock")] std::fs::File);
+
+impl DirLock {
+    fn acquire(dir: &Path) -> Result<Self, DbError> {
+        use std::os::fd::AsRawFd;
+        let err = |source| DbError::Lock {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .map_err(err)?;
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                DbError::Locked { dir: dir.to_path_buf() }
+            } else {
+                err(e)
+            });
+        }
+        Ok(DirLock(f))
+    }
 }
 
 /// What one append did.
@@ -59,6 +96,7 @@ pub struct OpenStats {
 }
 
 pub struct Db {
+    _lock: DirLock,
     head: Head,
     wal: Mutex<Wal>,
     dir: PathBuf,
@@ -84,6 +122,7 @@ fn family_of(sample_name: &str, kind: &str) -> String {
 impl Db {
     pub fn open(dir: &Path, opts: Options) -> Result<Db, DbError> {
         let started = std::time::Instant::now();
+        let lock = DirLock::acquire(dir)?;
         let head = Head::new(opts.out_of_order_window.as_millis() as i64);
         let (wal, replay) = Wal::open(&dir.join("wal"), opts.wal.clone(), |rec| match rec {
             RecordRef::Series { ref_, labels } => {
@@ -116,6 +155,7 @@ impl Db {
             repaired_bytes: replay.repair.as_ref().map_or(0, |r| r.dropped_bytes),
         };
         Ok(Db {
+            _lock: lock,
             head,
             wal: Mutex::new(wal),
             dir: dir.to_path_buf(),
@@ -308,18 +348,39 @@ mod tests {
     }
 
     #[test]
+    fn a_second_open_of_the_same_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), Options::default()).unwrap();
+        let err = Db::open(dir.path(), Options::default()).err().expect("locked");
+        assert!(matches!(err, DbError::Locked { .. }), "{err}");
+        drop(db);
+        Db::open(dir.path(), Options::default()).expect("free again once closed");
+    }
+
+    #[test]
     fn synced_samples_survive_a_crash() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let db = Db::open(dir.path(), Options::default()).unwrap();
-            let a = db.get_or_create(&[("__name__", "a")]).unwrap();
-            db.append(&[(a, 1000, 1.0), (a, 2000, 2.0)]).unwrap();
-            db.sync().unwrap();
-            // Dropped without close: what was synced must be there.
-            std::mem::forget(db);
-        }
+        let crashed = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path(), Options::default()).unwrap();
+        let a = db.get_or_create(&[("__name__", "a")]).unwrap();
+        db.append(&[(a, 1000, 1.0), (a, 2000, 2.0)]).unwrap();
+        db.sync().unwrap();
+        // The files as a crash right now would leave them (the process never closes).
+        copy_dir(&dir.path().join("wal"), &crashed.path().join("wal"));
+        let db = Db::open(crashed.path(), Options::default()).unwrap();
         assert_eq!(dump(&db)[0].1.len(), 2);
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
     }
 
     #[test]

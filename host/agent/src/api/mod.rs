@@ -7,6 +7,7 @@ mod selfmetrics;
 mod targets;
 
 pub use exposition::format_value;
+pub use federate::parse_selector;
 
 use crate::scrape::Target;
 use crate::storage::Storage;

@@ -1,0 +1,3 @@
+//! Backfill: readers for the files `sonde import` loads into storage.
+
+pub mod openmetrics;
