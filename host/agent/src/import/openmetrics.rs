@@ -425,7 +425,7 @@ impl<R: BufRead> Parser<R> {
                 let Some(kind) = MetricType::parse(text) else {
                     return at(name_end + 1, format!("invalid metric type {:?}", String::from_utf8_lossy(text)));
                 };
-                self.set_family(name);
+                set_family(&mut self.family, &mut self.family_kind, name);
                 self.family_kind = kind;
             }
             Found::Help => {
@@ -433,7 +433,7 @@ impl<R: BufRead> Parser<R> {
                     return at(name_end + 1, "help text is not valid UTF-8");
                 };
                 unescape_into(text, &mut self.meta_text);
-                self.set_family(name);
+                set_family(&mut self.family, &mut self.family_kind, name);
             }
             Found::Unit => {
                 if !text.is_empty()
@@ -448,7 +448,7 @@ impl<R: BufRead> Parser<R> {
                     ));
                 }
                 self.meta_text.push_str(std::str::from_utf8(text).unwrap_or_default());
-                self.set_family(name);
+                set_family(&mut self.family, &mut self.family_kind, name);
             }
             Found::Sample => unreachable!(),
         }
@@ -457,14 +457,6 @@ impl<R: BufRead> Parser<R> {
         Ok(Some(found))
     }
 
-    fn set_family(&mut self, name: &[u8]) {
-        if self.family.as_bytes() != name {
-            self.family.clear();
-            // Metric names are ASCII (checked by metric_name_len).
-            self.family.push_str(std::str::from_utf8(name).unwrap_or_default());
-            self.family_kind = MetricType::Unknown;
-        }
-    }
 
     /// A sample line. Ok(false): an exact repeat of the series' previous sample, dropped.
     fn sample(&mut self) -> Result<bool, ParseError> {
@@ -483,7 +475,9 @@ impl<R: BufRead> Parser<R> {
             end
         };
         self.new_series = !same_series;
-        let (value, ts) = self.value_and_timestamp(series_end).map_err(|At(c, m)| self.syntax(c, m))?;
+        let (value, ts, exemplar) =
+            self.value_and_timestamp(series_end).map_err(|At(c, m)| self.syntax(c, m))?;
+        self.exemplars += u64::from(exemplar);
         let Some(ts) = ts else {
             return Err(self.invalid(format!(
                 "sample of {} has no timestamp (backfill needs one on every sample)",
@@ -534,8 +528,9 @@ impl<R: BufRead> Parser<R> {
         self.current_last = self.last.remove(&hash);
     }
 
-    /// Parse ` value[ timestamp][ # {exemplar} ...]\n` starting at `i`.
-    fn value_and_timestamp(&mut self, i: usize) -> Result<(f64, Option<i64>), At> {
+    /// Parse ` value[ timestamp][ # {exemplar} ...]\n` starting at `i`; the flag says
+    /// whether an exemplar was skipped.
+    fn value_and_timestamp(&self, i: usize) -> Result<(f64, Option<i64>, bool), At> {
         let line = &self.line[..];
         if line.get(i) != Some(&b' ') {
             return at(i, "expected a space and a value after the series");
@@ -549,15 +544,16 @@ impl<R: BufRead> Parser<R> {
         loop {
             match line.get(i) {
                 None => return at(i, "the input ends without `# EOF` (last line has no newline)"),
-                Some(b'\n') => return Ok((value, ts)),
+                Some(b'\n') => return Ok((value, ts, false)),
                 Some(b' ') if line[i..].starts_with(b" # {") => {
                     i = self.exemplar(i + 4)?;
                     return match line.get(i) {
-                        Some(b'\n') => Ok((value, ts)),
+                        Some(b'\n') => Ok((value, ts, true)),
                         None => at(i, "the input ends without `# EOF` (last line has no newline)"),
                         _ => at(i, "unexpected text after the exemplar"),
                     };
                 }
+                Some(b' ') if line[i..] == *b" \n" => return at(i, "trailing space at the end of the line"),
                 Some(b' ') if ts.is_none() => {
                     let (tok, next) = token(line, i + 1);
                     if tok.is_empty() {
@@ -573,7 +569,7 @@ impl<R: BufRead> Parser<R> {
 
     /// Check an exemplar `{labels} value[ timestamp]` starting after `# {`; returns the
     /// offset after it.
-    fn exemplar(&mut self, mut i: usize) -> Result<usize, At> {
+    fn exemplar(&self, mut i: usize) -> Result<usize, At> {
         let line = &self.line[..];
         let name = &self.series.strings[..self.series.name_end];
         if !(name.ends_with("_total") || name.ends_with("_bucket")) {
@@ -594,8 +590,17 @@ impl<R: BufRead> Parser<R> {
             }
             i = next;
         }
-        self.exemplars += 1;
         Ok(i)
+    }
+}
+
+/// Metadata for `name` starts a new family unless it names the current one.
+fn set_family(family: &mut String, kind: &mut MetricType, name: &[u8]) {
+    if family.as_bytes() != name {
+        family.clear();
+        // Metric names are ASCII (checked by metric_name_len).
+        family.push_str(std::str::from_utf8(name).unwrap_or_default());
+        *kind = MetricType::Unknown;
     }
 }
 
@@ -795,5 +800,459 @@ fn family_kind_of(name: &str, family: &str, kind: MetricType) -> MetricType {
     match name.strip_prefix(family) {
         Some(suffix) if !family.is_empty() && (suffix.is_empty() || kind.suffixes().contains(&suffix)) => kind,
         _ => MetricType::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a test sees of one entry, owned.
+    #[derive(Debug, PartialEq)]
+    enum E {
+        Help(String, String),
+        Type(String, MetricType),
+        Unit(String, String),
+        S(String, Vec<(String, String)>, f64, i64, MetricType),
+    }
+
+    fn parse_with(input: &str, opts: Options) -> Result<Vec<E>, ParseError> {
+        let mut p = Parser::with_options(input.as_bytes(), opts);
+        let mut out = Vec::new();
+        while let Some(e) = p.next()? {
+            out.push(match e {
+                Entry::Help { family, text } => E::Help(family.into(), text.into()),
+                Entry::Type { family, kind } => E::Type(family.into(), kind),
+                Entry::Unit { family, unit } => E::Unit(family.into(), unit.into()),
+                Entry::Sample(s) => E::S(
+                    s.name.into(),
+                    s.labels().map(|(k, v)| (k.into(), v.into())).collect(),
+                    s.value,
+                    s.timestamp_ms,
+                    s.kind,
+                ),
+            });
+        }
+        Ok(out)
+    }
+
+    fn parse(input: &str) -> Result<Vec<E>, ParseError> {
+        parse_with(input, Options::default())
+    }
+
+    fn samples(input: &str) -> Vec<(String, Vec<(String, String)>, f64, i64, MetricType)> {
+        parse(input)
+            .unwrap_or_else(|e| panic!("{e}\n{input}"))
+            .into_iter()
+            .filter_map(|e| match e {
+                E::S(n, l, v, t, k) => Some((n, l, v, t, k)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn err(input: &str) -> String {
+        match parse(input) {
+            Ok(v) => panic!("accepted {input:?}: {v:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn counter_with_total_and_created_metadata_and_sorted_labels() {
+        let input = "# HELP http_requests Requests served.\n\
+                     # TYPE http_requests counter\n\
+                     # UNIT http_requests \n\
+                     http_requests_total{path=\"/\",code=\"200\"} 10 1700000000\n\
+                     http_requests_total{path=\"/\",code=\"200\"} 12 1700000001.5\n\
+                     http_requests_created{path=\"/\",code=\"200\"} 1699999000 1700000000\n\
+                     # EOF\n";
+        let got = parse(input).unwrap();
+        let l = labels(&[("code", "200"), ("path", "/")]);
+        assert_eq!(
+            got,
+            vec![
+                E::Help("http_requests".into(), "Requests served.".into()),
+                E::Type("http_requests".into(), MetricType::Counter),
+                E::Unit("http_requests".into(), "".into()),
+                E::S("http_requests_total".into(), l.clone(), 10.0, 1_700_000_000_000, MetricType::Counter),
+                E::S("http_requests_total".into(), l.clone(), 12.0, 1_700_000_001_500, MetricType::Counter),
+                E::S("http_requests_created".into(), l, 1_699_999_000.0, 1_700_000_000_000, MetricType::Counter),
+            ]
+        );
+    }
+
+    #[test]
+    fn histogram_and_summary_samples_carry_their_family_type() {
+        let input = "# TYPE rpc_seconds histogram\n\
+                     # UNIT rpc_seconds seconds\n\
+                     rpc_seconds_bucket{le=\"0.1\"} 1 100\n\
+                     rpc_seconds_bucket{le=\"+Inf\"} 3 100\n\
+                     rpc_seconds_count 3 100\n\
+                     rpc_seconds_sum 0.75 100\n\
+                     rpc_seconds_created 50 100\n\
+                     # TYPE gc_seconds summary\n\
+                     gc_seconds{quantile=\"0.5\"} 0.01 100\n\
+                     gc_seconds_sum 1.5 100\n\
+                     gc_seconds_count 7 100\n\
+                     other_metric 1 100\n\
+                     # EOF";
+        let got = samples(input);
+        let kinds: Vec<_> = got.iter().map(|s| (s.0.as_str(), s.4)).collect();
+        use MetricType::*;
+        assert_eq!(
+            kinds,
+            vec![
+                ("rpc_seconds_bucket", Histogram),
+                ("rpc_seconds_bucket", Histogram),
+                ("rpc_seconds_count", Histogram),
+                ("rpc_seconds_sum", Histogram),
+                ("rpc_seconds_created", Histogram),
+                ("gc_seconds", Summary),
+                ("gc_seconds_sum", Summary),
+                ("gc_seconds_count", Summary),
+                ("other_metric", Unknown),
+            ]
+        );
+        assert_eq!(got[1].1, labels(&[("le", "+Inf")]));
+        assert!(err("# TYPE a_seconds gauge\n# UNIT a_seconds bytes\n# EOF\n").contains("not a suffix"));
+        assert!(err("# TYPE a histogramm\n# EOF\n").contains("invalid metric type"));
+    }
+
+    #[test]
+    fn escapes_in_label_values_and_help() {
+        let got = parse(
+            "# HELP m A \\\"quoted\\\" \\\\ help\\nsecond line\n\
+             m{a=\"x\\\\y\",b=\"say \\\"hi\\\"\",c=\"two\\nlines\",d=\"tab\\tkept\",e=\"\u{e9}t\u{e9}\"} 1 1\n\
+             # EOF\n",
+        )
+        .unwrap();
+        assert_eq!(got[0], E::Help("m".into(), "A \"quoted\" \\ help\nsecond line".into()));
+        let E::S(_, l, ..) = &got[1] else { panic!() };
+        assert_eq!(
+            *l,
+            labels(&[("a", "x\\y"), ("b", "say \"hi\""), ("c", "two\nlines"), ("d", "tab\\tkept"), ("e", "\u{e9}t\u{e9}")])
+        );
+        // A value ending in an escaped backslash, and a brace and space inside a value.
+        let got = samples("m{a=\"\\\\\",b=\"} {\"} 1 1\n# EOF\n");
+        assert_eq!(got[0].1, labels(&[("a", "\\"), ("b", "} {")]));
+    }
+
+    #[test]
+    fn exemplars_are_checked_and_skipped() {
+        let input = "# TYPE r counter\n\
+                     r_total 1 10 # {trace_id=\"abc\"} 0.5 9.5\n\
+                     r_total 2 11 # {} 1\n\
+                     # TYPE h histogram\n\
+                     h_bucket{le=\"1\"} 1 10 # {trace_id=\"x\"} 0.3\n\
+                     # EOF\n";
+        let mut p = Parser::new(input.as_bytes());
+        let mut n = 0;
+        while let Some(e) = p.next().unwrap() {
+            n += matches!(e, Entry::Sample(_)) as usize;
+        }
+        assert_eq!((n, p.exemplars_skipped()), (3, 3));
+        assert!(err("g 1 10 # {a=\"b\"} 1\n# EOF\n").contains("does not support exemplars"));
+        assert!(err("r_total 1 10 # {a=\"b\"}\n# EOF\n").contains("exemplar value"));
+        assert!(err("r_total 1 10 # {a=\"b\"} 1 NaN\n# EOF\n").contains("exemplar timestamp"));
+        assert!(err("r_total 1 10 # {a=\"b\"} 1 2 3\n# EOF\n").contains("after the exemplar"));
+        // An exemplar straight after the value leaves the sample without a timestamp.
+        assert!(err("r_total 1 # {a=\"b\"} 1\n# EOF\n").contains("no timestamp"));
+    }
+
+    #[test]
+    fn eof_marker_is_required_and_final() {
+        assert!(samples("m 1 1\n# EOF").len() == 1, "no newline after # EOF is fine");
+        assert_eq!(err(""), "line 1: the input ends without `# EOF`");
+        assert_eq!(err("m 1 1\n"), "line 2: the input ends without `# EOF`");
+        assert!(err("m 1 1").starts_with("line 1: the input ends without `# EOF`"));
+        assert!(err("# HELP m text").contains("ends without `# EOF`"));
+        assert_eq!(err("# EOF\nm 1 1\n"), "line 2: unexpected data after `# EOF`");
+        assert_eq!(err("# EOF\n\n"), "line 2: unexpected data after `# EOF`");
+        assert!(err("# EOF \n").contains("unexpected data after `# EOF`"));
+    }
+
+    #[test]
+    fn bad_lines_name_their_line_and_column() {
+        let cases: &[(&str, &str)] = &[
+            ("m 1 1\n\nm 2 2\n# EOF\n", "line 2: blank line (column 1)"),
+            ("# a comment\n# EOF\n", "line 1: a comment must be"),
+            ("#HELP m x\n# EOF\n", "line 1: a comment must be"),
+            ("# HELP m\n# EOF\n", "expected a space and text after the metric name"),
+            ("# HELP 1m x\n# EOF\n", "expected a metric name (column 8)"),
+            ("m  1 1\n# EOF\n", "expected a value"),
+            ("m 1  1\n# EOF\n", "expected a timestamp"),
+            ("m 1 1 \n# EOF\n", "trailing space at the end of the line (column 6)"),
+            ("m 1 \n# EOF\n", "trailing space"),
+            ("m 1 1 2\n# EOF\n", "unexpected text after the timestamp"),
+            (" m 1 1\n# EOF\n", "leading whitespace"),
+            ("1m 1 1\n# EOF\n", "expected a metric name"),
+            ("m{a:b=\"1\"} 1 1\n# EOF\n", "expected `=` after the label name (column 4)"),
+            ("m{1a=\"1\"} 1 1\n# EOF\n", "expected a label name (column 3)"),
+            ("m{a=1} 1 1\n# EOF\n", "expected a quoted label value"),
+            ("m{a=\"1\",} 1 1\n# EOF\n", "expected a label name (column 9)"),
+            ("m{a=\"1\" b=\"2\"} 1 1\n# EOF\n", "expected `,` or `}`"),
+            ("m{a = \"1\"} 1 1\n# EOF\n", "expected `=`"),
+            ("m{a=\"1} 1 1\n# EOF\n", "unterminated label value"),
+            ("m{a=\"1\"}1 1\n# EOF\n", "expected a space and a value"),
+            ("m 1 1\r\n# EOF\n", "CRLF"),
+            ("m abc 1\n# EOF\n", "invalid value: \"abc\" is not a number"),
+            ("m{a=\"1\",a=\"2\"} 1 1\n# EOF\n", "label name \"a\" is not unique"),
+            ("m{__name__=\"x\"} 1 1\n# EOF\n", "\"__name__\" is not unique"),
+            ("m\t1 1\n# EOF\n", "expected a space and a value"),
+        ];
+        for (input, want) in cases {
+            let got = err(input);
+            assert!(got.contains(want), "{input:?}: got {got:?}, want {want:?}");
+        }
+        // Invalid UTF-8 in a label value or help text.
+        let mut bad = b"m{a=\"".to_vec();
+        bad.extend_from_slice(&[0xff, 0xfe]);
+        bad.extend_from_slice(b"\"} 1 1\n# EOF\n");
+        let e = Parser::new(&bad[..]).next().unwrap_err();
+        assert_eq!(e.line(), 1);
+        assert!(e.to_string().contains("not valid UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn values_parse_like_go() {
+        let v = |s: &str| samples(&format!("m {s} 1\n# EOF\n"))[0].2;
+        assert_eq!(v("NaN").to_bits(), NORMAL_NAN);
+        assert_eq!(v("nan").to_bits(), NORMAL_NAN);
+        assert_eq!(v("+Inf"), f64::INFINITY);
+        assert_eq!(v("Inf"), f64::INFINITY);
+        assert_eq!(v("-Inf"), f64::NEG_INFINITY);
+        assert_eq!(v("-infinity"), f64::NEG_INFINITY);
+        assert_eq!(v("1e3"), 1000.0);
+        assert_eq!(v("-1.5E-3"), -0.0015);
+        assert_eq!(v("1.446529e+06"), 1_446_529.0);
+        assert_eq!(v(".5"), 0.5);
+        assert_eq!(v("+7"), 7.0);
+        assert_eq!(v("4.9e-324"), 4.9e-324);
+        for bad in ["1e400", "-1e400", "+NaN", "-nan", "0x1p3", "1_000", "0x10", "1.2.3", "e5", "--1", "Infinit"] {
+            assert!(err(&format!("m {bad} 1\n# EOF\n")).contains("invalid value"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timestamps_are_truncated_milliseconds_like_promtool() {
+        let t = |s: &str| samples(&format!("m 1 {s}\n# EOF\n"))[0].3;
+        assert_eq!(t("0"), 0);
+        assert_eq!(t("1700000000"), 1_700_000_000_000);
+        assert_eq!(t("1700000000.123"), 1_700_000_000_123);
+        assert_eq!(t("1.5"), 1500);
+        assert_eq!(t("1.0009"), 1000, "sub-millisecond digits are truncated");
+        assert_eq!(t("-1.5"), -1500, "toward zero");
+        assert_eq!(t("1e3"), 1_000_000);
+        assert_eq!(t("9999999999999"), 9_999_999_999_999_000, "13 digits: the float path");
+        for bad in ["NaN", "+Inf", "1e17", "abc", "1e400"] {
+            assert!(err(&format!("m 1 {bad}\n# EOF\n")).contains("timestamp"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn samples_without_timestamps_are_rejected_like_promtool() {
+        assert_eq!(
+            err("# TYPE m gauge\nm{a=\"1\"} 1\n# EOF\n"),
+            "line 2: sample of m{a=\"1\"} has no timestamp (backfill needs one on every sample)"
+        );
+    }
+
+    #[test]
+    fn time_must_ascend_per_series() {
+        let input = "m{s=\"a\"} 1 10\nm{s=\"b\"} 1 5\nm{s=\"a\"} 2 11\nm{s=\"b\"} 2 6\nm{s=\"a\"} 3 9\n# EOF\n";
+        assert_eq!(
+            err(input),
+            "line 5: out-of-order sample of m{s=\"a\"}: timestamp 9000 ms is before the series' previous 11000 ms"
+        );
+        // Same series written with its labels in another order is the same series.
+        assert!(err("m{a=\"1\",b=\"2\"} 1 10\nm{b=\"2\",a=\"1\"} 1 9\n# EOF\n").contains("out-of-order"));
+        // An exact repeat is dropped; a repeat with another value is an error.
+        let mut p = Parser::new("m 1 10\nm 1 10\nm 2 11\n# EOF\n".as_bytes());
+        let mut got = Vec::new();
+        while let Some(Entry::Sample(s)) = p.next().unwrap() {
+            got.push((s.value, s.timestamp_ms));
+        }
+        assert_eq!((got, p.duplicates_dropped()), (vec![(1.0, 10_000), (2.0, 11_000)], 1));
+        assert_eq!(err("m 1 10\nm 2 10\n# EOF\n"), "line 2: duplicate sample of m at 10000 ms with a different value");
+        // Different series at the same time, and series interleaved, are fine.
+        assert_eq!(samples("a 1 10\nb 1 10\na 1 11\nb 1 11\n# EOF\n").len(), 4);
+        // A metadata line between two samples of one series keeps its history.
+        assert!(err("m 1 10\n# TYPE m gauge\nm 1 9\n# EOF\n").contains("out-of-order"));
+        // Without the check, everything comes back as written.
+        let off = Options { check_order: false };
+        let got = parse_with("m 1 10\nm 1 10\nm 2 9\n# EOF\n", off).unwrap();
+        assert_eq!(got.len(), 3);
+    }
+
+    #[test]
+    fn empty_label_values_are_absent_and_braces_may_be_empty() {
+        let got = samples("m{a=\"\",b=\"1\"} 1 1\nn{} 2 1\no{a=\"\"} 3 1\n# EOF\n");
+        assert_eq!(got[0].1, labels(&[("b", "1")]));
+        assert!(got[1].1.is_empty() && got[2].1.is_empty());
+        // `m{a=""}` and `m` are the same series.
+        assert!(err("m{a=\"\"} 1 10\nm 1 9\n# EOF\n").contains("out-of-order"));
+    }
+
+    #[test]
+    fn new_series_flag_and_hash() {
+        let mut p = Parser::new("m{a=\"1\"} 1 1\nm{a=\"1\"} 2 2\nm{a=\"2\"} 3 3\n# EOF\n".as_bytes());
+        let mut got = Vec::new();
+        while let Some(Entry::Sample(s)) = p.next().unwrap() {
+            got.push((s.new_series, s.series_hash));
+        }
+        assert_eq!((got[0].0, got[1].0, got[2].0), (true, false, true));
+        assert_eq!(got[0].1, got[1].1);
+        assert_ne!(got[1].1, got[2].1);
+    }
+
+    #[test]
+    fn never_panics_on_truncated_or_mangled_input() {
+        let good = "# HELP r_total Requests.\n# TYPE r counter\n# UNIT r_seconds seconds\n\
+                    r_total{a=\"x\\\"y\",b=\"\\\\\"} 1.5e3 1700000000.5 # {t=\"1\"} 2 3\n# EOF\n";
+        let bytes = good.as_bytes();
+        for cut in 0..bytes.len() {
+            let _ = parse_with(std::str::from_utf8(&bytes[..cut]).unwrap_or(""), Options::default());
+            let mut p = Parser::new(&bytes[..cut]);
+            while let Ok(Some(_)) = p.next() {}
+        }
+        // Every single-byte substitution.
+        for i in 0..bytes.len() {
+            for b in [b' ', b'\n', b'"', b'\\', b'{', b'}', b'#', b',', b'=', 0u8, 0xff] {
+                let mut m = bytes.to_vec();
+                m[i] = b;
+                let mut p = Parser::new(&m[..]);
+                while let Ok(Some(_)) = p.next() {}
+            }
+        }
+    }
+
+    #[test]
+    fn reads_from_a_bufreader_in_small_pieces() {
+        let input = "# TYPE m gauge\nm{a=\"1\"} 1 1\nm{a=\"1\"} 2 2\n# EOF\n";
+        let r = io::BufReader::with_capacity(3, input.as_bytes());
+        let mut p = Parser::new(r);
+        let mut n = 0;
+        while let Some(e) = p.next().unwrap() {
+            n += matches!(e, Entry::Sample(_)) as usize;
+        }
+        assert_eq!((n, p.line_number()), (2, 4));
+    }
+
+    /// benches/gen_openmetrics.py, or $SONDE_GEN_OPENMETRICS; the test is skipped without
+    /// it or without python3.
+    fn generator() -> Option<std::path::PathBuf> {
+        let path = std::env::var_os("SONDE_GEN_OPENMETRICS").map(Into::into).unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/gen_openmetrics.py")
+        });
+        let python = std::process::Command::new("python3").arg("--version").output();
+        (path.exists() && python.is_ok_and(|o| o.status.success())).then_some(path)
+    }
+
+    fn generate(args: &[&str]) -> Option<String> {
+        let Some(script) = generator() else {
+            eprintln!("skipped: benches/gen_openmetrics.py or python3 not found");
+            return None;
+        };
+        let out = std::process::Command::new("python3").arg(script).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Some(String::from_utf8(out.stdout).unwrap())
+    }
+
+    /// A naive reading of a generator line (no escapes, no exemplars in its output).
+    fn naive(line: &str) -> (String, Vec<(String, String)>, f64, i64) {
+        let (series, rest) = line.rsplit_once(' ').map(|(a, t)| (a, t)).unwrap();
+        let (series, value) = series.rsplit_once(' ').unwrap();
+        let ts = (rest.parse::<f64>().unwrap() * 1000.0) as i64;
+        let (name, labels) = match series.split_once('{') {
+            None => (series.to_string(), Vec::new()),
+            Some((n, l)) => {
+                let mut v: Vec<(String, String)> = l
+                    .trim_end_matches('}')
+                    .split("\",")
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        let (k, v) = p.split_once("=\"").unwrap();
+                        (k.to_string(), v.trim_end_matches('"').to_string())
+                    })
+                    .filter(|(_, v)| !v.is_empty())
+                    .collect();
+                v.sort();
+                (n.to_string(), v)
+            }
+        };
+        (name, labels, value.parse().unwrap(), ts)
+    }
+
+    fn check_round_trip(text: &str) -> usize {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        let got = samples(text);
+        assert_eq!(got.len(), lines.len());
+        for (line, s) in lines.iter().zip(&got) {
+            let (name, labels, value, ts) = naive(line);
+            assert_eq!((&s.0, &s.1, s.3), (&name, &labels, ts), "{line}");
+            assert!(s.2 == value || (s.2.is_nan() && value.is_nan()), "{line}");
+        }
+        got.len()
+    }
+
+    #[test]
+    fn round_trips_the_generators_synthetic_set() {
+        let Some(text) = generate(&["synthetic", "--series", "6", "--duration", "40s", "--start", "1700000000"]) else {
+            return;
+        };
+        assert_eq!(check_round_trip(&text), 6 * 40);
+        let got = samples(&text);
+        assert_eq!(got[0].0, "bench_counter_total");
+        assert_eq!(got[0].4, MetricType::Counter);
+        assert_eq!(got[0].1, labels(&[("instance", "host-000"), ("job", "bench"), ("series", "0")]));
+        assert_eq!(got.last().unwrap().4, MetricType::Gauge);
+        assert_eq!(got[0].3, 1_700_000_000_000);
+        let jittered = generate(&["synthetic", "--series", "2", "--duration", "20s", "--jitter-ms", "900"]).unwrap();
+        check_round_trip(&jittered);
+    }
+
+    #[test]
+    fn round_trips_the_generators_node_set() {
+        let scrape = "# HELP go_gc_duration_seconds GC pauses.\n# TYPE go_gc_duration_seconds summary\n\
+            go_gc_duration_seconds{quantile=\"0\"} 1.2e-05\ngo_gc_duration_seconds{quantile=\"1\"} 5e-05\n\
+            go_gc_duration_seconds_sum 0.001\ngo_gc_duration_seconds_count 12\n\
+            # HELP node_cpu_seconds_total Seconds the CPUs spent in each mode.\n# TYPE node_cpu_seconds_total counter\n\
+            node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"} 1528.37\nnode_cpu_seconds_total{cpu=\"0\",mode=\"user\"} 120.5\n\
+            # HELP node_memory_MemFree_bytes Memory information field MemFree_bytes.\n# TYPE node_memory_MemFree_bytes gauge\n\
+            node_memory_MemFree_bytes 2.3503020032e+10\n\
+            # HELP node_netstat_Tcp_InSegs Statistic TcpInSegs.\n# TYPE node_netstat_Tcp_InSegs untyped\n\
+            node_netstat_Tcp_InSegs 99716\n\
+            # HELP node_uname_info Labeled system information.\n# TYPE node_uname_info gauge\n\
+            node_uname_info{machine=\"x86_64\",nodename=\"h\",version=\"#1 SMP \\\"x\\\"\"} 1\n\
+            # HELP node_boot_time_seconds Node boot time.\n# TYPE node_boot_time_seconds gauge\nnode_boot_time_seconds 1.79533396e+09\n\
+            # HELP node_time_seconds System time.\n# TYPE node_time_seconds gauge\nnode_time_seconds 1.795337e+09\n";
+        let dir = std::env::temp_dir().join(format!("sonde-om-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("scrape.txt");
+        std::fs::write(&path, scrape).unwrap();
+        let text = generate(&["node", "--duration", "5m", "--scrape", path.to_str().unwrap(), "--start", "1700000000"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let Some(text) = text else { return };
+        let got = samples(&text);
+        assert_eq!(got.len(), 11 * 20);
+        let kind = |name: &str| got.iter().find(|s| s.0 == name).unwrap().4;
+        assert_eq!(kind("node_cpu_seconds_total"), MetricType::Counter);
+        assert_eq!(kind("go_gc_duration_seconds_count"), MetricType::Summary);
+        assert_eq!(kind("node_netstat_Tcp_InSegs"), MetricType::Unknown);
+        let uname = got.iter().find(|s| s.0 == "node_uname_info").unwrap();
+        assert!(uname.1.contains(&("version".into(), "#1 SMP \"x\"".into())));
+        // Counters never go down.
+        let idle: Vec<f64> = got
+            .iter()
+            .filter(|s| s.0 == "node_cpu_seconds_total" && s.1.contains(&("mode".into(), "idle".into())))
+            .map(|s| s.2)
+            .collect();
+        assert_eq!(idle.len(), 20);
+        assert!(idle.windows(2).all(|w| w[0] <= w[1]), "{idle:?}");
     }
 }
