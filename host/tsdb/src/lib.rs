@@ -8,6 +8,7 @@
 //!
 //! On-disk formats are described in docs/storage-format.md.
 
+pub mod block;
 pub mod chunk;
 pub mod db;
 pub mod head;
