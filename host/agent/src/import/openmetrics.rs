@@ -50,7 +50,7 @@ const MAX_LINE: u64 = 64 << 20;
 pub const NORMAL_NAN: u64 = 0x7ff8_0000_0000_0001;
 
 /// An OpenMetrics metric family type, from `# TYPE`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MetricType {
     Counter,
     Gauge,
@@ -59,6 +59,7 @@ pub enum MetricType {
     Summary,
     Info,
     StateSet,
+    #[default]
     Unknown,
 }
 
@@ -201,12 +202,6 @@ struct Series {
     labels: Vec<LabelSpan>,
     hash: u64,
     kind: MetricType,
-}
-
-impl Default for MetricType {
-    fn default() -> Self {
-        Self::Unknown
-    }
 }
 
 /// What `advance` found; `next` turns it into a borrowed [`Entry`].
@@ -436,11 +431,9 @@ impl<R: BufRead> Parser<R> {
                 set_family(&mut self.family, &mut self.family_kind, name);
             }
             Found::Unit => {
-                if !text.is_empty()
-                    && !(name.len() > text.len()
-                        && name.ends_with(text)
-                        && name[name.len() - text.len() - 1] == b'_')
-                {
+                let suffix_ok =
+                    name.len() > text.len() && name.ends_with(text) && name[name.len() - text.len() - 1] == b'_';
+                if !text.is_empty() && !suffix_ok {
                     return at(name_end + 1, format!(
                         "unit {:?} is not a suffix of metric {:?} (the name must end in `_<unit>`)",
                         String::from_utf8_lossy(text),
@@ -788,7 +781,8 @@ fn parse_timestamp(tok: &[u8]) -> Result<i64, String> {
     }
     let ms = t * 1000.0;
     // -2^63 ..< 2^63: beyond, Go's int64() conversion is undefined; refuse instead.
-    if !(-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&ms) {
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0; // 2^63, exact in a float
+    if !(-LIMIT..LIMIT).contains(&ms) {
         return Err(format!("timestamp {t} s is out of range"));
     }
     Ok(ms as i64)
@@ -840,7 +834,9 @@ mod tests {
         parse_with(input, Options::default())
     }
 
-    fn samples(input: &str) -> Vec<(String, Vec<(String, String)>, f64, i64, MetricType)> {
+    type Owned = (String, Vec<(String, String)>, f64, i64, MetricType);
+
+    fn samples(input: &str) -> Vec<Owned> {
         parse(input)
             .unwrap_or_else(|e| panic!("{e}\n{input}"))
             .into_iter()
@@ -1143,6 +1139,106 @@ mod tests {
         assert_eq!((n, p.line_number()), (2, 4));
     }
 
+    /// Inputs where promtool 2.42's verdict was checked by running it: accepted (true)
+    /// or rejected (false). When `promtool` is on PATH the test runs it again on each.
+    const PROMTOOL_VERDICTS: &[(&str, bool)] = &[
+        ("m 1 1\n# EOF\n", true),
+        ("m 1 1\n# EOF", true),
+        ("# EOF\n", true),
+        ("m{} 1 1\n# EOF\n", true),
+        ("m{__name__=\"\"} 1 1\n# EOF\n", true),
+        ("m{a=\"x\\ty\"} 1 1\n# EOF\n", true),
+        ("m{a=\"x\\\\\"} 1 1\n# EOF\n", true),
+        ("m{a=\"x\0y\"} 1 1\n# EOF\n", true),
+        ("a:b 1 1\n# EOF\n", true),
+        ("# HELP m \nm 1 1\n# EOF\n", true),
+        ("# UNIT m_seconds seconds\nm_seconds 1 1\n# EOF\n", true),
+        ("m NaN 1\n# EOF\n", true),
+        ("m Inf 1\n# EOF\n", true),
+        ("m -Infinity 1\n# EOF\n", true),
+        ("m .5 1\n# EOF\n", true),
+        ("m 1. 1\n# EOF\n", true),
+        ("m +5 1\n# EOF\n", true),
+        ("m 1 1.5\n# EOF\n", true),
+        ("m 1 1e3\n# EOF\n", true),
+        ("m 1 1.0009\n# EOF\n", true),
+        ("m 1 10\nm 1 10\n# EOF\n", true),
+        ("m_total 1 10 # {a=\"b\"} 1 2\n# EOF\n", true),
+        ("m_total 1 10 # {} 1\n# EOF\n", true),
+        ("# TYPE a gauge\n# TYPE b gauge\na 1 1\nb 1 1\na 2 2\n# EOF\n", true),
+        ("a 1 1\n# TYPE a gauge\na 2 2\n# EOF\n", true),
+        ("", false),
+        ("m 1 1\n", false),
+        ("m 1 1\n# EOF\n\n", false),
+        ("m 1 1\n# EOF \n", false),
+        ("m 1 1\n# EOF\n# EOF\n", false),
+        ("m 1 1\n\nm 2 2\n# EOF\n", false),
+        ("# hello\nm 1 1\n# EOF\n", false),
+        ("#\nm 1 1\n# EOF\n", false),
+        ("# HELP m\nm 1 1\n# EOF\n", false),
+        ("# HELP m \u{0}\u{1}\n# EOF\n", true),
+        ("# TYPE m foo\nm 1 1\n# EOF\n", false),
+        ("# TYPE m gauge \nm 1 1\n# EOF\n", false),
+        ("# UNIT m_seconds bytes\nm_seconds 1 1\n# EOF\n", false),
+        ("# UNIT seconds seconds\nseconds 1 1\n# EOF\n", false),
+        ("m 1\n# EOF\n", false),
+        ("m  1 1\n# EOF\n", false),
+        ("m 1 1 \n# EOF\n", false),
+        ("m 1 1 2\n# EOF\n", false),
+        ("m 1 1\r\n# EOF\n", false),
+        ("m\t1 1\n# EOF\n", false),
+        (" m 1 1\n# EOF\n", false),
+        ("1a 1 1\n# EOF\n", false),
+        ("m{a=\"1\",} 1 1\n# EOF\n", false),
+        ("m{a:b=\"1\"} 1 1\n# EOF\n", false),
+        ("m{a = \"1\"} 1 1\n# EOF\n", false),
+        ("m{a=\"x\\\ny\"} 1 1\n# EOF\n", false),
+        ("m{a=\"1\",a=\"2\"} 1 1\n# EOF\n", false),
+        ("m{__name__=\"x\"} 1 1\n# EOF\n", false),
+        ("m +NaN 1\n# EOF\n", false),
+        ("m 1e400 1\n# EOF\n", false),
+        ("m 0x10 1\n# EOF\n", false),
+        ("m 1_0 1\n# EOF\n", false),
+        ("m 1 NaN\n# EOF\n", false),
+        ("m 1 10 # {a=\"b\"} 1\n# EOF\n", false),
+        ("m_total 1 # {a=\"b\"} 1\n# EOF\n", false),
+    ];
+
+    /// Where we knowingly differ: promtool drops these silently when both samples land
+    /// in one 5,000-sample commit batch (and errors across batches); we always reject.
+    const STRICTER_THAN_PROMTOOL: &[&str] = &["m 1 10\nm 1 9\n# EOF\n", "m 1 10\nm 2 10\n# EOF\n"];
+
+    #[test]
+    fn accepts_and_rejects_what_promtool_does() {
+        for (input, ok) in PROMTOOL_VERDICTS {
+            assert_eq!(parse(input).is_ok(), *ok, "{input:?}: {:?}", parse(input));
+        }
+        for input in STRICTER_THAN_PROMTOOL {
+            assert!(parse(input).is_err(), "{input:?}");
+        }
+        let Ok(out) = std::process::Command::new("promtool").arg("--version").output() else {
+            eprintln!("promtool not installed: checked against the recorded verdicts only");
+            return;
+        };
+        assert!(out.status.success());
+        let dir = std::env::temp_dir().join(format!("sonde-om-promtool-{}", std::process::id()));
+        for (i, (input, ok)) in PROMTOOL_VERDICTS.iter().enumerate() {
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join(format!("{i}.om"));
+            std::fs::write(&file, input).unwrap();
+            let status = std::process::Command::new("promtool")
+                .args(["tsdb", "create-blocks-from", "openmetrics"])
+                .arg(&file)
+                .arg(dir.join("blocks"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            std::fs::remove_dir_all(&dir).unwrap();
+            assert_eq!(status.success(), *ok, "promtool on {input:?}");
+        }
+    }
+
     /// benches/gen_openmetrics.py, or $SONDE_GEN_OPENMETRICS; the test is skipped without
     /// it or without python3.
     fn generator() -> Option<std::path::PathBuf> {
@@ -1165,7 +1261,7 @@ mod tests {
 
     /// A naive reading of a generator line (no escapes, no exemplars in its output).
     fn naive(line: &str) -> (String, Vec<(String, String)>, f64, i64) {
-        let (series, rest) = line.rsplit_once(' ').map(|(a, t)| (a, t)).unwrap();
+        let (series, rest) = line.rsplit_once(' ').unwrap();
         let (series, value) = series.rsplit_once(' ').unwrap();
         let ts = (rest.parse::<f64>().unwrap() * 1000.0) as i64;
         let (name, labels) = match series.split_once('{') {
