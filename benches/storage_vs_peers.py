@@ -648,11 +648,11 @@ def rss_one(n, args, work):
         cpu1, s1, t1 = cpu_seconds(prom.pid), metric_sum(m1, "prometheus_tsdb_head_samples_appended_total"), time.time()
         rss = rss_bytes(prom.pid)
         series = metric_sum(m1, "prometheus_tsdb_head_series")
-        appended = s1
         res = {"series": n, "head_series": series, "rss": rss, "rss_max": rss_max,
                "cpu_per_1k_ms": (cpu1 - cpu0) * 1e6 / (s1 - s0), "samples_per_s": (s1 - s0) / (t1 - t0),
                "cpu_share": (cpu1 - cpu0) / (t1 - t0)}
         # WAL replay: graceful stop, start again on the same directory, read the log line.
+        appended = metric_sum(http(base + "/metrics"), "prometheus_tsdb_head_samples_appended_total")
         stop(prom)
         since = os.path.getsize(log)
         stop(server)
@@ -700,7 +700,7 @@ def cmd_rss(args):
             results.append(r)
             print(f"  RSS {r['rss'] / 2**20:.0f} MiB (max {r['rss_max'] / 2**20:.0f}) = {r['rss'] / n:,.0f} B/series; "
                   f"CPU {r['cpu_per_1k_ms']:.2f} ms per 1k samples ({r['samples_per_s']:,.0f} samples/s, "
-                  f"{r['cpu_share'] * 100:.0f}% of a core)", flush=True)
+                  f"{r['cpu_share'] * 100:.1f}% of a core)", flush=True)
             if r["replay_total_s"]:
                 print(f"  WAL replay: {r['wal_samples']:,.0f} samples in {r['replay_total_s']:.2f}s = "
                       f"{r['wal_samples'] / r['replay_total_s'] / 1e6:.2f}M samples/s "
