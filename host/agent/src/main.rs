@@ -17,10 +17,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-/// How long samples are kept. Until blocks on disk exist, everything lives in the
-/// WAL-backed head, so this stays short.
-const RETENTION: Duration = Duration::from_secs(15 * 60);
-
 #[derive(Parser)]
 #[command(
     name = "sonde",
@@ -266,7 +262,7 @@ fn dump(args: &RunArgs, selectors: &[String], min_time: i64, max_time: i64) -> R
     } {
         sets.extend(api::parse_selector(&s).map_err(anyhow::Error::msg)?);
     }
-    let storage = storage::Storage::open(&data_dir, RETENTION).map_err(anyhow::Error::msg)?;
+    let storage = storage::Storage::open(&data_dir, &Default::default()).map_err(anyhow::Error::msg)?;
     let mut seen = std::collections::HashSet::new();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for matchers in &sets {
@@ -317,7 +313,7 @@ async fn serve(cfg: config::Config) -> Result<()> {
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
     let opts = engine_options(&cfg, Some(cfg.data_dir.join("plugin-cache")));
     let engine = Arc::new(PluginEngine::new(&opts).context("cannot start the plugin engine")?);
-    let head = Arc::new(storage::Storage::open(&cfg.data_dir, RETENTION).map_err(anyhow::Error::msg)?);
+    let head = Arc::new(storage::Storage::open(&cfg.data_dir, &cfg.sonde.storage).map_err(anyhow::Error::msg)?);
     let listener = match tokio::net::TcpListener::bind(&cfg.listen).await {
         Ok(l) => l,
         Err(e) => bail!(
@@ -379,11 +375,11 @@ fn release_compiler_memory() {
     }
 }
 
-/// Syncs the WAL every second (the durability window) and applies retention every
-/// minute.
+/// Syncs the WAL every second (the durability window); every 10 s cuts full head
+/// ranges into blocks, compacts and applies retention.
 async fn maintain_storage(head: Arc<storage::Storage>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut sync = tokio::time::interval(Duration::from_secs(1));
-    let mut retention = tokio::time::interval(Duration::from_secs(60));
+    let mut retention = tokio::time::interval(Duration::from_secs(10));
     loop {
         tokio::select! {
             _ = sync.tick() => {
@@ -393,7 +389,7 @@ async fn maintain_storage(head: Arc<storage::Storage>, mut shutdown: tokio::sync
             _ = retention.tick() => {
                 let h = head.clone();
                 let now = scrape::now_ms(SystemTime::now());
-                let _ = tokio::task::spawn_blocking(move || h.truncate(now)).await;
+                let _ = tokio::task::spawn_blocking(move || h.maintain(now)).await;
             }
             _ = shutdown.changed() => return,
         }

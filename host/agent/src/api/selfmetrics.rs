@@ -127,7 +127,34 @@ fn head(s: &Shared, w: &mut Writer) {
     let st = &head.stats;
     let wal = db.wal_stats();
     let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
-    let rows: [(&str, &str, &str, f64); 14] = [
+    let (blocks, block_bytes) = db.blocks_summary();
+    let dbst = &db.stats;
+    let rows: [(&str, &str, &str, f64); 19] = [
+        ("sonde_storage_blocks", "gauge", "Blocks on disk.", blocks as f64),
+        (
+            "sonde_storage_blocks_bytes",
+            "gauge",
+            "Bytes of blocks on disk.",
+            block_bytes as f64,
+        ),
+        (
+            "sonde_storage_blocks_written_total",
+            "counter",
+            "Blocks cut from the head.",
+            n(&dbst.blocks_written),
+        ),
+        (
+            "sonde_storage_compactions_total",
+            "counter",
+            "Block compactions.",
+            n(&dbst.compactions),
+        ),
+        (
+            "sonde_storage_blocks_deleted_total",
+            "counter",
+            "Blocks deleted by retention.",
+            n(&dbst.blocks_deleted),
+        ),
         (
             "sonde_head_series",
             "gauge",

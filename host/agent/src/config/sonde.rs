@@ -27,6 +27,21 @@ pub struct SondeConfig {
     pub log_level: Option<String>,
     /// Defaults for every plugin instance that does not set its own.
     pub defaults: Defaults,
+    /// Sample storage.
+    pub storage: StorageConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// How long samples are kept (default 15d). Whole blocks are deleted once they end
+    /// before now minus this.
+    pub retention: Option<PromDuration>,
+    /// Disk budget for blocks and WAL (e.g. "10GiB"); the oldest blocks go first.
+    pub retention_size: Option<ByteSize>,
+    /// How far behind the newest sample an out-of-order sample is still accepted
+    /// (default 0: out-of-order samples are rejected, as in Prometheus).
+    pub out_of_order_window: Option<PromDuration>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -67,10 +82,15 @@ pub fn parse(file: &SourceFile, problems: &mut Vec<Problem>) -> SondeConfig {
         Some(d) => file.deserialize_all::<Defaults>(&d, &[], problems).is_some(),
         None => true,
     };
-    let cfg = if defaults_ok {
-        file.deserialize_all::<SondeConfig>(&table, &["defaults"], problems)
+    let storage_ok = match subtable(&table, "storage") {
+        Some(d) => file.deserialize_all::<StorageConfig>(&d, &[], problems).is_some(),
+        None => true,
+    };
+    let nested = ["defaults", "storage"];
+    let cfg = if defaults_ok && storage_ok {
+        file.deserialize_all::<SondeConfig>(&table, &nested, problems)
     } else {
-        file.check_keys::<SondeConfig>(&table, &["defaults"], problems);
+        file.check_keys::<SondeConfig>(&table, &nested, problems);
         None
     };
     let Some(cfg) = cfg else {

@@ -25,10 +25,13 @@ pub struct Storage {
 }
 
 impl Storage {
-    pub fn open(dir: &Path, retention: Duration) -> Result<Self, String> {
+    pub fn open(dir: &Path, cfg: &crate::config::StorageConfig) -> Result<Self, String> {
+        let defaults = Options::default();
         let opts = Options {
-            retention,
-            ..Default::default()
+            retention: cfg.retention.map_or(defaults.retention, |d| d.0),
+            retention_size: cfg.retention_size.map(|b| b.0),
+            out_of_order_window: cfg.out_of_order_window.map_or(Duration::ZERO, |d| d.0),
+            ..defaults
         };
         let db = Db::open(dir, opts).map_err(|e| format!("cannot open storage in {}: {e}", dir.display()))?;
         let s = db.open_stats;
@@ -92,9 +95,10 @@ impl Storage {
             .collect()
     }
 
-    pub fn truncate(&self, now_ms: i64) {
-        if let Err(e) = self.db.truncate(now_ms) {
-            tracing::warn!("{}", self.failed("apply retention", e));
+    /// Cuts blocks, compacts and applies retention.
+    pub fn maintain(&self, now_ms: i64) {
+        if let Err(e) = self.db.maintain(now_ms) {
+            tracing::warn!("{}", self.failed("maintain storage", e));
         }
     }
 
@@ -114,6 +118,6 @@ impl Storage {
 #[cfg(test)]
 pub fn test_storage() -> (tempfile::TempDir, Storage) {
     let dir = tempfile::tempdir().unwrap();
-    let s = Storage::open(dir.path(), Duration::from_secs(3600)).unwrap();
+    let s = Storage::open(dir.path(), &Default::default()).unwrap();
     (dir, s)
 }

@@ -9,7 +9,7 @@ mod reader;
 mod writer;
 
 pub use reader::Block;
-pub use writer::write_block;
+pub use writer::{BlockWriter, write_block};
 
 use serde::{Deserialize, Serialize};
 

@@ -98,23 +98,17 @@ impl Block {
         out
     }
 
-    /// Every series with all its samples (for compaction).
-    pub fn all(&self) -> Result<Vec<SeriesSamples>, BlockError> {
-        self.entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let samples = self.read_column(e).map_err(|what| BlockError::Corrupt {
-                    dir: self.dir.display().to_string(),
-                    what,
-                })?;
-                Ok(SeriesSamples {
-                    series_ref: i as u64,
-                    labels: self.labels[i].clone(),
-                    samples,
-                })
-            })
-            .collect()
+    /// Label sets of the block's series, in index order (sorted).
+    pub fn series_labels(&self) -> &[Labels] {
+        &self.labels
+    }
+
+    /// All samples of the series at index position `i` (for compaction).
+    pub fn series_samples(&self, i: usize) -> Result<Vec<(i64, f64)>, BlockError> {
+        self.read_column(&self.entries[i]).map_err(|what| BlockError::Corrupt {
+            dir: self.dir.display().to_string(),
+            what,
+        })
     }
 
     fn read_column(&self, e: &Entry) -> Result<Vec<(i64, f64)>, String> {

@@ -6,6 +6,7 @@ use super::index::{self, Entry};
 use super::{BlockError, CHUNKS_FILE, INDEX_FILE, META_FILE, Meta, dir_name};
 use crate::chunk::encode_columns;
 use crate::head::SeriesSamples;
+use crate::labels::Labels;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,70 +20,149 @@ pub fn write_block(
     level: u32,
     series: &[SeriesSamples],
 ) -> Result<PathBuf, BlockError> {
-    let samples: u64 = series.iter().map(|s| s.samples.len() as u64).sum();
-    let meta = Meta {
-        version: 1,
-        min_time,
-        max_time,
-        series: series.len() as u64,
-        samples,
-        level,
-    };
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let name = dir_name(&meta, nonce);
-    let tmp = blocks_dir.join(format!("{name}.tmp"));
-    let io = |source| BlockError::Io {
-        dir: tmp.display().to_string(),
-        source,
-    };
-    std::fs::create_dir_all(&tmp).map_err(io)?;
+    let mut w = BlockWriter::new(blocks_dir, min_time, max_time, level)?;
+    for s in series {
+        w.add(&s.labels, &s.samples)?;
+    }
+    w.finish()
+}
 
-    // Symbols: every label string, sorted, numbered.
-    let mut symbols: BTreeMap<&str, u32> = BTreeMap::new();
-    for s in series {
-        for (n, v) in s.labels.iter() {
-            symbols.insert(n, 0);
-            symbols.insert(v, 0);
+/// Streams series into a new block, one at a time and in label order, so compaction
+/// never holds more than one series' samples.
+pub struct BlockWriter {
+    blocks_dir: PathBuf,
+    tmp: PathBuf,
+    min_time: i64,
+    max_time: i64,
+    level: u32,
+    chunks: std::io::BufWriter<std::fs::File>,
+    offset: u64,
+    entries: Vec<(Labels, u64, u64, i64, i64, u64)>,
+    samples: u64,
+    ts: Vec<i64>,
+    vs: Vec<f64>,
+}
+
+impl BlockWriter {
+    pub fn new(blocks_dir: &Path, min_time: i64, max_time: i64, level: u32) -> Result<Self, BlockError> {
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let probe = Meta {
+            version: 1,
+            min_time,
+            max_time,
+            series: 0,
+            samples: 0,
+            level,
+        };
+        let tmp = blocks_dir.join(format!("{}.tmp", dir_name(&probe, nonce)));
+        let io = |source| BlockError::Io {
+            dir: tmp.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&tmp).map_err(io)?;
+        let chunks = std::io::BufWriter::new(std::fs::File::create(tmp.join(CHUNKS_FILE)).map_err(io)?);
+        Ok(BlockWriter {
+            blocks_dir: blocks_dir.to_path_buf(),
+            tmp,
+            min_time,
+            max_time,
+            level,
+            chunks,
+            offset: 0,
+            entries: Vec::new(),
+            samples: 0,
+            ts: Vec::new(),
+            vs: Vec::new(),
+        })
+    }
+
+    /// Adds one series; calls must come in ascending label order.
+    pub fn add(&mut self, labels: &Labels, samples: &[(i64, f64)]) -> Result<(), BlockError> {
+        if samples.is_empty() {
+            return Ok(());
         }
-    }
-    for (i, id) in symbols.values_mut().enumerate() {
-        *id = i as u32;
-    }
-    let mut chunks = std::io::BufWriter::new(std::fs::File::create(tmp.join(CHUNKS_FILE)).map_err(io)?);
-    let mut entries = Vec::with_capacity(series.len());
-    let mut offset = 0u64;
-    let (mut ts, mut vs) = (Vec::new(), Vec::new());
-    for s in series {
-        ts.clear();
-        vs.clear();
-        for (t, v) in &s.samples {
-            ts.push(*t);
-            vs.push(*v);
+        debug_assert!(self.entries.last().is_none_or(|e| e.0 < *labels), "series out of order");
+        self.ts.clear();
+        self.vs.clear();
+        for (t, v) in samples {
+            self.ts.push(*t);
+            self.vs.push(*v);
         }
-        let col = encode_columns(&ts, &vs);
-        chunks.write_all(&col).map_err(io)?;
-        entries.push(Entry {
-            labels: s.labels.iter().map(|(n, v)| (symbols[n], symbols[v])).collect(),
-            offset,
-            length: col.len() as u64,
-            min_t: ts.first().copied().unwrap_or(min_time),
-            max_t: ts.last().copied().unwrap_or(min_time),
-            samples: ts.len() as u64,
-        });
-        offset += col.len() as u64;
+        let col = encode_columns(&self.ts, &self.vs);
+        self.chunks.write_all(&col).map_err(|source| BlockError::Io {
+            dir: self.tmp.display().to_string(),
+            source,
+        })?;
+        let (min_t, max_t) = (self.ts[0], self.ts[self.ts.len() - 1]);
+        self.entries.push((
+            labels.clone(),
+            self.offset,
+            col.len() as u64,
+            min_t,
+            max_t,
+            self.ts.len() as u64,
+        ));
+        self.offset += col.len() as u64;
+        self.samples += self.ts.len() as u64;
+        Ok(())
     }
-    let chunks = chunks.into_inner().map_err(|e| io(e.into_error()))?;
-    chunks.sync_all().map_err(io)?;
-    let sym_list: Vec<&str> = symbols.keys().copied().collect();
-    write_synced(&tmp.join(INDEX_FILE), &index::encode(&sym_list, &entries, min_time)).map_err(io)?;
-    let meta_json = serde_json::to_vec_pretty(&meta).expect("meta serializes");
-    write_synced(&tmp.join(META_FILE), &meta_json).map_err(io)?;
-    let dir = blocks_dir.join(&name);
-    std::fs::rename(&tmp, &dir).map_err(io)?;
-    sync_dir(blocks_dir).map_err(io)?;
-    Ok(dir)
+
+    /// Writes the index and meta, fsyncs, and renames the block into place.
+    pub fn finish(self) -> Result<PathBuf, BlockError> {
+        let tmp_name = self.tmp.display().to_string();
+        let io = |source| BlockError::Io {
+            dir: tmp_name.clone(),
+            source,
+        };
+        let chunks = self.chunks.into_inner().map_err(|e| io(e.into_error()))?;
+        chunks.sync_all().map_err(&io)?;
+        // Symbols: every label string, sorted, numbered.
+        let mut symbols: BTreeMap<&str, u32> = BTreeMap::new();
+        for (labels, ..) in &self.entries {
+            for (n, v) in labels.iter() {
+                symbols.insert(n, 0);
+                symbols.insert(v, 0);
+            }
+        }
+        for (i, id) in symbols.values_mut().enumerate() {
+            *id = i as u32;
+        }
+        let entries: Vec<Entry> = self
+            .entries
+            .iter()
+            .map(|(labels, offset, length, min_t, max_t, samples)| Entry {
+                labels: labels.iter().map(|(n, v)| (symbols[n], symbols[v])).collect(),
+                offset: *offset,
+                length: *length,
+                min_t: *min_t,
+                max_t: *max_t,
+                samples: *samples,
+            })
+            .collect();
+        let sym_list: Vec<&str> = symbols.keys().copied().collect();
+        write_synced(
+            &self.tmp.join(INDEX_FILE),
+            &index::encode(&sym_list, &entries, self.min_time),
+        )
+        .map_err(&io)?;
+        let meta = Meta {
+            version: 1,
+            min_time: self.min_time,
+            max_time: self.max_time,
+            series: entries.len() as u64,
+            samples: self.samples,
+            level: self.level,
+        };
+        let meta_json = serde_json::to_vec_pretty(&meta).expect("meta serializes");
+        write_synced(&self.tmp.join(META_FILE), &meta_json).map_err(&io)?;
+        let name = self.tmp.file_name().expect("tmp has a name").to_string_lossy();
+        let dir = self.blocks_dir.join(name.trim_end_matches(".tmp"));
+        std::fs::rename(&self.tmp, &dir).map_err(&io)?;
+        sync_dir(&self.blocks_dir).map_err(&io)?;
+        Ok(dir)
+    }
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

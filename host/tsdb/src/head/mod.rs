@@ -139,6 +139,11 @@ impl Head {
         }
     }
 
+    /// Samples before this time belong to blocks (appends there are rejected).
+    pub fn min_valid_time(&self) -> i64 {
+        self.inner.read().unwrap().min_valid_t
+    }
+
     pub fn contains(&self, r: SeriesRef) -> bool {
         self.inner.read().unwrap().series.contains_key(&r)
     }
