@@ -83,7 +83,7 @@ impl Head {
         let g = self.inner.read().unwrap();
         outcomes.clear();
         // Samples of one batch may hit the same series: track its newest time here.
-        let mut batch_last: Vec<(SeriesRef, i64, f64)> = Vec::new();
+        let mut batch_last: super::RefMap<(i64, f64)> = super::RefMap::default();
         let newest = samples.iter().map(|s| s.1).max().unwrap_or(i64::MIN).max(g.max_t);
         let limits = Limits {
             ooo_horizon: if self.ooo_window_ms > 0 {
@@ -98,15 +98,10 @@ impl Head {
                 outcomes.push(AppendOutcome::Rejected(Rejected::UnknownSeries));
                 continue;
             };
-            let last = batch_last
-                .iter()
-                .rev()
-                .find(|(br, _, _)| *br == r)
-                .map(|(_, t, v)| (*t, *v))
-                .or(s.last);
+            let last = batch_last.get(&r).copied().or(s.last);
             let o = classify(s, last, t, v, limits);
             if o == AppendOutcome::Appended && last.is_none_or(|(lt, _)| t > lt) {
-                batch_last.push((r, t, v));
+                batch_last.insert(r, (t, v));
             }
             outcomes.push(o);
         }
