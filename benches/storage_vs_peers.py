@@ -6,12 +6,13 @@ Two modes (everything on 127.0.0.1, random ports, temp dirs, processes stopped a
 disk  For each data set (benches/gen_openmetrics.py: `synthetic`, 10k series at 1 s for
       2 h; `node`, a node_exporter scrape evolved at 15 s for 24 h), the same OpenMetrics
       file goes to:
-        - promtool: `promtool tsdb create-blocks-from openmetrics FILE DIR`, timed (wall,
-          and CPU from getrusage(RUSAGE_CHILDREN)); bytes of its blocks, chunks and index
-          apart. promtool writes 2 h blocks (tsdb.DefaultBlockDuration); when it wrote
-          more than one, `prometheus` is then started on DIR (default retention 15 d, so
-          blocks compact up to 18 h: 10 % of retention over the 2 h x 3^n ranges) and
-          left to compact, and the blocks are measured again: "after compaction".
+        - promtool: `promtool tsdb create-blocks-from openmetrics FILE DIR`, timed (wall;
+          CPU and peak RSS of that process from wait4's rusage); bytes of its blocks,
+          chunks and index apart. promtool writes 2 h blocks (tsdb.DefaultBlockDuration);
+          when it wrote more than one, `prometheus` is then started on DIR (default
+          retention 15 d, so blocks compact up to 18 h: 10 % of retention over the
+          2 h x 3^n ranges; the newest block is never planned) and left to compact, and
+          the blocks are measured again: "after compaction".
         - VictoriaMetrics: `victoria-metrics -storageDataPath DIR` (retention 100y, so any
           --start is kept); the file converted to its JSON-line import format (one line
           per series and batch, timestamps in ms exactly as promtool computes them) and
@@ -42,7 +43,7 @@ Usage:
 Needs the Debian packages prometheus (2.42) and victoria-metrics (1.79); installs them
 with apt-get when missing and running as root. SONDE_BIN overrides target/release/sonde.
 """
-import argparse, atexit, json, os, random, re, resource, shutil, signal, socket, subprocess, sys
+import argparse, atexit, json, os, random, re, shutil, signal, socket, subprocess, sys
 import tempfile, threading, time, urllib.error, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,11 +121,6 @@ def rss_bytes(pid):
         return int(f.read().split()[1]) * PAGE
 
 
-def children_cpu():
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
 def metric_sum(text, name):
     """Sum of every sample of `name` (any labels) in an exposition."""
     total, found = 0.0, False
@@ -150,16 +146,19 @@ def tree_bytes(path):
 
 
 def run_timed(argv, log):
-    """Run to completion; (wall s, CPU s of the child, peak RSS bytes of the child)."""
-    cpu0, t0 = children_cpu(), time.perf_counter()
+    """Run to completion; (wall s, CPU s, peak RSS bytes) of that child alone (wait4)."""
     with open(log, "wb") as out:
-        rc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT).returncode
-    wall, cpu = time.perf_counter() - t0, children_cpu() - cpu0
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # max over all children so far
-    if rc != 0:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        _children.append(p)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        _children.remove(p)
+    if p.returncode != 0:
         tail = open(log, errors="replace").read()[-2000:]
-        raise SystemExit(f"{' '.join(argv)} failed ({rc}):\n{tail}")
-    return wall, cpu, peak
+        raise SystemExit(f"{' '.join(argv)} failed ({p.returncode}):\n{tail}")
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024
 
 
 # --------------------------------------------------------------------------------------
