@@ -3,6 +3,7 @@
 
 mod api;
 mod config;
+mod import;
 mod process;
 mod scrape;
 mod storage;
@@ -41,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Backfill samples into the data directory (sonde must not be running on it).
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Inspect the data directory (sonde must not be running on it).
     Tsdb {
         #[command(subcommand)]
@@ -50,6 +56,13 @@ enum Command {
     /// child process so the compiler's memory never lands in the daemon).
     #[command(hide = true)]
     CompilePlugin(scrape::CompileJob),
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// An OpenMetrics text file with timestamps (the input of `promtool tsdb
+    /// create-blocks-from openmetrics`), written as blocks into --data-dir.
+    Openmetrics { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -118,6 +131,9 @@ fn main() -> ExitCode {
             command: PluginCommand::Inspect { file },
         }) => inspect(&file),
         Some(Command::CompilePlugin(job)) => job.run(),
+        Some(Command::Import {
+            command: ImportCommand::Openmetrics { file },
+        }) => import_openmetrics(&cli.run, &file),
         Some(Command::Tsdb {
             command:
                 TsdbCommand::Dump {
@@ -248,6 +264,19 @@ fn inspect(file: &std::path::Path) -> Result<ExitCode> {
         }
         Err(e) => println!("describe failed: {e}"),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import_openmetrics(args: &RunArgs, file: &std::path::Path) -> Result<ExitCode> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| "data".into());
+    let s = import::import_openmetrics(file, &data_dir).map_err(anyhow::Error::msg)?;
+    println!(
+        "imported {} samples of {} series into {} block(s) in {:.2} s",
+        s.samples,
+        s.series,
+        s.blocks,
+        s.took.as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

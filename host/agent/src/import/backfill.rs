@@ -43,7 +43,10 @@ pub fn import_openmetrics(file: &Path, data_dir: &Path) -> Result<ImportStats, S
     let db = Db::open(data_dir, Options::default()).map_err(|e| format!("{}: {e}", data_dir.display()))?;
     let (min_t, max_t, samples) = first_pass(file, &db)?;
     let window = WINDOW.as_millis() as i64;
-    let mut stats = ImportStats { samples, ..Default::default() };
+    let mut stats = ImportStats {
+        samples,
+        ..Default::default()
+    };
     if samples == 0 {
         return Ok(stats);
     }
@@ -74,12 +77,20 @@ fn first_pass(file: &Path, db: &Db) -> Result<(i64, i64, u64), String> {
                 min_t = min_t.min(s.timestamp_ms);
                 max_t = max_t.max(s.timestamp_ms);
             }
-            Entry::Type { family, kind } => meta.entry(family.to_string()).or_insert((kind, String::new(), String::new())).0 = kind,
+            Entry::Type { family, kind } => {
+                meta.entry(family.to_string())
+                    .or_insert((kind, String::new(), String::new()))
+                    .0 = kind
+            }
             Entry::Help { family, text } => {
-                meta.entry(family.to_string()).or_insert((MetricType::Unknown, String::new(), String::new())).1 = text.to_string()
+                meta.entry(family.to_string())
+                    .or_insert((MetricType::Unknown, String::new(), String::new()))
+                    .1 = text.to_string()
             }
             Entry::Unit { family, unit } => {
-                meta.entry(family.to_string()).or_insert((MetricType::Unknown, String::new(), String::new())).2 = unit.to_string()
+                meta.entry(family.to_string())
+                    .or_insert((MetricType::Unknown, String::new(), String::new()))
+                    .2 = unit.to_string()
             }
         }
     }
@@ -91,7 +102,12 @@ fn first_pass(file: &Path, db: &Db) -> Result<(i64, i64, u64), String> {
             MetricType::Summary => "summary",
             _ => "untyped",
         };
-        let m = Metadata { family: family.clone(), kind: kind.into(), help, unit };
+        let m = Metadata {
+            family: family.clone(),
+            kind: kind.into(),
+            help,
+            unit,
+        };
         for name in sample_names(&family, kind) {
             db.set_metadata(&name, m.clone()).map_err(|e| e.to_string())?;
         }
@@ -142,7 +158,10 @@ fn collect_window(file: &Path, start: i64, end: i64) -> Result<Vec<(Labels, Vec<
         if chunks.last().is_some_and(HeadChunk::is_full) {
             chunks.push(HeadChunk::new());
         }
-        chunks.last_mut().expect("one chunk at least").append(s.timestamp_ms, s.value);
+        chunks
+            .last_mut()
+            .expect("one chunk at least")
+            .append(s.timestamp_ms, s.value);
     }
     series.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(series)

@@ -150,11 +150,20 @@ impl Default for Options {
 #[derive(Debug)]
 pub enum Entry<'a> {
     /// `# HELP family text`, unescaped.
-    Help { family: &'a str, text: &'a str },
+    Help {
+        family: &'a str,
+        text: &'a str,
+    },
     /// `# TYPE family type`.
-    Type { family: &'a str, kind: MetricType },
+    Type {
+        family: &'a str,
+        kind: MetricType,
+    },
     /// `# UNIT family unit` (possibly empty).
-    Unit { family: &'a str, unit: &'a str },
+    Unit {
+        family: &'a str,
+        unit: &'a str,
+    },
     Sample(Sample<'a>),
 }
 
@@ -182,7 +191,9 @@ impl<'a> Sample<'a> {
     /// Labels other than the metric name, sorted by name, empty values left out.
     pub fn labels(&self) -> impl ExactSizeIterator<Item = (&'a str, &'a str)> + 'a {
         let strings = self.strings;
-        self.labels.iter().map(move |l| (&strings[l.name.clone()], &strings[l.value.clone()]))
+        self.labels
+            .iter()
+            .map(move |l| (&strings[l.name.clone()], &strings[l.value.clone()]))
     }
 }
 
@@ -290,9 +301,18 @@ impl<R: BufRead> Parser<R> {
             }
         };
         Ok(found.map(|f| match f {
-            Found::Help => Entry::Help { family: &self.family, text: &self.meta_text },
-            Found::Type => Entry::Type { family: &self.family, kind: self.family_kind },
-            Found::Unit => Entry::Unit { family: &self.family, unit: &self.meta_text },
+            Found::Help => Entry::Help {
+                family: &self.family,
+                text: &self.meta_text,
+            },
+            Found::Type => Entry::Type {
+                family: &self.family,
+                kind: self.family_kind,
+            },
+            Found::Unit => Entry::Unit {
+                family: &self.family,
+                unit: &self.meta_text,
+            },
             Found::Sample => Entry::Sample(Sample {
                 name: &self.series.strings[..self.series.name_end],
                 value: self.value,
@@ -358,7 +378,10 @@ impl<R: BufRead> Parser<R> {
         let n = (&mut self.reader)
             .take(MAX_LINE)
             .read_until(b'\n', &mut self.line)
-            .map_err(|source| ParseError::Io { line: self.line_no, source })?;
+            .map_err(|source| ParseError::Io {
+                line: self.line_no,
+                source,
+            })?;
         if n as u64 == MAX_LINE && self.line.last() != Some(&b'\n') {
             return Err(self.invalid(format!("line longer than {} MiB", MAX_LINE >> 20)));
         }
@@ -366,7 +389,10 @@ impl<R: BufRead> Parser<R> {
     }
 
     fn check_nothing_after_eof(&mut self) -> Result<(), ParseError> {
-        let more = self.reader.fill_buf().map_err(|source| ParseError::Io { line: self.line_no, source })?;
+        let more = self.reader.fill_buf().map_err(|source| ParseError::Io {
+            line: self.line_no,
+            source,
+        })?;
         if !more.is_empty() {
             self.line_no += 1;
             return Err(self.invalid("unexpected data after `# EOF`"));
@@ -375,18 +401,28 @@ impl<R: BufRead> Parser<R> {
     }
 
     fn syntax(&self, column: usize, msg: String) -> ParseError {
-        ParseError::Syntax { line: self.line_no, column: column + 1, msg }
+        ParseError::Syntax {
+            line: self.line_no,
+            column: column + 1,
+            msg,
+        }
     }
 
     fn invalid(&self, msg: impl Into<String>) -> ParseError {
-        ParseError::Invalid { line: self.line_no, msg: msg.into() }
+        ParseError::Invalid {
+            line: self.line_no,
+            msg: msg.into(),
+        }
     }
 
     /// A `#` line: metadata (returned), `# EOF` (`None`) or an error.
     fn comment(&mut self) -> Result<Option<Found>, At> {
         let line = &self.line[..];
         if !line.starts_with(b"# ") {
-            return at(0, "a comment must be `# HELP`, `# TYPE`, `# UNIT` or `# EOF` (one space after `#`)");
+            return at(
+                0,
+                "a comment must be `# HELP`, `# TYPE`, `# UNIT` or `# EOF` (one space after `#`)",
+            );
         }
         let rest = &line[2..];
         if rest.starts_with(b"EOF") {
@@ -419,7 +455,10 @@ impl<R: BufRead> Parser<R> {
         match found {
             Found::Type => {
                 let Some(kind) = MetricType::parse(text) else {
-                    return at(name_end + 1, format!("invalid metric type {:?}", String::from_utf8_lossy(text)));
+                    return at(
+                        name_end + 1,
+                        format!("invalid metric type {:?}", String::from_utf8_lossy(text)),
+                    );
                 };
                 set_family(&mut self.family, &mut self.family_kind, name);
                 self.family_kind = kind;
@@ -435,11 +474,14 @@ impl<R: BufRead> Parser<R> {
                 let suffix_ok =
                     name.len() > text.len() && name.ends_with(text) && name[name.len() - text.len() - 1] == b'_';
                 if !text.is_empty() && !suffix_ok {
-                    return at(name_end + 1, format!(
-                        "unit {:?} is not a suffix of metric {:?} (the name must end in `_<unit>`)",
-                        String::from_utf8_lossy(text),
-                        String::from_utf8_lossy(name)
-                    ));
+                    return at(
+                        name_end + 1,
+                        format!(
+                            "unit {:?} is not a suffix of metric {:?} (the name must end in `_<unit>`)",
+                            String::from_utf8_lossy(text),
+                            String::from_utf8_lossy(name)
+                        ),
+                    );
                 }
                 self.meta_text.push_str(std::str::from_utf8(text).unwrap_or_default());
                 set_family(&mut self.family, &mut self.family_kind, name);
@@ -450,7 +492,6 @@ impl<R: BufRead> Parser<R> {
         self.series.raw.clear();
         Ok(Some(found))
     }
-
 
     /// A sample line. Ok(false): an exact repeat of the series' previous sample, dropped.
     fn sample(&mut self) -> Result<bool, ParseError> {
@@ -469,8 +510,9 @@ impl<R: BufRead> Parser<R> {
             end
         };
         self.new_series = !same_series;
-        let (value, ts, exemplar) =
-            self.value_and_timestamp(series_end).map_err(|At(c, m)| self.syntax(c, m))?;
+        let (value, ts, exemplar) = self
+            .value_and_timestamp(series_end)
+            .map_err(|At(c, m)| self.syntax(c, m))?;
         self.exemplars += u64::from(exemplar);
         let Some(ts) = ts else {
             return Err(self.invalid(format!(
@@ -551,7 +593,10 @@ impl<R: BufRead> Parser<R> {
                 Some(b' ') if ts.is_none() => {
                     let (tok, next) = token(line, i + 1);
                     if tok.is_empty() {
-                        return at(i + 1, "expected a timestamp (exactly one space between fields, none at the end)");
+                        return at(
+                            i + 1,
+                            "expected a timestamp (exactly one space between fields, none at the end)",
+                        );
                     }
                     ts = Some(parse_timestamp(tok).or_else(|m| at(i + 1, m))?);
                     i = next;
@@ -567,7 +612,10 @@ impl<R: BufRead> Parser<R> {
         let line = &self.line[..];
         let name = &self.series.strings[..self.series.name_end];
         if !(name.ends_with("_total") || name.ends_with("_bucket")) {
-            return at(i - 3, format!("metric {name} does not support exemplars (only _total and _bucket do)"));
+            return at(
+                i - 3,
+                format!("metric {name} does not support exemplars (only _total and _bucket do)"),
+            );
         }
         i = scan_labels(line, i, |_, _| Ok(()))?;
         if line.get(i) != Some(&b' ') {
@@ -602,7 +650,10 @@ fn set_family(family: &mut String, kind: &mut MetricType, name: &[u8]) {
 fn metric_name_len(b: &[u8]) -> usize {
     match b.first() {
         Some(c) if c.is_ascii_alphabetic() || *c == b'_' || *c == b':' => {
-            1 + b[1..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'_' || **c == b':').count()
+            1 + b[1..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_' || **c == b':')
+                .count()
         }
         _ => 0,
     }
@@ -612,7 +663,10 @@ fn metric_name_len(b: &[u8]) -> usize {
 fn label_name_len(b: &[u8]) -> usize {
     match b.first() {
         Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {
-            1 + b[1..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'_').count()
+            1 + b[1..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+                .count()
         }
         _ => 0,
     }
@@ -635,7 +689,14 @@ fn decode_series(line: &[u8], series: &mut Series) -> Result<usize, At> {
             _ => at(0, "expected a metric name, `# HELP`, `# TYPE`, `# UNIT` or `# EOF`"),
         };
     }
-    let Series { raw, strings, name_end, labels, hash, .. } = series;
+    let Series {
+        raw,
+        strings,
+        name_end,
+        labels,
+        hash,
+        ..
+    } = series;
     strings.clear();
     labels.clear();
     // Metric names are ASCII.
@@ -649,7 +710,10 @@ fn decode_series(line: &[u8], series: &mut Series) -> Result<usize, At> {
                 strings.push_str(name);
                 let mid = strings.len();
                 unescape_into(value, strings);
-                labels.push(LabelSpan { name: start..mid, value: mid..strings.len() });
+                labels.push(LabelSpan {
+                    name: start..mid,
+                    value: mid..strings.len(),
+                });
             }
             Ok(())
         })?;
@@ -876,9 +940,27 @@ mod tests {
                 E::Help("http_requests".into(), "Requests served.".into()),
                 E::Type("http_requests".into(), MetricType::Counter),
                 E::Unit("http_requests".into(), "".into()),
-                E::S("http_requests_total".into(), l.clone(), 10.0, 1_700_000_000_000, MetricType::Counter),
-                E::S("http_requests_total".into(), l.clone(), 12.0, 1_700_000_001_500, MetricType::Counter),
-                E::S("http_requests_created".into(), l, 1_699_999_000.0, 1_700_000_000_000, MetricType::Counter),
+                E::S(
+                    "http_requests_total".into(),
+                    l.clone(),
+                    10.0,
+                    1_700_000_000_000,
+                    MetricType::Counter
+                ),
+                E::S(
+                    "http_requests_total".into(),
+                    l.clone(),
+                    12.0,
+                    1_700_000_001_500,
+                    MetricType::Counter
+                ),
+                E::S(
+                    "http_requests_created".into(),
+                    l,
+                    1_699_999_000.0,
+                    1_700_000_000_000,
+                    MetricType::Counter
+                ),
             ]
         );
     }
@@ -932,7 +1014,13 @@ mod tests {
         let E::S(_, l, ..) = &got[1] else { panic!() };
         assert_eq!(
             *l,
-            labels(&[("a", "x\\y"), ("b", "say \"hi\""), ("c", "two\nlines"), ("d", "tab\\tkept"), ("e", "\u{e9}t\u{e9}")])
+            labels(&[
+                ("a", "x\\y"),
+                ("b", "say \"hi\""),
+                ("c", "two\nlines"),
+                ("d", "tab\\tkept"),
+                ("e", "\u{e9}t\u{e9}")
+            ])
         );
         // A value ending in an escaped backslash, and a brace and space inside a value.
         let got = samples("m{a=\"\\\\\",b=\"} {\"} 1 1\n# EOF\n");
@@ -988,7 +1076,10 @@ mod tests {
             ("m 1 1 2\n# EOF\n", "unexpected text after the timestamp"),
             (" m 1 1\n# EOF\n", "leading whitespace"),
             ("1m 1 1\n# EOF\n", "expected a metric name"),
-            ("m{a:b=\"1\"} 1 1\n# EOF\n", "expected `=` after the label name (column 4)"),
+            (
+                "m{a:b=\"1\"} 1 1\n# EOF\n",
+                "expected `=` after the label name (column 4)",
+            ),
             ("m{1a=\"1\"} 1 1\n# EOF\n", "expected a label name (column 3)"),
             ("m{a=1} 1 1\n# EOF\n", "expected a quoted label value"),
             ("m{a=\"1\",} 1 1\n# EOF\n", "expected a label name (column 9)"),
@@ -1030,7 +1121,9 @@ mod tests {
         assert_eq!(v(".5"), 0.5);
         assert_eq!(v("+7"), 7.0);
         assert_eq!(v("4.9e-324"), 4.9e-324);
-        for bad in ["1e400", "-1e400", "+NaN", "-nan", "0x1p3", "1_000", "0x10", "1.2.3", "e5", "--1", "Infinit"] {
+        for bad in [
+            "1e400", "-1e400", "+NaN", "-nan", "0x1p3", "1_000", "0x10", "1.2.3", "e5", "--1", "Infinit",
+        ] {
             assert!(err(&format!("m {bad} 1\n# EOF\n")).contains("invalid value"), "{bad}");
         }
     }
@@ -1075,7 +1168,10 @@ mod tests {
             got.push((s.value, s.timestamp_ms));
         }
         assert_eq!((got, p.duplicates_dropped()), (vec![(1.0, 10_000), (2.0, 11_000)], 1));
-        assert_eq!(err("m 1 10\nm 2 10\n# EOF\n"), "line 2: duplicate sample of m at 10000 ms with a different value");
+        assert_eq!(
+            err("m 1 10\nm 2 10\n# EOF\n"),
+            "line 2: duplicate sample of m at 10000 ms with a different value"
+        );
         // Different series at the same time, and series interleaved, are fine.
         assert_eq!(samples("a 1 10\nb 1 10\na 1 11\nb 1 11\n# EOF\n").len(), 4);
         // A metadata line between two samples of one series keeps its history.
@@ -1243,9 +1339,11 @@ mod tests {
     /// benches/gen_openmetrics.py, or $SONDE_GEN_OPENMETRICS; the test is skipped without
     /// it or without python3.
     fn generator() -> Option<std::path::PathBuf> {
-        let path = std::env::var_os("SONDE_GEN_OPENMETRICS").map(Into::into).unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/gen_openmetrics.py")
-        });
+        let path = std::env::var_os("SONDE_GEN_OPENMETRICS")
+            .map(Into::into)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/gen_openmetrics.py")
+            });
         let python = std::process::Command::new("python3").arg("--version").output();
         (path.exists() && python.is_ok_and(|o| o.status.success())).then_some(path)
     }
@@ -1255,7 +1353,11 @@ mod tests {
             eprintln!("skipped: benches/gen_openmetrics.py or python3 not found");
             return None;
         };
-        let out = std::process::Command::new("python3").arg(script).args(args).output().unwrap();
+        let out = std::process::Command::new("python3")
+            .arg(script)
+            .args(args)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         Some(String::from_utf8(out.stdout).unwrap())
     }
@@ -1299,14 +1401,25 @@ mod tests {
 
     #[test]
     fn round_trips_the_generators_synthetic_set() {
-        let Some(text) = generate(&["synthetic", "--series", "6", "--duration", "40s", "--start", "1700000000"]) else {
+        let Some(text) = generate(&[
+            "synthetic",
+            "--series",
+            "6",
+            "--duration",
+            "40s",
+            "--start",
+            "1700000000",
+        ]) else {
             return;
         };
         assert_eq!(check_round_trip(&text), 6 * 40);
         let got = samples(&text);
         assert_eq!(got[0].0, "bench_counter_total");
         assert_eq!(got[0].4, MetricType::Counter);
-        assert_eq!(got[0].1, labels(&[("instance", "host-000"), ("job", "bench"), ("series", "0")]));
+        assert_eq!(
+            got[0].1,
+            labels(&[("instance", "host-000"), ("job", "bench"), ("series", "0")])
+        );
         assert_eq!(got.last().unwrap().4, MetricType::Gauge);
         assert_eq!(got[0].3, 1_700_000_000_000);
         let jittered = generate(&["synthetic", "--series", "2", "--duration", "20s", "--jitter-ms", "900"]).unwrap();
@@ -1332,7 +1445,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("scrape.txt");
         std::fs::write(&path, scrape).unwrap();
-        let text = generate(&["node", "--duration", "5m", "--scrape", path.to_str().unwrap(), "--start", "1700000000"]);
+        let text = generate(&[
+            "node",
+            "--duration",
+            "5m",
+            "--scrape",
+            path.to_str().unwrap(),
+            "--start",
+            "1700000000",
+        ]);
         std::fs::remove_dir_all(&dir).unwrap();
         let Some(text) = text else { return };
         let got = samples(&text);
