@@ -20,8 +20,18 @@ fn main() {
         let refs: Vec<u64> = (0..series)
             .map(|i| {
                 let s = i.to_string();
-                let name = if i % 2 == 0 { "bench_counter_total" } else { "bench_gauge" };
-                db.get_or_create(&[("__name__", name), ("job", "bench"), ("instance", "host-1"), ("series", &s)]).unwrap()
+                let name = if i % 2 == 0 {
+                    "bench_counter_total"
+                } else {
+                    "bench_gauge"
+                };
+                db.get_or_create(&[
+                    ("__name__", name),
+                    ("job", "bench"),
+                    ("instance", "host-1"),
+                    ("series", &s),
+                ])
+                .unwrap()
             })
             .collect();
         let mut rng = 0x2545_f491_4f6c_dd1du64;
@@ -35,7 +45,11 @@ fn main() {
                     rng ^= rng << 13;
                     rng ^= rng >> 7;
                     rng ^= rng << 17;
-                    values[i] += if i % 2 == 0 { (rng % 101) as f64 } else { ((rng % 201) as f64 - 100.0) / 100.0 };
+                    values[i] += if i % 2 == 0 {
+                        (rng % 101) as f64
+                    } else {
+                        ((rng % 201) as f64 - 100.0) / 100.0
+                    };
                     (*r, t0 + step * 1000, (values[i] * 100.0).round() / 100.0)
                 })
                 .collect();
@@ -44,10 +58,20 @@ fn main() {
         }
         let secs = started.elapsed().as_secs_f64();
         let n = (series as i64 * per) as f64;
-        println!("append: {n} samples in {secs:.2} s = {:.2} M samples/s ({:.0} ns/sample)", n / secs / 1e6, secs * 1e9 / n);
+        println!(
+            "append: {n} samples in {secs:.2} s = {:.2} M samples/s ({:.0} ns/sample)",
+            n / secs / 1e6,
+            secs * 1e9 / n
+        );
         db.close().unwrap();
     }
-    let wal_bytes: u64 = std::fs::read_dir(dir.path().join("wal")).unwrap().flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum();
+    let wal_bytes: u64 = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum();
     let mut best = f64::MAX;
     for _ in 0..3 {
         let t = Instant::now();

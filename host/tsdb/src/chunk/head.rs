@@ -136,15 +136,7 @@ impl HeadChunk {
     }
 
     pub fn iter(&self) -> HeadIter<'_> {
-        let mode = match self.w.bytes() {
-            [code, shift, ..] => ValueMode::from_bytes(code & 0xf, *shift).unwrap_or(ValueMode::Float),
-            _ => ValueMode::Float,
-        };
-        HeadIter {
-            r: BitReader::at(self.w.bytes(), HEADER_LEN * 8),
-            coder: StreamCoder::new(mode),
-            left: self.len,
-        }
+        iter_bytes(self.w.bytes())
     }
 
     /// The persistent form; [`from_bytes`](Self::from_bytes) reads it back.
@@ -188,6 +180,24 @@ impl HeadChunk {
             coder,
             len,
         })
+    }
+}
+
+/// Decodes the samples of a chunk's persistent form ([`HeadChunk::as_bytes`]) without
+/// rebuilding the encoder: frozen chunks keep only their bytes. Bytes that are not a
+/// valid chunk yield no (or fewer) samples.
+pub fn iter_bytes(b: &[u8]) -> HeadIter<'_> {
+    let (mode, left) = match b {
+        [code, shift, c0, c1, ..] => (
+            ValueMode::from_bytes(code & 0xf, *shift).unwrap_or(ValueMode::Float),
+            u16::from_le_bytes([*c0, *c1]),
+        ),
+        _ => (ValueMode::Float, 0),
+    };
+    HeadIter {
+        r: BitReader::at(b, HEADER_LEN * 8),
+        coder: StreamCoder::new(mode),
+        left,
     }
 }
 

@@ -4,7 +4,6 @@
 //! merged when the range is cut to a block), too old (rejected).
 
 use super::{Head, Inner, MemSeries};
-use crate::chunk::HeadChunk;
 use crate::labels::Labels;
 use crate::postings::SeriesRef;
 use std::sync::atomic::Ordering;
@@ -120,8 +119,8 @@ impl Head {
             let Some(s) = inner.series.get_mut(&r) else { continue };
             if s.last.is_none_or(|(lt, _)| t > lt) {
                 if s.open.is_full() {
-                    let full = std::mem::replace(&mut s.open, HeadChunk::new());
-                    s.chunks.push(full);
+                    let full = std::mem::take(&mut s.open);
+                    s.chunks.extend(super::ClosedChunk::freeze(&full));
                 }
                 s.open.append(t, v);
                 s.last = Some((t, v));
@@ -202,19 +201,19 @@ fn classify(s: &MemSeries, last: Option<(i64, f64)>, t: i64, v: f64, limits: Lim
             AppendOutcome::Rejected(Rejected::Duplicate)
         };
     }
-    let in_chunks = s
+    let stored = s
         .chunks
         .iter()
-        .chain(std::iter::once(&s.open))
-        .filter(|c| c.first_time().is_some_and(|f| f <= t) && c.last_time().is_some_and(|l| l >= t));
-    for c in in_chunks {
-        if let Some((_, cv)) = c.iter().find(|(ct, _)| *ct == t) {
-            return if same(cv, v) {
-                AppendOutcome::Ignored
-            } else {
-                AppendOutcome::Rejected(Rejected::Duplicate)
-            };
-        }
+        .filter(|c| c.min_t <= t && c.max_t >= t)
+        .flat_map(|c| c.iter())
+        .chain(s.open.iter())
+        .find(|(ct, _)| *ct == t);
+    if let Some((_, cv)) = stored {
+        return if same(cv, v) {
+            AppendOutcome::Ignored
+        } else {
+            AppendOutcome::Rejected(Rejected::Duplicate)
+        };
     }
     AppendOutcome::Appended
 }

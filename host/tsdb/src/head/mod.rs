@@ -12,7 +12,7 @@ mod read;
 pub use append::{AppendOutcome, Rejected};
 pub use read::SeriesSamples;
 
-use crate::chunk::HeadChunk;
+use crate::chunk::{HeadChunk, HeadIter, iter_bytes};
 use crate::labels::{Interner, Labels};
 use crate::postings::{Postings, SeriesRef};
 use std::collections::HashMap;
@@ -31,10 +31,32 @@ pub struct Metadata {
     pub unit: String,
 }
 
+/// A full chunk, frozen: its bytes and time range only. The encoder state of a
+/// [`HeadChunk`] (~130 bytes) is dropped, which is most of a chunk's cost at 1 s scrapes.
+pub(crate) struct ClosedChunk {
+    pub(crate) min_t: i64,
+    pub(crate) max_t: i64,
+    bytes: Box<[u8]>,
+}
+
+impl ClosedChunk {
+    pub(crate) fn freeze(c: &HeadChunk) -> Option<Self> {
+        Some(ClosedChunk {
+            min_t: c.first_time()?,
+            max_t: c.last_time()?,
+            bytes: c.as_bytes().into(),
+        })
+    }
+
+    pub(crate) fn iter(&self) -> HeadIter<'_> {
+        iter_bytes(&self.bytes)
+    }
+}
+
 pub(crate) struct MemSeries {
     pub(crate) labels: Labels,
     /// Full chunks, oldest first.
-    pub(crate) chunks: Vec<HeadChunk>,
+    pub(crate) chunks: Vec<ClosedChunk>,
     /// The chunk being appended to.
     pub(crate) open: HeadChunk,
     /// Samples older than the series' newest, accepted within the out-of-order
@@ -57,14 +79,19 @@ impl MemSeries {
         }
     }
 
+    /// The oldest in-order sample's time.
+    pub(crate) fn first_time(&self) -> Option<i64> {
+        self.chunks.first().map(|c| c.min_t).or_else(|| self.open.first_time())
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.last.is_none() && self.ooo.is_empty()
     }
 
     fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.chunks.iter().map(HeadChunk::memory_bytes).sum::<usize>()
-            + self.chunks.capacity() * std::mem::size_of::<HeadChunk>()
+            + self.chunks.iter().map(|c| c.bytes.len()).sum::<usize>()
+            + self.chunks.capacity() * std::mem::size_of::<ClosedChunk>()
             + self.open.memory_bytes()
             + self.ooo.capacity() * 16
     }

@@ -1,6 +1,7 @@
 //! Reading the head: series by matchers with their samples in a time range, label
 //! names and values, and what the block writer needs to cut a range out of the head.
 
+use super::ClosedChunk;
 use super::{Head, MemSeries};
 use crate::chunk::HeadChunk;
 use crate::labels::Labels;
@@ -20,16 +21,15 @@ pub struct SeriesSamples {
 impl MemSeries {
     /// Samples in `[mint, maxt]`, in-order chunks merged with out-of-order ones.
     pub(crate) fn samples(&self, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
-        let overlaps =
-            |c: &&HeadChunk| c.first_time().is_some_and(|f| f <= maxt) && c.last_time().is_some_and(|l| l >= mint);
-        let mut out: Vec<(i64, f64)> = self
+        let closed = self
             .chunks
             .iter()
-            .chain(std::iter::once(&self.open))
-            .filter(overlaps)
-            .flat_map(|c| c.iter())
-            .filter(|(t, _)| *t >= mint && *t <= maxt)
-            .collect();
+            .filter(|c| c.min_t <= maxt && c.max_t >= mint)
+            .flat_map(|c| c.iter());
+        let open_overlaps =
+            self.open.first_time().is_some_and(|f| f <= maxt) && self.open.last_time().is_some_and(|l| l >= mint);
+        let open = open_overlaps.then(|| self.open.iter()).into_iter().flatten();
+        let mut out: Vec<(i64, f64)> = closed.chain(open).filter(|(t, _)| *t >= mint && *t <= maxt).collect();
         let ooo: Vec<(i64, f64)> = self
             .ooo
             .iter()
@@ -112,11 +112,7 @@ impl Head {
         let mut removed = Vec::new();
         for (r, s) in inner.series.iter_mut() {
             s.ooo.retain(|(st, _)| *st >= t);
-            if s.chunks
-                .iter()
-                .chain(std::iter::once(&s.open))
-                .any(|c| c.first_time().is_some_and(|f| f < t))
-            {
+            if s.first_time().is_some_and(|f| f < t) {
                 drop_before(s, t);
             }
             if s.is_empty() && s.pins == 0 {
@@ -129,10 +125,7 @@ impl Head {
         inner.min_t = inner
             .series
             .values()
-            .filter_map(|s| {
-                let first_chunk = s.chunks.first().unwrap_or(&s.open).first_time();
-                first_chunk.into_iter().chain(s.ooo.first().map(|(t, _)| *t)).min()
-            })
+            .filter_map(|s| s.first_time().into_iter().chain(s.ooo.first().map(|(t, _)| *t)).min())
             .min()
             .unwrap_or(i64::MAX);
         if inner.series.is_empty() {
@@ -151,30 +144,31 @@ impl Head {
 /// Removes samples before `t` from a series' chunks: whole chunks are dropped, the
 /// one chunk straddling `t` is re-encoded.
 fn drop_before(s: &mut MemSeries, t: i64) {
-    s.chunks.retain(|c| c.last_time().is_some_and(|l| l >= t));
-    let mut rebuilt = Vec::with_capacity(s.chunks.len());
-    for c in s
-        .chunks
-        .drain(..)
-        .chain(std::iter::once(std::mem::replace(&mut s.open, HeadChunk::new())))
-    {
-        if c.first_time().is_some_and(|f| f < t) {
+    s.chunks.retain(|c| c.max_t >= t);
+    if let Some(first) = s.chunks.first() {
+        if first.min_t < t {
             let mut n = HeadChunk::new();
-            for (st, v) in c.iter().filter(|(st, _)| *st >= t) {
+            for (st, v) in first.iter().filter(|(st, _)| *st >= t) {
                 n.append(st, v);
             }
-            rebuilt.push(n);
-        } else {
-            rebuilt.push(c);
+            match ClosedChunk::freeze(&n) {
+                Some(c) => s.chunks[0] = c,
+                None => {
+                    s.chunks.remove(0);
+                }
+            }
         }
     }
-    s.open = rebuilt.pop().unwrap_or_default();
-    s.chunks = rebuilt.into_iter().filter(|c| c.len() > 0).collect();
-    if s.open.len() == 0 {
-        // Every in-order sample is gone: the series' "last" is only a memory now, but
-        // keeping it preserves the duplicate and ordering rules for late samples.
-        if s.chunks.is_empty() && s.ooo.is_empty() {
-            s.last = None;
+    if s.open.first_time().is_some_and(|f| f < t) {
+        let mut n = HeadChunk::new();
+        for (st, v) in s.open.iter().filter(|(st, _)| *st >= t) {
+            n.append(st, v);
         }
+        s.open = n;
+    }
+    if s.open.is_empty() && s.chunks.is_empty() && s.ooo.is_empty() {
+        // Every sample is gone; forgetting `last` lets the series start afresh (appends
+        // before the cut are rejected by the head's min valid time anyway).
+        s.last = None;
     }
 }
