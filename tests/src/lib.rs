@@ -6,11 +6,14 @@
 //! build anything themselves. Paths can be overridden with `SONDE_BIN`,
 //! `SONDE_PLUGIN_DIR` and `SONDE_TEST_PLUGIN_DIR`.
 
+pub mod dump;
 pub mod exposition;
 pub mod external;
 pub mod http;
 pub mod sonde;
+pub mod wal;
 
+pub use dump::{Dump, SeriesKey, tsdb_dump};
 pub use exposition::{Exposition, Sample};
 pub use external::External;
 pub use sonde::{CommandOutput, Sonde, SondeOptions, run_sonde};
@@ -121,4 +124,22 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         return found.expect("checked by wait_until");
     }
     panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// Copies the directory tree `from` to `to` (created), files and subdirectories only:
+/// e.g. a data directory, to inspect or damage a copy and keep the original.
+#[track_caller]
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("cannot create {}: {e}", to.display()));
+    let entries = std::fs::read_dir(from).unwrap_or_else(|e| panic!("cannot list {}: {e}", from.display()));
+    for e in entries {
+        let e = e.expect("dir entry");
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let kind = e.file_type().expect("file type");
+        if kind.is_dir() {
+            copy_dir(&src, &dst);
+        } else if kind.is_file() {
+            std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("cannot copy {}: {e}", src.display()));
+        }
+    }
 }

@@ -274,6 +274,13 @@ impl Sonde {
         }
     }
 
+    /// SIGKILL: no grace period, no shutdown path, nothing flushed — as far as sonde can
+    /// tell, a crash. Waits only for the kernel to reap it; the exit status (a signal),
+    /// or an error if it had already exited.
+    pub fn kill(&mut self) -> Result<ExitStatus, String> {
+        self.signal_and_wait(libc::SIGKILL, STOP_TIMEOUT)
+    }
+
     /// SIGTERM, then SIGKILL if it does not exit within [`STOP_TIMEOUT`].
     fn stop(&mut self) -> Option<ExitStatus> {
         if let Some(status) = self.child.try_wait().ok().flatten() {
