@@ -268,6 +268,7 @@ fn inspect(file: &std::path::Path) -> Result<ExitCode> {
 }
 
 fn import_openmetrics(args: &RunArgs, file: &std::path::Path) -> Result<ExitCode> {
+    init_logging(Some("warn"));
     let data_dir = args.data_dir.clone().unwrap_or_else(|| "data".into());
     let s = import::import_openmetrics(file, &data_dir).map_err(anyhow::Error::msg)?;
     println!(
@@ -282,6 +283,8 @@ fn import_openmetrics(args: &RunArgs, file: &std::path::Path) -> Result<ExitCode
 
 fn dump(args: &RunArgs, selectors: &[String], min_time: i64, max_time: i64) -> Result<ExitCode> {
     use std::io::Write;
+    // Opening replays the WAL and repairs a damaged tail: say so on stderr.
+    init_logging(Some("warn"));
     let data_dir = args.data_dir.clone().unwrap_or_else(|| "data".into());
     let mut sets = Vec::new();
     for s in if selectors.is_empty() {

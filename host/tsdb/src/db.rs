@@ -99,7 +99,11 @@ pub struct AppendSummary {
     pub appended: usize,
     pub duplicates: usize,
     pub out_of_order: usize,
+    pub too_far_in_future: usize,
 }
+
+/// How far ahead of the wall clock a sample's timestamp may be.
+pub const MAX_FUTURE: Duration = Duration::from_secs(10 * 60);
 
 /// What opening the store found (for logs and metrics).
 #[derive(Debug, Clone, Copy, Default)]
@@ -284,11 +288,27 @@ impl Db {
         self.head.release(r);
     }
 
-    /// Validates, logs the accepted samples to the WAL, then applies them.
+    /// Validates, logs the accepted samples to the WAL, then applies them. Samples more
+    /// than [`MAX_FUTURE`] ahead of the wall clock are rejected: one far-future sample
+    /// would otherwise stretch the head and push every later block cut past "now".
     pub fn append(&self, samples: &[(SeriesRef, i64, f64)]) -> Result<AppendSummary, DbError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        self.append_at(samples, now)
+    }
+
+    /// [`Db::append`] with an explicit wall-clock time (tests, replay tools).
+    pub fn append_at(&self, samples: &[(SeriesRef, i64, f64)], now_ms: i64) -> Result<AppendSummary, DbError> {
         let mut outcomes = Vec::with_capacity(samples.len());
         let mut wal = self.wal.lock().unwrap();
         self.head.check(samples, &mut outcomes);
+        let limit = now_ms.saturating_add(MAX_FUTURE.as_millis() as i64);
+        for (o, (_, t, _)) in outcomes.iter_mut().zip(samples) {
+            if *t > limit && *o == AppendOutcome::Appended {
+                *o = AppendOutcome::Rejected(Rejected::TooFarInFuture);
+            }
+        }
         let accepted: Vec<(u64, i64, f64)> = samples
             .iter()
             .zip(&outcomes)
@@ -309,6 +329,7 @@ impl Db {
             match o {
                 AppendOutcome::Rejected(Rejected::Duplicate) => s.duplicates += 1,
                 AppendOutcome::Rejected(Rejected::OutOfOrder) => s.out_of_order += 1,
+                AppendOutcome::Rejected(Rejected::TooFarInFuture) => s.too_far_in_future += 1,
                 _ => {}
             }
         }
@@ -346,7 +367,7 @@ impl Db {
     /// Errors are returned after the rest of the work was tried.
     pub fn maintain(&self, now_ms: i64) -> Result<(), DbError> {
         let _one = self.maintenance.lock().unwrap();
-        let cut = self.cut_blocks();
+        let cut = self.cut_blocks(now_ms);
         let compacted = self.compact();
         let retained = self.apply_retention(now_ms);
         for r in [&cut, &compacted, &retained] {
@@ -361,14 +382,16 @@ impl Db {
         self.opts.block_range.as_millis().max(1) as i64
     }
 
-    fn cut_blocks(&self) -> Result<(), DbError> {
+    /// Cuts the head's oldest ranges while the head spans 1.5 ranges and the range
+    /// ends half a range before `now_ms` (so a late sample can still reach the head).
+    fn cut_blocks(&self, now_ms: i64) -> Result<(), DbError> {
         let range = self.block_range_ms();
         while let Some((min_t, max_t)) = self.head.time_range() {
-            if max_t - min_t < range * 3 / 2 {
-                break;
-            }
             let start = min_t.div_euclid(range) * range;
             let end = start + range;
+            if max_t - min_t < range * 3 / 2 || end > now_ms - range / 2 {
+                break;
+            }
             let series = self.head.range_for_block(start, end);
             if !series.is_empty() {
                 let dir = crate::block::write_block(&self.dir.join(BLOCKS_DIR), start, end, 1, &series)?;
@@ -744,6 +767,26 @@ mod tests {
         let oldest = dump(&db).iter().map(|(_, s)| s[0].0).min().unwrap();
         assert!(oldest > 0, "the oldest data went first");
         assert_eq!(dump(&db)[0].1.last().unwrap().0, 300_000, "the newest data stays");
+    }
+
+    #[test]
+    fn a_far_future_sample_is_rejected_and_does_not_stop_block_cutting() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), block_opts()).unwrap();
+        let a = db.get_or_create(&[("__name__", "a")]).unwrap();
+        let year = 365 * 24 * 3600 * 1000;
+        let s = db.append_at(&[(a, 100_000 + year, 1.0)], 100_000).unwrap();
+        assert_eq!((s.appended, s.too_far_in_future), (0, 1));
+        assert!(
+            db.append_at(&[(a, 100_000 + 60_000, 1.0)], 100_000).unwrap().appended == 1,
+            "a minute ahead is fine"
+        );
+        fill(&db, 0, 200);
+        db.maintain(200_000).unwrap();
+        assert!(db.stats.blocks_written.load(Ordering::Relaxed) > 0);
+        // The head kept the recent range; samples for "now" are still accepted.
+        let b = db.get_or_create(&[("__name__", "b")]).unwrap();
+        assert_eq!(db.append_at(&[(b, 199_500, 1.0)], 200_000).unwrap().appended, 1);
     }
 
     #[test]

@@ -129,7 +129,13 @@ fn head(s: &Shared, w: &mut Writer) {
     let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
     let (blocks, block_bytes) = db.blocks_summary();
     let dbst = &db.stats;
-    let rows: [(&str, &str, &str, f64); 19] = [
+    let rows: [(&str, &str, &str, f64); 20] = [
+        (
+            "sonde_head_future_samples_rejected_total",
+            "counter",
+            "Samples rejected for a timestamp more than 10 min ahead of the clock.",
+            n(&st.rejected_future),
+        ),
         ("sonde_storage_blocks", "gauge", "Blocks on disk.", blocks as f64),
         (
             "sonde_storage_blocks_bytes",

@@ -17,6 +17,8 @@ pub enum Rejected {
     OutOfOrder,
     /// No such series.
     UnknownSeries,
+    /// Too far ahead of the wall clock (see `db::MAX_FUTURE`).
+    TooFarInFuture,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +158,9 @@ impl Head {
                 }
                 AppendOutcome::Rejected(Rejected::OutOfOrder) => {
                     self.stats.rejected_out_of_order.fetch_add(1, Ordering::Relaxed);
+                }
+                AppendOutcome::Rejected(Rejected::TooFarInFuture) => {
+                    self.stats.rejected_future.fetch_add(1, Ordering::Relaxed);
                 }
                 _ => {}
             }

@@ -139,6 +139,7 @@ pub struct HeadStats {
     pub out_of_order_accepted: AtomicU64,
     pub rejected_out_of_order: AtomicU64,
     pub rejected_duplicate: AtomicU64,
+    pub rejected_future: AtomicU64,
     pub series_created: AtomicU64,
     pub series_removed: AtomicU64,
 }
