@@ -484,6 +484,11 @@ impl Db {
         Ok(())
     }
 
+    /// Bytes of the WAL on disk (segments and checkpoint).
+    pub fn wal_size(&self) -> u64 {
+        dir_size(&self.dir.join("wal"))
+    }
+
     /// Blocks on disk: (count, bytes).
     pub fn blocks_summary(&self) -> (usize, u64) {
         let b = self.blocks.read().unwrap();

@@ -129,7 +129,13 @@ fn head(s: &Shared, w: &mut Writer) {
     let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
     let (blocks, block_bytes) = db.blocks_summary();
     let dbst = &db.stats;
-    let rows: [(&str, &str, &str, f64); 20] = [
+    let rows: [(&str, &str, &str, f64); 21] = [
+        (
+            "sonde_wal_size_bytes",
+            "gauge",
+            "Bytes of the write-ahead log on disk.",
+            db.wal_size() as f64,
+        ),
         (
             "sonde_head_future_samples_rejected_total",
             "counter",
