@@ -22,9 +22,9 @@ with 3 decimals when --jitter-ms is set; promtool stores int64(ts*1000)); each f
 `# HELP`/`# TYPE` come first and its samples follow together; each series' samples are
 contiguous and in ascending time (OpenMetrics' `metric = *sample`; for a summary one
 MetricPoint = quantiles, _sum, _count at the same time); no other comments, no blank
-lines, one space between fields, `# EOF` last. promtool itself only enforces the token
+lines, one space between fields, `# EOF` last. promtool itself enforces only the token
 syntax, a timestamp on every sample and ascending time per series (the TSDB appender);
-family grouping is the OpenMetrics rule, kept so sonde's stricter reader accepts it too.
+the family grouping is OpenMetrics' rule, kept so the files are valid OpenMetrics.
 
 Output is deterministic for a given seed, size and --start (default: the 2 h-aligned
 instant at least --duration + 2 h before now, so the data is recent enough for default

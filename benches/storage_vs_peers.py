@@ -44,7 +44,7 @@ Needs the Debian packages prometheus (2.42) and victoria-metrics (1.79); install
 with apt-get when missing and running as root. SONDE_BIN overrides target/release/sonde.
 """
 import argparse, atexit, json, os, random, re, shutil, signal, socket, subprocess, sys
-import tempfile, threading, time, urllib.error, urllib.request
+import tempfile, threading, time, urllib.error, urllib.parse, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GEN = os.path.join(ROOT, "benches", "gen_openmetrics.py")
@@ -319,10 +319,13 @@ def om_key_to_json(key):
     return json.dumps(obj, separators=(",", ":"))
 
 
-def om_to_vm_batches(path, batch_samples=500_000):
-    """Yield (JSON-lines bytes, samples) batches from an OpenMetrics file. Timestamps
-    become ms the way promtool computes them: int64(float(seconds) * 1000)."""
+def om_to_vm_batches(path, probe, batch_samples=500_000):
+    """Yield (JSON-lines bytes, samples, skipped) batches from an OpenMetrics file.
+    Timestamps become ms the way promtool computes them: int64(float(seconds) * 1000).
+    `probe` gets the first series' key, sample count and first/last timestamps, to check
+    afterwards that VictoriaMetrics kept them."""
     keys, buf, n, skipped = {}, {}, 0, 0
+    probe_key = None
     with open(path, "r", buffering=1 << 22) as f:
         for line in f:
             if line[0] == "#":
@@ -336,6 +339,12 @@ def om_to_vm_batches(path, batch_samples=500_000):
                     skipped += 1  # JSON has no NaN/Inf
                     continue
                 val = repr(v)
+            if probe_key is None:
+                probe_key = key
+                probe.update(key=key, n=0, first=ms, last=ms)
+            if key == probe_key:
+                probe["n"] += 1
+                probe["last"] = ms
             b = buf.get(key)
             if b is None:
                 b = buf[key] = ([], [])
@@ -371,7 +380,8 @@ def run_vm(path, work):
         cpu0, t0 = cpu_seconds(p.pid), time.perf_counter()
         samples = skipped = 0
         post_wall = 0.0
-        for body, n, sk in om_to_vm_batches(path):
+        probe = {}
+        for body, n, sk in om_to_vm_batches(path, probe):
             t = time.perf_counter()
             http(base + "/api/v1/import", data=body)
             post_wall += time.perf_counter() - t
@@ -379,6 +389,7 @@ def run_vm(path, work):
             skipped += sk
         http(base + "/internal/force_flush")
         import_cpu, import_wall = cpu_seconds(p.pid) - cpu0, time.perf_counter() - t0
+        kept = check_vm_timestamps(base, probe)
         http(base + "/internal/force_merge")
         time.sleep(1)
         deadline = time.time() + 1800
@@ -399,7 +410,20 @@ def run_vm(path, work):
             "other": sum(v for k, v in dirs.items() if k not in ("data", "indexdb", "cache")),
             "cache": dirs.get("cache", 0), "samples": samples, "skipped": skipped, "vm_rows": vm_rows,
             "import_cpu": import_cpu, "import_wall": import_wall, "post_wall": post_wall,
-            "cpu_with_merge": total_cpu, "dir": data}
+            "cpu_with_merge": total_cpu, "timestamps_kept": kept, "dir": data}
+
+
+def check_vm_timestamps(base, probe):
+    """Export the first series back and compare its sample count and first/last
+    timestamps with the file's: "ok" or what differs."""
+    if not probe:
+        return "no samples"
+    q = urllib.parse.urlencode({"match[]": probe["key"], "start": "0"})
+    lines = [json.loads(l) for l in http(f"{base}/api/v1/export?{q}").splitlines() if l.strip()]
+    ts = sorted(t for l in lines for t in l["timestamps"])
+    got = (len(ts), ts[0] if ts else None, ts[-1] if ts else None)
+    want = (probe["n"], probe["first"], probe["last"])
+    return "ok" if got == want else f"{probe['key']}: exported (n, first, last) {got}, file {want}"
 
 
 def metric_sum_type(text, name, type_prefix):
@@ -461,7 +485,7 @@ def disk_one(kind, args, work):
     print("  victoria-metrics import ...", flush=True)
     res["vm"] = run_vm(path, sub)
     vm = res["vm"]
-    print(f"    {vm['samples']:,} samples posted, VM rows {vm['vm_rows']:,.0f}, "
+    print(f"    {vm['samples']:,} samples posted, VM rows {vm['vm_rows']:,.0f}, timestamps kept: {vm['timestamps_kept']}, "
           f"{vm['import_cpu']:.1f}s VM CPU (import+flush), {vm['cpu_with_merge']:.1f}s incl. merges", flush=True)
 
     print("  sonde import openmetrics ...", flush=True)
