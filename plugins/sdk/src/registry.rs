@@ -40,6 +40,10 @@ pub(crate) struct Registry {
     /// Hash of (family, name, labels) → ids with that hash (almost always one).
     index: Index,
     epoch: u64,
+    /// Series ids in the order the previous collection emitted them: most plugins
+    /// emit in the same order every time, so the series at the same position is
+    /// checked first, without hashing.
+    last_order: Vec<u32>,
 }
 
 /// The output of one collection, handed to [`crate::Plugin::collect`].
@@ -236,6 +240,12 @@ impl<'a> Collection<'a> {
     }
 
     fn lookup_or_register(&mut self, family: u32, name: &str, labels: &[(&str, &str)]) -> u32 {
+        if let Some(&id) = self.reg.last_order.get(self.batch.ids.len())
+            && let Some(rec) = &self.reg.series[id as usize]
+            && rec.matches(family, name, labels)
+        {
+            return id;
+        }
         let hash = series_hash(family, name, labels);
         if let Some(ids) = self.reg.index.get(&hash) {
             for id in ids {
@@ -311,6 +321,7 @@ impl<'a> Collection<'a> {
                 self.batch.forget.push(id as u32);
             }
         }
+        self.reg.last_order.clone_from(&self.batch.ids);
         Ok(self.batch)
     }
 }
@@ -389,6 +400,24 @@ mod tests {
         assert_eq!(b2.ids, b1.ids);
         assert_eq!(b2.values, vec![1.0, 2.0]);
         assert!(b2.timestamps.is_empty());
+    }
+
+    #[test]
+    fn a_changed_emission_order_finds_the_same_series() {
+        let mut reg = Registry::default();
+        let b1 = collect(&mut reg, |c| {
+            c.gauge("a", "h", &[("x", "1")], 1.0);
+            c.gauge("a", "h", &[("x", "2")], 2.0);
+        })
+        .unwrap();
+        let b2 = collect(&mut reg, |c| {
+            c.gauge("a", "h", &[("x", "2")], 2.0);
+            c.gauge("a", "h", &[("x", "1")], 1.0);
+            c.gauge("a", "h", &[("x", "3")], 3.0);
+        })
+        .unwrap();
+        assert_eq!(b2.ids[..2], [b1.ids[1], b1.ids[0]]);
+        assert_eq!(b2.series.len(), 1, "only x=3 is new");
     }
 
     #[test]

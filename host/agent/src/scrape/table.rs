@@ -5,6 +5,33 @@
 use crate::storage::{Metadata, STALE_NAN, SeriesRef, Storage};
 use sonde_plugin_host::{Batch, MetricKind};
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Ids and refs are small integers chosen by the plugin and the store: one multiply
+/// hashes them well enough, and this table is on the per-sample path (SipHash cost
+/// more than the rest of it).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ *b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = (v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+type IdSet<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
 
 /// `batch.timestamps` value meaning "the collection's start time".
 const NOW: i64 = i64::MIN;
@@ -27,10 +54,10 @@ struct SeriesEntry {
 
 #[derive(Default)]
 pub struct SeriesTable {
-    families: HashSet<u32>,
-    series: HashMap<u32, SeriesEntry>,
+    families: IdSet<u32>,
+    series: IdMap<u32, SeriesEntry>,
     /// Storage ref → plugin id, to catch two ids with the same label set.
-    by_ref: HashMap<SeriesRef, u32>,
+    by_ref: IdMap<SeriesRef, u32>,
     /// Refs reported by the previous successful collection.
     present: Vec<SeriesRef>,
     round: u64,
@@ -179,16 +206,16 @@ impl SeriesTable {
         if !b.timestamps.is_empty() && b.timestamps.len() != b.ids.len() {
             return bad(format!("{} timestamps for {} samples", b.timestamps.len(), b.ids.len()));
         }
-        let mut new_families = HashMap::new();
+        let mut new_families: IdMap<u32, &String> = IdMap::default();
         for f in &b.families {
             if self.families.contains(&f.id) || new_families.insert(f.id, &f.name).is_some() {
                 return bad(format!("family id {} defined twice", f.id));
             }
             check_metric_name(&f.name).or_else(|e| bad(format!("family {:?}: {e}", f.name)))?;
         }
-        let mut new_series = HashMap::new();
+        let mut new_series: IdSet<u32> = IdSet::default();
         for s in &b.series {
-            if self.series.contains_key(&s.id) || new_series.insert(s.id, ()).is_some() {
+            if self.series.contains_key(&s.id) || !new_series.insert(s.id) {
                 return bad(format!("series id {} defined twice (forget it first)", s.id));
             }
             if !self.families.contains(&s.family) && !new_families.contains_key(&s.family) {
@@ -216,12 +243,12 @@ impl SeriesTable {
                 }
             }
         }
-        let mut seen = HashMap::with_capacity(b.ids.len());
+        let mut seen: IdSet<u32> = IdSet::with_capacity_and_hasher(b.ids.len(), Default::default());
         for id in &b.ids {
-            if !self.series.contains_key(id) && !new_series.contains_key(id) {
+            if !self.series.contains_key(id) && !new_series.contains(id) {
                 return bad(format!("sample for unknown series id {id}"));
             }
-            if seen.insert(*id, ()).is_some() {
+            if !seen.insert(*id) {
                 return bad(format!("series id {id} reported twice in one batch"));
             }
         }
