@@ -12,22 +12,52 @@ pub struct Family(u32);
 
 struct SeriesRec {
     family: u32,
-    name: Box<str>,
-    labels: Box<[(Box<str>, Box<str>)]>,
+    /// `series_hash` of the series, to find it in the index when it is released.
+    hash: u64,
+    /// Name and labels in one allocation: `name (0xFF label 0xFE value)*`. The two
+    /// separator bytes never occur in UTF-8, so the encoding is unambiguous; one buffer
+    /// instead of a string per label keeps the plugin's memory per series small.
+    key: Box<[u8]>,
     /// The collection in which this series was last emitted.
     seen: u64,
 }
 
 impl SeriesRec {
+    fn new(family: u32, hash: u64, name: &str, labels: &[(&str, &str)]) -> Self {
+        let len = name.len() + labels.iter().map(|(n, v)| n.len() + v.len() + 2).sum::<usize>();
+        let mut key = Vec::with_capacity(len);
+        key.extend_from_slice(name.as_bytes());
+        for (n, v) in labels {
+            key.push(0xFF);
+            key.extend_from_slice(n.as_bytes());
+            key.push(0xFE);
+            key.extend_from_slice(v.as_bytes());
+        }
+        SeriesRec {
+            family,
+            hash,
+            key: key.into_boxed_slice(),
+            seen: 0,
+        }
+    }
+
     fn matches(&self, family: u32, name: &str, labels: &[(&str, &str)]) -> bool {
-        self.family == family
-            && &*self.name == name
-            && self.labels.len() == labels.len()
-            && self
-                .labels
-                .iter()
-                .zip(labels)
-                .all(|((n, v), (n2, v2))| &**n == *n2 && &**v == *v2)
+        if self.family != family {
+            return false;
+        }
+        let Some(mut rest) = self.key.strip_prefix(name.as_bytes()) else {
+            return false;
+        };
+        for (n, v) in labels {
+            let Some(r) = rest.strip_prefix(&[0xFF]).and_then(|r| r.strip_prefix(n.as_bytes())) else {
+                return false;
+            };
+            let Some(r) = r.strip_prefix(&[0xFE]).and_then(|r| r.strip_prefix(v.as_bytes())) else {
+                return false;
+            };
+            rest = r;
+        }
+        rest.is_empty()
     }
 }
 
@@ -256,12 +286,7 @@ impl<'a> Collection<'a> {
                 }
             }
         }
-        let rec = SeriesRec {
-            family,
-            name: name.into(),
-            labels: labels.iter().map(|(n, v)| ((*n).into(), (*v).into())).collect(),
-            seen: 0,
-        };
+        let rec = SeriesRec::new(family, hash, name, labels);
         let id = match self.reg.free.pop() {
             Some(id) => {
                 self.reg.series[id as usize] = Some(rec);
@@ -310,7 +335,7 @@ impl<'a> Collection<'a> {
             let stale = matches!(&self.reg.series[id], Some(rec) if rec.seen != epoch);
             if stale {
                 let rec = self.reg.series[id].take().expect("checked above");
-                let hash = series_hash(rec.family, &rec.name, &borrow_labels(&rec.labels));
+                let hash = rec.hash;
                 if let Some(ids) = self.reg.index.get_mut(&hash) {
                     ids.retain(|i| *i as usize != id);
                     if ids.is_empty() {
@@ -330,7 +355,7 @@ impl Collection<'_> {
     fn rollback(&mut self) {
         for s in &self.batch.series {
             if let Some(rec) = self.reg.series[s.id as usize].take() {
-                let hash = series_hash(rec.family, &rec.name, &borrow_labels(&rec.labels));
+                let hash = rec.hash;
                 if let Some(ids) = self.reg.index.get_mut(&hash) {
                     ids.retain(|i| *i != s.id);
                     if ids.is_empty() {
@@ -351,10 +376,6 @@ fn with_extra<'l>(labels: &[(&'l str, &'l str)], name: &'l str, value: &'l str) 
     v.extend_from_slice(labels);
     v.push((name, value));
     v
-}
-
-fn borrow_labels(labels: &[(Box<str>, Box<str>)]) -> Vec<(&str, &str)> {
-    labels.iter().map(|(n, v)| (&**n, &**v)).collect()
 }
 
 fn render_labels(labels: &[(&str, &str)]) -> String {
