@@ -8,17 +8,18 @@ use crate::labels::Labels;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-/// Ranges of the compaction levels, as multiples of the head block range: with the
-/// default 5 min blocks, 5 min → 1 h → 6 h → 24 h.
-pub const LEVEL_MULTIPLES: [i64; 4] = [1, 12, 72, 288];
+/// Window sizes blocks are compacted into, smallest first: head blocks (2 min) → 1 h →
+/// 6 h → 24 h. Each is a multiple of the previous and of the head block range.
+pub const DEFAULT_RANGES: [Duration; 3] =
+    [Duration::from_secs(3600), Duration::from_secs(6 * 3600), Duration::from_secs(24 * 3600)];
 
 /// Picks the next window to compact: blocks of `blocks` (sorted by time) that lie in
-/// one aligned window of a level above 1, where the window ends at or before
+/// one aligned window of one of `ranges` (ms), where the window ends at or before
 /// `complete_before` (no more data can arrive there). Returns the window and its blocks.
-pub fn plan(blocks: &[Arc<Block>], block_range: i64, complete_before: i64) -> Option<(i64, i64, Vec<Arc<Block>>)> {
-    for mult in LEVEL_MULTIPLES.iter().skip(1) {
-        let range = block_range * mult;
+pub fn plan(blocks: &[Arc<Block>], ranges: &[i64], complete_before: i64) -> Option<(i64, i64, Vec<Arc<Block>>)> {
+    for &range in ranges {
         let mut groups: BTreeMap<i64, Vec<Arc<Block>>> = BTreeMap::new();
         for b in blocks {
             let start = b.meta.min_time.div_euclid(range) * range;

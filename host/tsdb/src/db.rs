@@ -3,7 +3,7 @@
 //! the newest checkpoint) and the head is what it was at the last sync.
 //!
 //! Maintenance (`Db::maintain`, every few seconds): when the head spans 1.5 block
-//! ranges, its oldest full range is written as a block and dropped from the head, and
+//! ranges (2 min), its oldest full range is written as a block and dropped from the head, and
 //! the WAL is checkpointed past it; blocks of a complete larger window are compacted;
 //! blocks past the retention time, or the oldest ones beyond the size limit, are
 //! deleted. Queries merge the head and every overlapping block.
@@ -28,8 +28,11 @@ pub struct Options {
     /// (None: no size limit).
     pub retention_size: Option<u64>,
     /// Time range of the blocks cut from the head; the head holds up to 1.5× this.
-    /// Short, so the head's memory per series stays small.
+    /// Short, so the head's memory per series stays small at 1 s scrapes.
     pub block_range: Duration,
+    /// Windows blocks are compacted into (each a multiple of the previous and of
+    /// `block_range`).
+    pub compaction_ranges: Vec<Duration>,
     /// How far behind the newest sample an out-of-order sample is still accepted
     /// (0 = never, as Prometheus by default).
     pub out_of_order_window: Duration,
@@ -41,7 +44,8 @@ impl Default for Options {
         Options {
             retention: Duration::from_secs(15 * 24 * 3600),
             retention_size: None,
-            block_range: Duration::from_secs(5 * 60),
+            block_range: Duration::from_secs(2 * 60),
+            compaction_ranges: crate::compact::DEFAULT_RANGES.to_vec(),
             out_of_order_window: Duration::ZERO,
             wal: Default::default(),
         }
@@ -431,7 +435,8 @@ impl Db {
         let complete_before = self.head.min_valid_time();
         loop {
             let snapshot = self.blocks.read().unwrap().clone();
-            let Some((start, end, sources)) = crate::compact::plan(&snapshot, self.block_range_ms(), complete_before)
+            let ranges: Vec<i64> = self.opts.compaction_ranges.iter().map(|r| r.as_millis() as i64).collect();
+            let Some((start, end, sources)) = crate::compact::plan(&snapshot, &ranges, complete_before)
             else {
                 return Ok(());
             };
@@ -688,6 +693,7 @@ mod tests {
     fn block_opts() -> Options {
         Options {
             block_range: Duration::from_secs(10),
+            compaction_ranges: vec![Duration::from_secs(120), Duration::from_secs(600)],
             ..Default::default()
         }
     }
