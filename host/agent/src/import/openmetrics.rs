@@ -107,6 +107,12 @@ impl MetricType {
     }
 }
 
+impl std::fmt::Display for MetricType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why the input was rejected. Parsing stops at the first error, as promtool's does.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
