@@ -355,7 +355,7 @@ async fn serve(cfg: config::Config) -> Result<()> {
     };
     tracing::info!(addr = %cfg.listen, plugins = %cfg.plugins_origin, targets = cfg.targets.len(), "sonde {} starting", env!("CARGO_PKG_VERSION"));
     let scrapers = scrape::load_targets(&cfg, &engine, &opts).await;
-    release_compiler_memory();
+    release_freed_memory();
     let state = Arc::new(api::AppState {
         targets: scrapers.iter().map(|s| s.target.clone()).collect(),
         head: head.clone(),
@@ -398,9 +398,9 @@ fn limit_malloc_arenas() {
     }
 }
 
-/// Compiling plugins (Cranelift) allocates tens of MB that glibc keeps in its arenas
-/// after they are freed; hand it back so a cold start idles as lean as a cached one.
-fn release_compiler_memory() {
+/// Hands freed heap back to the OS: compiling plugins (Cranelift, when done in
+/// process) and cutting blocks allocate tens of MB that glibc would otherwise keep.
+fn release_freed_memory() {
     // SAFETY: malloc_trim only releases free heap memory; no pointers are invalidated.
     unsafe {
         libc::malloc_trim(0);
@@ -421,7 +421,12 @@ async fn maintain_storage(head: Arc<storage::Storage>, mut shutdown: tokio::sync
             _ = retention.tick() => {
                 let h = head.clone();
                 let now = scrape::now_ms(SystemTime::now());
-                let _ = tokio::task::spawn_blocking(move || h.maintain(now)).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    h.maintain(now);
+                    // Cutting a block builds every series' samples in temporary buffers.
+                    release_freed_memory();
+                })
+                .await;
             }
             _ = shutdown.changed() => return,
         }

@@ -12,8 +12,11 @@ use std::time::Duration;
 
 /// Window sizes blocks are compacted into, smallest first: head blocks (2 min) → 1 h →
 /// 6 h → 24 h. Each is a multiple of the previous and of the head block range.
-pub const DEFAULT_RANGES: [Duration; 3] =
-    [Duration::from_secs(3600), Duration::from_secs(6 * 3600), Duration::from_secs(24 * 3600)];
+pub const DEFAULT_RANGES: [Duration; 3] = [
+    Duration::from_secs(3600),
+    Duration::from_secs(6 * 3600),
+    Duration::from_secs(24 * 3600),
+];
 
 /// Picks the next window to compact: blocks of `blocks` (sorted by time) that lie in
 /// one aligned window of one of `ranges` (ms), where the window ends at or before
@@ -41,18 +44,19 @@ pub fn plan(blocks: &[Arc<Block>], ranges: &[i64], complete_before: i64) -> Opti
 /// Writes the merge of `sources` as one block covering `[min_time, max_time)`.
 pub fn merge(blocks_dir: &Path, min_time: i64, max_time: i64, sources: &[Arc<Block>]) -> Result<PathBuf, BlockError> {
     let level = sources.iter().map(|b| b.meta.level).max().unwrap_or(1) + 1;
+    let indexes = sources.iter().map(|b| b.index()).collect::<Result<Vec<_>, _>>()?;
     // Every label set, sorted, with the blocks that hold it.
     let mut series: BTreeMap<Labels, Vec<(usize, usize)>> = BTreeMap::new();
-    for (bi, b) in sources.iter().enumerate() {
-        for (si, l) in b.series_labels().iter().enumerate() {
-            series.entry(l.clone()).or_default().push((bi, si));
+    for (bi, idx) in indexes.iter().enumerate() {
+        for si in 0..idx.len() {
+            series.entry(idx.labels(si)).or_default().push((bi, si));
         }
     }
     let mut w = BlockWriter::new(blocks_dir, min_time, max_time, level)?;
     for (labels, holders) in &series {
         let mut samples: Vec<(i64, f64)> = Vec::new();
         for &(bi, si) in holders {
-            samples.extend(sources[bi].series_samples(si)?);
+            samples.extend(sources[bi].series_samples(&indexes[bi], si)?);
         }
         if holders.len() > 1 {
             samples.sort_by_key(|(t, _)| *t);

@@ -10,7 +10,7 @@
 
 use crate::block::{Block, BlockError};
 use crate::head::{AppendOutcome, Head, Metadata, Rejected, SeriesSamples};
-use crate::labels::{Interner, Labels};
+use crate::labels::Labels;
 use crate::postings::SeriesRef;
 use crate::wal::{self, RecordRef, Wal, WalError, WalStats};
 use promql_parser::label::Matcher;
@@ -132,7 +132,6 @@ pub struct Db {
     _lock: DirLock,
     head: Head,
     blocks: RwLock<Vec<Arc<Block>>>,
-    interner: Mutex<Interner>,
     /// One maintenance run at a time.
     maintenance: Mutex<()>,
     pub stats: DbStats,
@@ -146,7 +145,7 @@ const BLOCKS_DIR: &str = "blocks";
 
 /// Opens every block under `dir`; removes leftovers of interrupted writes; a damaged
 /// block is skipped with a warning (and left for inspection) rather than failing.
-fn open_blocks(dir: &Path, interner: &mut Interner) -> Result<Vec<Arc<Block>>, DbError> {
+fn open_blocks(dir: &Path) -> Result<Vec<Arc<Block>>, DbError> {
     std::fs::create_dir_all(dir).map_err(|source| BlockError::Io {
         dir: dir.display().to_string(),
         source,
@@ -167,7 +166,7 @@ fn open_blocks(dir: &Path, interner: &mut Interner) -> Result<Vec<Arc<Block>>, D
         if !name.starts_with("b-") {
             continue;
         }
-        match Block::open(&path, interner) {
+        match Block::open(&path) {
             Ok(b) => blocks.push(Arc::new(b)),
             Err(e) => tracing::warn!("skipping unreadable block: {e}"),
         }
@@ -213,8 +212,7 @@ impl Db {
     pub fn open(dir: &Path, opts: Options) -> Result<Db, DbError> {
         let started = std::time::Instant::now();
         let lock = DirLock::acquire(dir)?;
-        let mut interner = Interner::default();
-        let blocks = open_blocks(&dir.join(BLOCKS_DIR), &mut interner)?;
+        let blocks = open_blocks(&dir.join(BLOCKS_DIR))?;
         let head = Head::new(opts.out_of_order_window.as_millis() as i64);
         let (wal, replay) = Wal::open(&dir.join("wal"), opts.wal.clone(), |rec| match rec {
             RecordRef::Series { ref_, labels } => {
@@ -255,7 +253,6 @@ impl Db {
             _lock: lock,
             head,
             blocks: RwLock::new(blocks),
-            interner: Mutex::new(interner),
             maintenance: Mutex::new(()),
             stats: DbStats::default(),
             wal: Mutex::new(wal),
@@ -399,7 +396,7 @@ impl Db {
             let series = self.head.range_for_block(start, end);
             if !series.is_empty() {
                 let dir = crate::block::write_block(&self.dir.join(BLOCKS_DIR), start, end, 1, &series)?;
-                let block = Block::open(&dir, &mut self.interner.lock().unwrap())?;
+                let block = Block::open(&dir)?;
                 self.add_block(block);
                 self.stats.blocks_written.fetch_add(1, Ordering::Relaxed);
             }
@@ -435,13 +432,17 @@ impl Db {
         let complete_before = self.head.min_valid_time();
         loop {
             let snapshot = self.blocks.read().unwrap().clone();
-            let ranges: Vec<i64> = self.opts.compaction_ranges.iter().map(|r| r.as_millis() as i64).collect();
-            let Some((start, end, sources)) = crate::compact::plan(&snapshot, &ranges, complete_before)
-            else {
+            let ranges: Vec<i64> = self
+                .opts
+                .compaction_ranges
+                .iter()
+                .map(|r| r.as_millis() as i64)
+                .collect();
+            let Some((start, end, sources)) = crate::compact::plan(&snapshot, &ranges, complete_before) else {
                 return Ok(());
             };
             let dir = crate::compact::merge(&self.dir.join(BLOCKS_DIR), start, end, &sources)?;
-            let merged = Block::open(&dir, &mut self.interner.lock().unwrap())?;
+            let merged = Block::open(&dir)?;
             {
                 let mut blocks = self.blocks.write().unwrap();
                 blocks.retain(|b| !sources.iter().any(|s| Arc::ptr_eq(s, b)));

@@ -8,7 +8,7 @@ mod index;
 mod reader;
 mod writer;
 
-pub use reader::Block;
+pub use reader::{Block, BlockIndex};
 pub use writer::{BlockWriter, write_block};
 
 use serde::{Deserialize, Serialize};

@@ -1,29 +1,69 @@
-//! Reading a block: the index is loaded at open (label sets and the postings built
-//! from them); sample columns are read from `chunks` on demand.
+//! Reading a block. Only `meta.json` stays in memory: the index is read and checked
+//! at open, then read again per query (it is small: a few bytes per series) — keeping
+//! every block's label sets and postings resident would cost more memory per series
+//! than the head, with a block every 2 minutes.
 
 use super::index::{self, Entry};
 use super::{BlockError, CHUNKS_FILE, INDEX_FILE, META_FILE, Meta};
 use crate::chunk::decode_columns;
 use crate::head::SeriesSamples;
-use crate::labels::{Interner, Labels};
-use crate::postings::Postings;
+use crate::labels::Labels;
+use crate::postings::matcher_matches;
 use promql_parser::label::Matcher;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub struct Block {
     pub dir: PathBuf,
     pub meta: Meta,
-    labels: Vec<Labels>,
-    entries: Vec<Entry>,
-    postings: Postings,
     chunks: std::fs::File,
     /// Bytes on disk (index + chunks + meta).
     pub size: u64,
 }
 
+/// A block's index, decoded for one query or one compaction.
+pub struct BlockIndex {
+    symbols: Vec<Arc<str>>,
+    entries: Vec<Entry>,
+}
+
+impl BlockIndex {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The value of label `name` of series `i` ("" when absent, as in Prometheus).
+    fn value(&self, i: usize, name: &str) -> &str {
+        self.entries[i]
+            .labels
+            .iter()
+            .find(|(n, _)| &*self.symbols[*n as usize] == name)
+            .map_or("", |(_, v)| &self.symbols[*v as usize])
+    }
+
+    fn matches(&self, i: usize, matchers: &[Matcher]) -> bool {
+        matchers.iter().all(|m| matcher_matches(m, self.value(i, &m.name)))
+    }
+
+    pub fn labels(&self, i: usize) -> Labels {
+        let e = &self.entries[i];
+        Labels::from_pairs(
+            e.labels
+                .iter()
+                .map(|(n, v)| (self.symbols[*n as usize].clone(), self.symbols[*v as usize].clone()))
+                .collect(),
+        )
+    }
+}
+
 impl Block {
-    pub fn open(dir: &Path, interner: &mut Interner) -> Result<Block, BlockError> {
+    /// Opens a block, checking its meta and index (checksum, bounds) once.
+    pub fn open(dir: &Path) -> Result<Block, BlockError> {
         let name = dir.display().to_string();
         let io = |source| BlockError::Io {
             dir: name.clone(),
@@ -35,35 +75,38 @@ impl Block {
         };
         let meta_bytes = std::fs::read(dir.join(META_FILE)).map_err(io)?;
         let meta: Meta = serde_json::from_slice(&meta_bytes).map_err(|e| corrupt(format!("meta.json: {e}")))?;
-        let index_bytes = std::fs::read(dir.join(INDEX_FILE)).map_err(io)?;
-        let (symbols, entries) = index::decode(&index_bytes, meta.min_time).map_err(corrupt)?;
         let chunks = std::fs::File::open(dir.join(CHUNKS_FILE)).map_err(io)?;
         let chunks_len = chunks.metadata().map_err(io)?.len();
-        if entries.iter().any(|e| e.offset.saturating_add(e.length) > chunks_len) {
-            return Err(corrupt("index points past the end of the chunks file".into()));
-        }
-        let syms: Vec<_> = symbols.iter().map(|s| interner.intern(s)).collect();
-        let mut postings = Postings::default();
-        let mut labels = Vec::with_capacity(entries.len());
-        for (i, e) in entries.iter().enumerate() {
-            let l = Labels::from_pairs(
-                e.labels
-                    .iter()
-                    .map(|(n, v)| (syms[*n as usize].clone(), syms[*v as usize].clone()))
-                    .collect(),
-            );
-            postings.add(i as u64, l.pairs());
-            labels.push(l);
-        }
-        let size = chunks_len + index_bytes.len() as u64 + meta_bytes.len() as u64;
-        Ok(Block {
+        let index_len = std::fs::metadata(dir.join(INDEX_FILE)).map_err(io)?.len();
+        let block = Block {
             dir: dir.to_path_buf(),
             meta,
-            labels,
-            entries,
-            postings,
             chunks,
-            size,
+            size: chunks_len + index_len + meta_bytes.len() as u64,
+        };
+        let idx = block.index()?;
+        if idx
+            .entries
+            .iter()
+            .any(|e| e.offset.saturating_add(e.length) > chunks_len)
+        {
+            return Err(corrupt("index points past the end of the chunks file".into()));
+        }
+        Ok(block)
+    }
+
+    /// Reads and decodes the index.
+    pub fn index(&self) -> Result<BlockIndex, BlockError> {
+        let name = self.dir.display().to_string();
+        let bytes = std::fs::read(self.dir.join(INDEX_FILE)).map_err(|source| BlockError::Io {
+            dir: name.clone(),
+            source,
+        })?;
+        let (symbols, entries) =
+            index::decode(&bytes, self.meta.min_time).map_err(|what| BlockError::Corrupt { dir: name, what })?;
+        Ok(BlockIndex {
+            symbols: symbols.into_iter().map(Arc::from).collect(),
+            entries,
         })
     }
 
@@ -71,13 +114,19 @@ impl Block {
         self.meta.min_time <= maxt && self.meta.max_time > mint
     }
 
-    /// Series matching `matchers` with their samples in `[mint, maxt]`. A column that
-    /// cannot be read or decoded is skipped with a warning (the rest stays readable).
+    /// Series matching `matchers` with their samples in `[mint, maxt]`. An unreadable
+    /// index or column is skipped with a warning (the rest stays readable).
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
+        let idx = match self.index() {
+            Ok(idx) => idx,
+            Err(e) => {
+                tracing::warn!("{e}");
+                return Vec::new();
+            }
+        };
         let mut out = Vec::new();
-        for i in self.postings.select(matchers) {
-            let e = &self.entries[i as usize];
-            if e.max_t < mint || e.min_t > maxt {
+        for (i, e) in idx.entries.iter().enumerate() {
+            if e.max_t < mint || e.min_t > maxt || !idx.matches(i, matchers) {
                 continue;
             }
             match self.read_column(e) {
@@ -86,26 +135,21 @@ impl Block {
                         samples.into_iter().filter(|(t, _)| *t >= mint && *t <= maxt).collect();
                     if !samples.is_empty() {
                         out.push(SeriesSamples {
-                            series_ref: i,
-                            labels: self.labels[i as usize].clone(),
+                            series_ref: i as u64,
+                            labels: idx.labels(i),
                             samples,
                         });
                     }
                 }
-                Err(what) => tracing::warn!(block = %self.dir.display(), series = ?self.labels[i as usize], "{what}"),
+                Err(what) => tracing::warn!(block = %self.dir.display(), series = ?idx.labels(i), "{what}"),
             }
         }
         out
     }
 
-    /// Label sets of the block's series, in index order (sorted).
-    pub fn series_labels(&self) -> &[Labels] {
-        &self.labels
-    }
-
-    /// All samples of the series at index position `i` (for compaction).
-    pub fn series_samples(&self, i: usize) -> Result<Vec<(i64, f64)>, BlockError> {
-        self.read_column(&self.entries[i]).map_err(|what| BlockError::Corrupt {
+    /// All samples of the series at index position `i` of `idx` (for compaction).
+    pub fn series_samples(&self, idx: &BlockIndex, i: usize) -> Result<Vec<(i64, f64)>, BlockError> {
+        self.read_column(&idx.entries[i]).map_err(|what| BlockError::Corrupt {
             dir: self.dir.display().to_string(),
             what,
         })
@@ -119,14 +163,6 @@ impl Block {
         let (ts, vs) = decode_columns(&buf).map_err(|err| format!("corrupt column: {err}"))?;
         Ok(ts.into_iter().zip(vs).collect())
     }
-
-    pub fn label_names(&self) -> Vec<std::sync::Arc<str>> {
-        self.postings.label_names()
-    }
-
-    pub fn label_values(&self, name: &str) -> Vec<std::sync::Arc<str>> {
-        self.postings.label_values(name)
-    }
 }
 
 #[cfg(test)]
@@ -135,7 +171,7 @@ mod tests {
     use crate::block::write_block;
 
     fn series(pairs: &[(&str, &str)], samples: Vec<(i64, f64)>) -> SeriesSamples {
-        let mut i = Interner::default();
+        let mut i = crate::labels::Interner::default();
         let labels = Labels::from_pairs(pairs.iter().map(|(n, v)| (i.intern(n), i.intern(v))).collect());
         SeriesSamples {
             series_ref: 0,
@@ -170,7 +206,7 @@ mod tests {
         ];
         input.sort_by(|a, b| a.labels.cmp(&b.labels));
         let path = write_block(dir.path(), 0, 100_000, 1, &input).unwrap();
-        let b = Block::open(&path, &mut Interner::default()).unwrap();
+        let b = Block::open(&path).unwrap();
         assert_eq!((b.meta.series, b.meta.samples), (3, 103));
         let got = b.select(&sel(r#"a{job="x"}"#), 10_000, 12_000);
         assert_eq!(got.len(), 1);
@@ -195,7 +231,7 @@ mod tests {
         let mid = b.len() / 2;
         b[mid] ^= 1;
         std::fs::write(&idx, b).unwrap();
-        let err = Block::open(&path, &mut Interner::default()).err().expect("corrupt");
+        let err = Block::open(&path).err().expect("corrupt");
         assert!(err.to_string().contains("checksum"), "{err}");
     }
 }
