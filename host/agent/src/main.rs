@@ -272,11 +272,13 @@ fn import_openmetrics(args: &RunArgs, file: &std::path::Path) -> Result<ExitCode
     let data_dir = args.data_dir.clone().unwrap_or_else(|| "data".into());
     let s = import::import_openmetrics(file, &data_dir).map_err(anyhow::Error::msg)?;
     println!(
-        "imported {} samples of {} series into {} block(s) in {:.2} s",
+        "imported {} samples of {} series into {} block(s) in {:.2} s ({} duplicate samples dropped, {} exemplars skipped)",
         s.samples,
         s.series,
         s.blocks,
-        s.took.as_secs_f64()
+        s.took.as_secs_f64(),
+        s.duplicates,
+        s.exemplars_skipped
     );
     Ok(ExitCode::SUCCESS)
 }

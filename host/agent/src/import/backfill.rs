@@ -22,6 +22,9 @@ const WINDOW: Duration = Duration::from_secs(6 * 3600);
 #[derive(Debug, Default)]
 pub struct ImportStats {
     pub samples: u64,
+    /// Exact repeats of a sample (same series, time and value), dropped as promtool does.
+    pub duplicates: u64,
+    pub exemplars_skipped: u64,
     pub series: u64,
     pub blocks: u64,
     pub took: Duration,
@@ -41,10 +44,12 @@ pub fn import_openmetrics(file: &Path, data_dir: &Path) -> Result<ImportStats, S
     // The store is opened for its lock (no sonde may run on the directory meanwhile)
     // and to record metadata; blocks are written next to its own.
     let db = Db::open(data_dir, Options::default()).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-    let (min_t, max_t, samples) = first_pass(file, &db)?;
+    let (min_t, max_t, samples, duplicates, exemplars_skipped) = first_pass(file, &db)?;
     let window = WINDOW.as_millis() as i64;
     let mut stats = ImportStats {
         samples,
+        duplicates,
+        exemplars_skipped,
         ..Default::default()
     };
     if samples == 0 {
@@ -67,7 +72,7 @@ pub fn import_openmetrics(file: &Path, data_dir: &Path) -> Result<ImportStats, S
 
 /// Validates the whole file (the parser enforces promtool's rules), finds its time
 /// range and records family metadata.
-fn first_pass(file: &Path, db: &Db) -> Result<(i64, i64, u64), String> {
+fn first_pass(file: &Path, db: &Db) -> Result<(i64, i64, u64, u64, u64), String> {
     let mut p = open(file)?;
     let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
     let mut meta: HashMap<String, (MetricType, String, String)> = HashMap::new();
@@ -112,7 +117,7 @@ fn first_pass(file: &Path, db: &Db) -> Result<(i64, i64, u64), String> {
             db.set_metadata(&name, m.clone()).map_err(|e| e.to_string())?;
         }
     }
-    Ok((min_t, max_t, p.samples()))
+    Ok((min_t, max_t, p.samples(), p.duplicates_dropped(), p.exemplars_skipped()))
 }
 
 fn sample_names(family: &str, kind: &str) -> Vec<String> {
