@@ -369,7 +369,12 @@ async fn serve(cfg: config::Config) -> Result<()> {
     for s in scrapers {
         tasks.push(tokio::spawn(s.run(head.clone(), shutdown_rx.clone())));
     }
-    tokio::spawn(maintain_storage(head.clone(), shutdown_rx.clone()));
+    let fsync_every = cfg
+        .sonde
+        .storage
+        .wal_fsync_interval
+        .map_or(Duration::from_secs(10), |d| d.0);
+    tokio::spawn(maintain_storage(head.clone(), fsync_every, shutdown_rx.clone()));
     state.ready.store(true, Ordering::Relaxed);
     let app = api::router(state);
     let mut rx = shutdown_rx.clone();
@@ -409,14 +414,21 @@ fn release_freed_memory() {
     }
 }
 
-/// Syncs the WAL every second (the durability window); every 10 s cuts full head
-/// ranges into blocks, compacts and applies retention.
-async fn maintain_storage(head: Arc<storage::Storage>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let mut sync = tokio::time::interval(Duration::from_secs(1));
+/// Every second hands the WAL buffer to the OS (samples then survive the process being
+/// killed); every `wal_fsync_interval` fsyncs it (survives power loss); every 10 s cuts
+/// full head ranges into blocks, compacts and applies retention.
+async fn maintain_storage(
+    head: Arc<storage::Storage>,
+    fsync_every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut flush = tokio::time::interval(Duration::from_secs(1));
+    let mut fsync = tokio::time::interval(fsync_every);
     let mut retention = tokio::time::interval(Duration::from_secs(10));
     loop {
         tokio::select! {
-            _ = sync.tick() => {
+            _ = flush.tick() => head.flush(),
+            _ = fsync.tick() => {
                 let h = head.clone();
                 let _ = tokio::task::spawn_blocking(move || h.sync()).await;
             }

@@ -353,8 +353,14 @@ impl Db {
         Ok(())
     }
 
-    /// Makes everything appended so far durable (call every `wal.sync_interval`). The
-    /// fsync runs without holding the append lock.
+    /// Hands everything appended so far to the OS: it then survives the process being
+    /// killed (not a power loss). Cheap; the daemon calls it every second.
+    pub fn flush(&self) -> Result<(), DbError> {
+        Ok(self.wal.lock().unwrap().flush()?)
+    }
+
+    /// Makes everything appended so far durable, power loss included (call every
+    /// `wal.sync_interval`). The fsync runs without holding the append lock.
     pub fn sync(&self) -> Result<u64, DbError> {
         let pending = self.wal.lock().unwrap().begin_sync()?;
         Ok(pending.fsync()?)

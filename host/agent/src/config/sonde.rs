@@ -42,6 +42,10 @@ pub struct StorageConfig {
     /// How far behind the newest sample an out-of-order sample is still accepted
     /// (default 0: out-of-order samples are rejected, as in Prometheus).
     pub out_of_order_window: Option<PromDuration>,
+    /// How often the WAL is fsynced (default 10s): the most a power loss can take.
+    /// Independently, the WAL is handed to the OS every second, so a crash of sonde
+    /// itself loses at most one second.
+    pub wal_fsync_interval: Option<PromDuration>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -102,6 +102,12 @@ impl Storage {
         }
     }
 
+    pub fn flush(&self) {
+        if let Err(e) = self.db.flush() {
+            tracing::error!("{}", self.failed("write the WAL", e));
+        }
+    }
+
     pub fn sync(&self) {
         if let Err(e) = self.db.sync() {
             tracing::error!("{}", self.failed("sync the WAL", e));
