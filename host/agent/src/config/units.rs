@@ -78,7 +78,7 @@ impl fmt::Display for PromDuration {
             ("ms", 1, false),
         ];
         for (unit, size, exact) in units {
-            if (exact && ms % size != 0) || ms < size {
+            if (exact && !ms.is_multiple_of(size)) || ms < size {
                 continue;
             }
             write!(f, "{}{unit}", ms / size)?;

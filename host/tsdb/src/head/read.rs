@@ -145,17 +145,17 @@ impl Head {
 /// one chunk straddling `t` is re-encoded.
 fn drop_before(s: &mut MemSeries, t: i64) {
     s.chunks.retain(|c| c.max_t >= t);
-    if let Some(first) = s.chunks.first() {
-        if first.min_t < t {
-            let mut n = HeadChunk::new();
-            for (st, v) in first.iter().filter(|(st, _)| *st >= t) {
-                n.append(st, v);
-            }
-            match ClosedChunk::freeze(&n) {
-                Some(c) => s.chunks[0] = c,
-                None => {
-                    s.chunks.remove(0);
-                }
+    if let Some(first) = s.chunks.first()
+        && first.min_t < t
+    {
+        let mut n = HeadChunk::new();
+        for (st, v) in first.iter().filter(|(st, _)| *st >= t) {
+            n.append(st, v);
+        }
+        match ClosedChunk::freeze(&n) {
+            Some(c) => s.chunks[0] = c,
+            None => {
+                s.chunks.remove(0);
             }
         }
     }
