@@ -17,9 +17,7 @@ const SAMPLES: usize = 7200; // 2 h at 1 s
 const GORILLA_CHUNK: usize = 120;
 const START_MS: i64 = 1_767_225_600_000;
 
-#[path = "support/rng.rs"]
-mod rng;
-use rng::Rng;
+use sonde_tsdb::testing::Rng;
 
 fn regular_times() -> Vec<i64> {
     (0..SAMPLES as i64).map(|i| START_MS + i * 1000).collect()

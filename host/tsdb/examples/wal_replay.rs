@@ -21,9 +21,7 @@ const START_MS: i64 = 1_767_225_600_000;
 const PROMETHEUS_REPLAY: f64 = 1.16e6;
 const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 
-#[path = "support/rng.rs"]
-mod rng;
-use rng::Rng;
+use sonde_tsdb::testing::Rng;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -15,4 +15,6 @@ pub mod db;
 pub mod head;
 pub mod labels;
 pub mod postings;
+#[doc(hidden)]
+pub mod testing;
 pub mod wal;

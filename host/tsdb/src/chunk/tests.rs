@@ -2,21 +2,7 @@
 
 pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 
-/// Small deterministic generator for test inputs.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+pub use crate::testing::Rng;
 
 /// Values chosen to break codecs: every special, extremes, subnormals, values at the edges of the
 /// decimal detection.

@@ -1,5 +1,5 @@
-//! splitmix64: small, deterministic, good enough for benchmark data (shared by the
-//! examples through `#[path]`, so none needs a `rand` dependency).
+//! Deterministic data for tests, examples and benchmarks (splitmix64): small and good
+//! enough for test inputs, so nothing needs a `rand` dependency.
 
 pub struct Rng(pub u64);
 
