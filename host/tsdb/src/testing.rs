@@ -3,7 +3,7 @@
 
 pub struct Rng(pub u64);
 
-#[allow(dead_code, reason = "each example uses a subset")]
+#[allow(clippy::should_implement_trait, reason = "an infinite generator, not an iterator of items")]
 impl Rng {
     pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
