@@ -3,7 +3,10 @@
 
 pub struct Rng(pub u64);
 
-#[allow(clippy::should_implement_trait, reason = "an infinite generator, not an iterator of items")]
+#[allow(
+    clippy::should_implement_trait,
+    reason = "an infinite generator, not an iterator of items"
+)]
 impl Rng {
     pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
