@@ -208,6 +208,20 @@ fn family_of(sample_name: &str, kind: &str) -> String {
         .to_string()
 }
 
+fn insert_str(set: &mut std::collections::BTreeSet<String>, s: &str) {
+    if !set.contains(s) {
+        set.insert(s.to_string());
+    }
+}
+
+/// Whether a head series has a sample in `[mint, maxt]`, judged from its chunks' time
+/// ranges without decoding them.
+fn has_samples_in(s: &crate::head::MemSeries, mint: i64, maxt: i64) -> bool {
+    s.chunks.iter().any(|c| c.min_t <= maxt && c.max_t >= mint)
+        || (s.open.first_time().is_some_and(|f| f <= maxt) && s.open.last_time().is_some_and(|l| l >= mint))
+        || s.ooo.iter().any(|(t, _)| *t >= mint && *t <= maxt)
+}
+
 impl Db {
     pub fn open(dir: &Path, opts: Options) -> Result<Db, DbError> {
         let started = std::time::Instant::now();
@@ -555,6 +569,132 @@ impl Db {
         self.head.series_labels(matchers)
     }
 
+    /// Every sample name's metadata, sorted by name (`/api/v1/metadata`).
+    pub fn all_metadata(&self) -> Vec<(String, Metadata)> {
+        let mut all = self.head.all_metadata();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Blocks holding samples in `[mint, maxt]`, oldest first.
+    fn blocks_in(&self, mint: i64, maxt: i64) -> Vec<Arc<Block>> {
+        self.blocks
+            .read()
+            .unwrap()
+            .iter()
+            .filter(|b| b.overlaps(mint, maxt))
+            .cloned()
+            .collect()
+    }
+
+    /// Calls `f` with the labels of every series that matches any of `sets` (every
+    /// series when `sets` is empty) and has samples in `[mint, maxt]`, block by block
+    /// and then the head; a series held in several places is visited once per place.
+    fn for_each_series(
+        &self,
+        sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+        f: &mut dyn FnMut(&mut dyn Iterator<Item = (&str, &str)>),
+    ) {
+        for b in self.blocks_in(mint, maxt) {
+            match b.index() {
+                Ok(idx) => {
+                    for i in idx.matching(sets, mint, maxt) {
+                        f(&mut idx.label_pairs(i));
+                    }
+                }
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        let g = self.head.inner.read().unwrap();
+        let mut visit = |r: &SeriesRef| {
+            if let Some(s) = g.series.get(r).filter(|s| has_samples_in(s, mint, maxt)) {
+                f(&mut s.labels.iter());
+            }
+        };
+        if sets.is_empty() {
+            g.postings.select(&[]).iter().for_each(&mut visit);
+        } else {
+            let mut refs: Vec<SeriesRef> = sets.iter().flat_map(|set| g.postings.select(set)).collect();
+            refs.sort_unstable();
+            refs.dedup();
+            refs.iter().for_each(&mut visit);
+        }
+    }
+
+    /// Label sets of the series that match any of `sets` (every series when empty)
+    /// with samples in `[mint, maxt]`, from the blocks and the head, sorted, each once
+    /// (`/api/v1/series`).
+    pub fn series(&self, sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<Labels> {
+        let mut out = std::collections::BTreeSet::new();
+        self.for_each_series(sets, mint, maxt, &mut |pairs| {
+            out.insert(Labels::from_pairs(
+                pairs.map(|(n, v)| (Arc::from(n), Arc::from(v))).collect(),
+            ));
+        });
+        out.into_iter().collect()
+    }
+
+    /// Whether the head has samples in `[mint, maxt]`.
+    fn head_overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.head.time_range().is_some_and(|(lo, hi)| lo <= maxt && hi >= mint)
+    }
+
+    /// Label names of the series [`Db::series`] would return, sorted (`/api/v1/labels`).
+    /// Without matchers the head answers from its postings, like Prometheus: every name
+    /// of the head counts once the head overlaps the range.
+    pub fn label_names(&self, sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<String> {
+        let mut out = std::collections::BTreeSet::new();
+        if sets.is_empty() {
+            self.for_each_block_series(mint, maxt, &mut |pairs| {
+                pairs.for_each(|(n, _)| insert_str(&mut out, n));
+            });
+            if self.head_overlaps(mint, maxt) {
+                out.extend(self.head.label_names().iter().map(|n| n.to_string()));
+            }
+        } else {
+            self.for_each_series(sets, mint, maxt, &mut |pairs| {
+                pairs.for_each(|(n, _)| insert_str(&mut out, n));
+            });
+        }
+        out.into_iter().collect()
+    }
+
+    /// Values of label `name` of the series [`Db::series`] would return, sorted
+    /// (`/api/v1/label/<name>/values`; `__name__` lists the metric names).
+    pub fn label_values(&self, name: &str, sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<String> {
+        let mut out = std::collections::BTreeSet::new();
+        let mut add = |mut pairs: &mut dyn Iterator<Item = (&str, &str)>| {
+            if let Some((_, v)) = Iterator::find(&mut pairs, |(n, _)| *n == name) {
+                insert_str(&mut out, v);
+            }
+        };
+        if sets.is_empty() {
+            self.for_each_block_series(mint, maxt, &mut add);
+            if self.head_overlaps(mint, maxt) {
+                out.extend(self.head.label_values(name).iter().map(|v| v.to_string()));
+            }
+        } else {
+            self.for_each_series(sets, mint, maxt, &mut add);
+        }
+        out.into_iter().collect()
+    }
+
+    /// [`Db::for_each_series`] over the blocks only, without matchers.
+    fn for_each_block_series(&self, mint: i64, maxt: i64, f: &mut dyn FnMut(&mut dyn Iterator<Item = (&str, &str)>)) {
+        for b in self.blocks_in(mint, maxt) {
+            match b.index() {
+                Ok(idx) => {
+                    for i in idx.matching(&[], mint, maxt) {
+                        f(&mut idx.label_pairs(i));
+                    }
+                }
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+    }
+
     /// Final sync; the store must not be used afterwards.
     pub fn close(&self) -> Result<(), DbError> {
         self.sync().map(|_| ())
@@ -743,6 +883,75 @@ mod tests {
         // New samples keep going to the head.
         fill(&db, 201, 205);
         assert_eq!(dump(&db)[0].1.len(), 206);
+    }
+
+    fn sets(selectors: &[&str]) -> Vec<Vec<Matcher>> {
+        selectors
+            .iter()
+            .map(|s| match promql_parser::parser::parse(s).unwrap() {
+                promql_parser::parser::Expr::VectorSelector(vs) => {
+                    let mut m = vs.matchers.matchers;
+                    m.extend(
+                        vs.name
+                            .map(|n| Matcher::new(promql_parser::label::MatchOp::Equal, "__name__", &n)),
+                    );
+                    m
+                }
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    fn names(labels: Vec<Labels>) -> Vec<String> {
+        labels.iter().map(|l| format!("{l:?}")).collect()
+    }
+
+    #[test]
+    fn series_label_names_and_values_span_blocks_and_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), block_opts()).unwrap();
+        let c = db
+            .get_or_create(&[("__name__", "c"), ("x", "z"), ("only", "blocks")])
+            .unwrap();
+        for i in 0..=50 {
+            db.append(&[(c, i * 1000, 1.0)]).unwrap();
+        }
+        fill(&db, 0, 200);
+        db.maintain(200_000).unwrap();
+        assert!(db.blocks_summary().0 > 0 && db.head().time_range().is_some());
+        let (all, far) = (i64::MIN, i64::MAX);
+
+        assert_eq!(
+            names(db.series(&[], all, far)),
+            [r#"a{}"#, r#"b{x="y"}"#, r#"c{only="blocks",x="z"}"#],
+            "each series once, though a and b are in blocks and the head"
+        );
+        assert_eq!(
+            names(db.series(&sets(&[r#"{x=~".+"}"#]), 0, 10_000)),
+            [r#"b{x="y"}"#, r#"c{only="blocks",x="z"}"#]
+        );
+        assert_eq!(
+            names(db.series(&sets(&["a", "c"]), 100_000, 200_000)),
+            ["a{}"],
+            "c has no samples in the range"
+        );
+        assert_eq!(
+            names(db.series(&sets(&["a", "a"]), 195_000, 200_000)),
+            ["a{}"],
+            "head only, each once"
+        );
+        assert!(db.series(&sets(&["a"]), 300_000, 400_000).is_empty());
+
+        assert_eq!(db.label_names(&[], all, far), ["__name__", "only", "x"]);
+        assert_eq!(db.label_names(&sets(&["a"]), all, far), ["__name__"]);
+        assert_eq!(db.label_names(&sets(&[r#"{x!=""}"#]), 100_000, far), ["__name__", "x"]);
+
+        assert_eq!(db.label_values("__name__", &[], all, far), ["a", "b", "c"]);
+        assert_eq!(db.label_values("x", &[], all, far), ["y", "z"]);
+        assert_eq!(db.label_values("x", &sets(&["b"]), all, far), ["y"]);
+        assert_eq!(db.label_values("x", &sets(&[r#"{x=~".+"}"#]), 190_000, 200_000), ["y"]);
+        assert_eq!(db.label_values("only", &[], 0, 10_000), ["blocks"]);
+        assert!(db.label_values("nope", &[], all, far).is_empty());
     }
 
     #[test]

@@ -50,6 +50,26 @@ impl BlockIndex {
         matchers.iter().all(|m| matcher_matches(m, self.value(i, &m.name)))
     }
 
+    /// Positions of the series that match any of `sets` (every series when `sets` is
+    /// empty) and have samples in `[mint, maxt]`: the series, label-name and
+    /// label-value lookups of the API.
+    pub fn matching(&self, sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<usize> {
+        (0..self.entries.len())
+            .filter(|&i| {
+                let e = &self.entries[i];
+                e.max_t >= mint && e.min_t <= maxt && (sets.is_empty() || sets.iter().any(|set| self.matches(i, set)))
+            })
+            .collect()
+    }
+
+    /// The label pairs of series `i`, sorted by name.
+    pub fn label_pairs(&self, i: usize) -> impl Iterator<Item = (&str, &str)> {
+        self.entries[i]
+            .labels
+            .iter()
+            .map(|(n, v)| (&*self.symbols[*n as usize], &*self.symbols[*v as usize]))
+    }
+
     pub fn labels(&self, i: usize) -> Labels {
         let e = &self.entries[i];
         Labels::from_pairs(
