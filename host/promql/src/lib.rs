@@ -10,7 +10,11 @@
 pub mod functions;
 pub mod value;
 
+mod aggregate;
+mod binary;
 mod eval;
+#[cfg(test)]
+mod tests;
 
 pub use eval::{EngineOpts, instant_query, parse, range_query};
 pub use value::{Error, QueryValue};
@@ -18,9 +22,12 @@ pub use value::{Error, QueryValue};
 pub use promql_parser::label::Matcher;
 pub use sonde_tsdb::labels::{Labels, METRIC_NAME};
 
+/// One series with its samples `(timestamp ms, value)`, by time.
+pub type SeriesSamples = (Labels, Vec<(i64, f64)>);
+
 /// Storage as the evaluator sees it.
 pub trait Querier: Send + Sync {
     /// Every series matching all `matchers` with its samples in `[mint, maxt]` (both
     /// inclusive), sorted by time. Stale markers are included as stored.
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<(Labels, Vec<(i64, f64)>)>;
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples>;
 }

@@ -1,6 +1,6 @@
 //! Values flowing through the evaluator and the results handed to the API.
 
-use crate::Labels;
+use crate::{Labels, SeriesSamples};
 use std::fmt;
 
 /// A query result, as the HTTP API and the CLI print it. Timestamps are milliseconds.
@@ -11,7 +11,7 @@ pub enum QueryValue {
     /// Instant vector: one sample per series, all at the evaluation time.
     Vector(Vec<(Labels, i64, f64)>),
     /// Range vector or range-query result: series sorted by labels for range queries.
-    Matrix(Vec<(Labels, Vec<(i64, f64)>)>),
+    Matrix(Vec<SeriesSamples>),
 }
 
 impl QueryValue {
