@@ -167,6 +167,12 @@ fn check_2_42(e: &Expr) -> Result<(), Error> {
             check_2_42(&b.rhs)
         }
         Expr::Paren(p) => check_2_42(&p.expr),
+        Expr::VectorSelector(vs) if !vs.matchers.or_matchers.is_empty() => Err(Error::BadData(
+            "1:1: parse error: unexpected \"or\" in label matching".into(),
+        )),
+        Expr::MatrixSelector(ms) if !ms.vs.matchers.or_matchers.is_empty() => Err(Error::BadData(
+            "1:1: parse error: unexpected \"or\" in label matching".into(),
+        )),
         Expr::Subquery(s) => check_2_42(&s.expr),
         Expr::Call(c) => {
             if !FUNCTIONS_2_42.contains(&c.func.name) {
@@ -707,17 +713,17 @@ impl<'a> Evaluator<'a> {
                 let dst = string_arg(args[1])?;
                 let sep = string_arg(args[2])?;
                 let srcs: Vec<String> = args[3..].iter().map(|a| string_arg(a)).collect::<Result<_, _>>()?;
-                if !functions::valid_label_name(&dst) {
-                    return Err(Error::Execution(format!(
-                        "invalid destination label name in label_join(): {dst}"
-                    )));
-                }
                 for s in &srcs {
                     if !functions::valid_label_name(s) {
                         return Err(Error::Execution(format!(
                             "invalid source label name in label_join(): {s}"
                         )));
                     }
+                }
+                if !functions::valid_label_name(&dst) {
+                    return Err(Error::Execution(format!(
+                        "invalid destination label name in label_join(): {dst}"
+                    )));
                 }
                 let src_refs: Vec<&str> = srcs.iter().map(String::as_str).collect();
                 let out = series
@@ -857,11 +863,6 @@ impl<'a> Evaluator<'a> {
             .filter(|(i, _)| *i != m_idx)
             .map(|(_, a)| self.eval_scalar(a, grid))
             .collect::<Result<_, _>>()?;
-        if name == "holt_winters" {
-            for (sf, tf) in scalars[0].iter().zip(&scalars[1]) {
-                functions::check_holt_winters_args(*sf, *tf)?;
-            }
-        }
         let arg = self.range_arg(args[m_idx], grid)?;
         let keep_name = name == "last_over_time";
         let n = grid.len();
@@ -901,7 +902,17 @@ impl<'a> Evaluator<'a> {
                     range_end: maxt,
                     args: &step_args,
                 };
-                if let Some(v) = f(&w) {
+                let v = match name {
+                    // 2.42 checks the factors only when a window has samples.
+                    "holt_winters" => {
+                        functions::check_holt_winters_args(step_args[0], step_args[1])?;
+                        f(&w)
+                    }
+                    // The intercept is at the evaluation time, whatever the offset.
+                    "predict_linear" => functions::predict_linear_at(&w, grid.t(i)),
+                    _ => f(&w),
+                };
+                if let Some(v) = v {
                     *slot = v;
                     present += 1;
                 }
