@@ -5,6 +5,7 @@ mod api;
 mod config;
 mod import;
 mod process;
+mod query_cli;
 mod scrape;
 mod storage;
 mod timefmt;
@@ -47,6 +48,8 @@ enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
+    /// Evaluate a PromQL expression on a running sonde and print the result as a table.
+    Query(query_cli::QueryArgs),
     /// Inspect the data directory (sonde must not be running on it).
     Tsdb {
         #[command(subcommand)]
@@ -131,6 +134,11 @@ fn main() -> ExitCode {
             command: PluginCommand::Inspect { file },
         }) => inspect(&file),
         Some(Command::CompilePlugin(job)) => job.run(),
+        Some(Command::Query(q)) => Ok(query_cli::run(
+            q,
+            cli.run.files.config.as_deref(),
+            cli.run.listen.as_deref(),
+        )),
         Some(Command::Import {
             command: ImportCommand::Openmetrics { file },
         }) => import_openmetrics(&cli.run, &file),
@@ -338,11 +346,24 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         .enable_all()
         .thread_name("sonde")
         .build()?;
-    rt.block_on(serve(cfg))?;
+    let status = api::prom::StatusInfo::new(&cfg, flags(&args, &cfg));
+    rt.block_on(serve(cfg, status))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(cfg: config::Config) -> Result<()> {
+/// The flags as `/api/v1/status/flags` reports them: each one's effective value.
+fn flags(args: &RunArgs, cfg: &config::Config) -> Vec<(String, String)> {
+    let path = |p: &Option<PathBuf>| p.as_ref().map_or_else(String::new, |p| p.display().to_string());
+    vec![
+        ("config".into(), path(&args.files.config)),
+        ("plugins".into(), cfg.plugins_origin.clone()),
+        ("plugin-dir".into(), path(&args.files.plugin_dir)),
+        ("data-dir".into(), cfg.data_dir.display().to_string()),
+        ("listen".into(), cfg.listen.clone()),
+    ]
+}
+
+async fn serve(cfg: config::Config, status: api::prom::StatusInfo) -> Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
     let opts = engine_options(&cfg, Some(cfg.data_dir.join("plugin-cache")));
@@ -363,6 +384,7 @@ async fn serve(cfg: config::Config) -> Result<()> {
         head: head.clone(),
         ready: false.into(),
         started: SystemTime::now(),
+        status,
     });
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();

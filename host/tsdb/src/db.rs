@@ -208,6 +208,9 @@ fn family_of(sample_name: &str, kind: &str) -> String {
         .to_string()
 }
 
+/// What the label lookups call per series: its `(name, value)` pairs, sorted by name.
+type LabelVisitor<'a> = dyn FnMut(&mut dyn Iterator<Item = (&str, &str)>) + 'a;
+
 fn insert_str(set: &mut std::collections::BTreeSet<String>, s: &str) {
     if !set.contains(s) {
         set.insert(s.to_string());
@@ -590,23 +593,8 @@ impl Db {
     /// Calls `f` with the labels of every series that matches any of `sets` (every
     /// series when `sets` is empty) and has samples in `[mint, maxt]`, block by block
     /// and then the head; a series held in several places is visited once per place.
-    fn for_each_series(
-        &self,
-        sets: &[Vec<Matcher>],
-        mint: i64,
-        maxt: i64,
-        f: &mut dyn FnMut(&mut dyn Iterator<Item = (&str, &str)>),
-    ) {
-        for b in self.blocks_in(mint, maxt) {
-            match b.index() {
-                Ok(idx) => {
-                    for i in idx.matching(sets, mint, maxt) {
-                        f(&mut idx.label_pairs(i));
-                    }
-                }
-                Err(e) => tracing::warn!("{e}"),
-            }
-        }
+    fn for_each_series(&self, sets: &[Vec<Matcher>], mint: i64, maxt: i64, f: &mut LabelVisitor) {
+        self.for_each_block_series(sets, mint, maxt, f);
         let g = self.head.inner.read().unwrap();
         let mut visit = |r: &SeriesRef| {
             if let Some(s) = g.series.get(r).filter(|s| has_samples_in(s, mint, maxt)) {
@@ -620,6 +608,20 @@ impl Db {
             refs.sort_unstable();
             refs.dedup();
             refs.iter().for_each(&mut visit);
+        }
+    }
+
+    /// [`Db::for_each_series`] over the blocks only.
+    fn for_each_block_series(&self, sets: &[Vec<Matcher>], mint: i64, maxt: i64, f: &mut LabelVisitor) {
+        for b in self.blocks_in(mint, maxt) {
+            match b.index() {
+                Ok(idx) => {
+                    for i in idx.matching(sets, mint, maxt) {
+                        f(&mut idx.label_pairs(i));
+                    }
+                }
+                Err(e) => tracing::warn!("{e}"),
+            }
         }
     }
 
@@ -647,7 +649,7 @@ impl Db {
     pub fn label_names(&self, sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<String> {
         let mut out = std::collections::BTreeSet::new();
         if sets.is_empty() {
-            self.for_each_block_series(mint, maxt, &mut |pairs| {
+            self.for_each_block_series(&[], mint, maxt, &mut |pairs| {
                 pairs.for_each(|(n, _)| insert_str(&mut out, n));
             });
             if self.head_overlaps(mint, maxt) {
@@ -671,7 +673,7 @@ impl Db {
             }
         };
         if sets.is_empty() {
-            self.for_each_block_series(mint, maxt, &mut add);
+            self.for_each_block_series(&[], mint, maxt, &mut add);
             if self.head_overlaps(mint, maxt) {
                 out.extend(self.head.label_values(name).iter().map(|v| v.to_string()));
             }
@@ -679,20 +681,6 @@ impl Db {
             self.for_each_series(sets, mint, maxt, &mut add);
         }
         out.into_iter().collect()
-    }
-
-    /// [`Db::for_each_series`] over the blocks only, without matchers.
-    fn for_each_block_series(&self, mint: i64, maxt: i64, f: &mut dyn FnMut(&mut dyn Iterator<Item = (&str, &str)>)) {
-        for b in self.blocks_in(mint, maxt) {
-            match b.index() {
-                Ok(idx) => {
-                    for i in idx.matching(&[], mint, maxt) {
-                        f(&mut idx.label_pairs(i));
-                    }
-                }
-                Err(e) => tracing::warn!("{e}"),
-            }
-        }
     }
 
     /// Final sync; the store must not be used afterwards.

@@ -3,6 +3,7 @@
 
 mod exposition;
 mod federate;
+pub mod prom;
 mod selfmetrics;
 mod targets;
 
@@ -25,6 +26,8 @@ pub struct AppState {
     /// Set once every plugin has been loaded and scheduled.
     pub ready: AtomicBool,
     pub started: SystemTime,
+    /// What `/api/v1/status/*` reports.
+    pub status: prom::StatusInfo,
 }
 
 pub type Shared = Arc<AppState>;
@@ -36,6 +39,7 @@ pub fn router(state: Shared) -> Router {
         .route("/metrics", get(selfmetrics::handler))
         .route("/federate", get(federate::handler))
         .route("/api/v1/targets", get(targets::handler))
+        .merge(prom::routes())
         .with_state(state)
 }
 

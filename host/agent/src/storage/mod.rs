@@ -87,6 +87,11 @@ impl Storage {
         self.db.metadata(sample_name)
     }
 
+    /// Every sample name's metadata, sorted by name.
+    pub fn all_metadata(&self) -> Vec<(String, Metadata)> {
+        self.db.all_metadata()
+    }
+
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<(Labels, Vec<(i64, f64)>)> {
         self.db
             .select(matchers, mint, maxt)
@@ -118,6 +123,13 @@ impl Storage {
         if let Err(e) = self.db.close() {
             tracing::error!("{}", self.failed("close the WAL", e));
         }
+    }
+}
+
+/// What the PromQL evaluator reads.
+impl sonde_promql::Querier for Storage {
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<(Labels, Vec<(i64, f64)>)> {
+        Storage::select(self, matchers, mint, maxt)
     }
 }
 
