@@ -19,7 +19,7 @@ use sonde_tests::prometheus::{Prometheus, sonde_import, start_sonde_on};
 use sonde_tests::{Sonde, repo_root};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -351,6 +351,58 @@ enum Target {
     Prometheus(Prometheus),
 }
 
+/// Prometheus and the server under test, loaded with the data set.
+struct Servers {
+    reference: Prometheus,
+    target: Target,
+    _dir: tempfile::TempDir,
+}
+
+impl Servers {
+    /// Writes the data set to `file` and loads it into both servers.
+    fn start(file: &Path) -> Servers {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = testdata::generate();
+        std::fs::create_dir_all(file.parent().expect("a file in a directory")).expect("create the data set's dir");
+        std::fs::write(file, &data.openmetrics).expect("write the data set");
+        let started = Instant::now();
+        let reference = Prometheus::start_with_openmetrics(file);
+        let against_prometheus = std::env::var("PROMQL_DIFF_TARGET").is_ok_and(|t| t == "prometheus");
+        let target = if against_prometheus {
+            Target::Prometheus(Prometheus::start_with_openmetrics(file))
+        } else {
+            let sonde_data = dir.path().join("sonde-data");
+            sonde_import(file, &sonde_data);
+            Target::Sonde(start_sonde_on(sonde_data))
+        };
+        eprintln!(
+            "data set: {} series, {} samples; both servers ready in {:.1} s",
+            data.series,
+            data.samples,
+            started.elapsed().as_secs_f64()
+        );
+        Servers {
+            reference,
+            target,
+            _dir: dir,
+        }
+    }
+
+    fn target_url(&self) -> String {
+        match &self.target {
+            Target::Sonde(s) => s.url(""),
+            Target::Prometheus(p) => p.url(""),
+        }
+    }
+
+    fn target_name(&self) -> &'static str {
+        match &self.target {
+            Target::Sonde(_) => "sonde",
+            Target::Prometheus(_) => "prometheus#2",
+        }
+    }
+}
+
 #[test]
 fn promql_matches_prometheus() {
     let filter = std::env::var("PROMQL_DIFF_FILTER").unwrap_or_default();
@@ -360,35 +412,12 @@ fn promql_matches_prometheus() {
         .collect();
     assert!(!queries.is_empty(), "no query matches PROMQL_DIFF_FILTER={filter:?}");
 
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = testdata::generate();
     // Kept beside the report, to reproduce a case by hand with promtool and prometheus.
     let file = report_path().with_file_name("data.om");
-    std::fs::create_dir_all(file.parent().expect("report dir")).expect("create the report dir");
-    std::fs::write(&file, &data.openmetrics).expect("write the data set");
+    let servers = Servers::start(&file);
+    let (reference_url, target_url, target_name) =
+        (servers.reference.url(""), servers.target_url(), servers.target_name());
     let started = Instant::now();
-    let reference = Prometheus::start_with_openmetrics(&file);
-    let against_prometheus = std::env::var("PROMQL_DIFF_TARGET").is_ok_and(|t| t == "prometheus");
-    let target = if against_prometheus {
-        Target::Prometheus(Prometheus::start_with_openmetrics(&file))
-    } else {
-        let sonde_data = dir.path().join("sonde-data");
-        sonde_import(&file, &sonde_data);
-        Target::Sonde(start_sonde_on(sonde_data))
-    };
-    let (target_name, target_url) = match &target {
-        Target::Sonde(s) => ("sonde", s.url("")),
-        Target::Prometheus(p) => ("prometheus#2", p.url("")),
-    };
-    eprintln!(
-        "data set: {} series, {} samples; both servers ready in {:.1} s",
-        data.series,
-        data.samples,
-        started.elapsed().as_secs_f64()
-    );
-
-    let started = Instant::now();
-    let reference_url = reference.url("");
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Outcome>>> = Mutex::new((0..queries.len()).map(|_| None).collect());
     std::thread::scope(|s| {
@@ -416,7 +445,6 @@ fn promql_matches_prometheus() {
         "{failing} queries differ from Prometheus or are wrong in the corpus (report: {})",
         report_path().display()
     );
-    drop(target);
 }
 
 /// The corpus itself: large enough, no query twice. (That every query outside an
@@ -448,4 +476,92 @@ fn calls(query: &str, name: &str) -> bool {
         !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
             && (after.starts_with('(') || after.starts_with("by") || after.starts_with("without"))
     })
+}
+
+/// How the query API reads its parameters: times as Unix seconds or RFC 3339, steps as
+/// seconds or durations, and which combinations are errors.
+#[test]
+fn api_parameters_match_prometheus() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let servers = Servers::start(&dir.path().join("data.om"));
+    let (reference, target) = (servers.reference.url(""), servers.target_url());
+    let q = ("query", "sum by (job) (rate(http_requests_total[5m]))");
+    let (s, e) = (START.to_string(), END.to_string());
+    let (s, e) = (s.as_str(), e.as_str());
+    let too_many = (START + 11_001).to_string();
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("/api/v1/query", vec![q, ("time", "2024-03-01T00:00:00Z")]),
+        ("/api/v1/query", vec![q, ("time", "2024-03-01T01:00:00.5+01:00")]),
+        ("/api/v1/query", vec![q, ("time", "2024-03-01T00:00:00.123Z")]),
+        ("/api/v1/query", vec![q, ("time", "1709251200.123")]),
+        ("/api/v1/query", vec![q, ("time", "9999999999")]),
+        ("/api/v1/query", vec![q, ("time", e), ("timeout", "30s")]),
+        (
+            "/api/v1/query",
+            vec![("query", "queue_length"), ("time", "1709251200.5")],
+        ),
+        ("/api/v1/query", vec![q, ("time", "yesterday")]),
+        ("/api/v1/query", vec![("time", e)]),
+        ("/api/v1/query", vec![("query", ""), ("time", e)]),
+        ("/api/v1/query_range", vec![q, ("start", s), ("end", e), ("step", "1m")]),
+        (
+            "/api/v1/query_range",
+            vec![q, ("start", s), ("end", e), ("step", "5m30s")],
+        ),
+        (
+            "/api/v1/query_range",
+            vec![q, ("start", s), ("end", e), ("step", "60.5")],
+        ),
+        ("/api/v1/query_range", vec![q, ("start", s), ("end", e), ("step", "1d")]),
+        (
+            "/api/v1/query_range",
+            vec![
+                q,
+                ("start", "2024-02-29T23:00:00Z"),
+                ("end", "2024-03-01T00:30:00.5Z"),
+                ("step", "7.5"),
+            ],
+        ),
+        (
+            "/api/v1/query_range",
+            vec![q, ("start", "1709250000.5"), ("end", "1709250600"), ("step", "30")],
+        ),
+        ("/api/v1/query_range", vec![q, ("start", e), ("end", e), ("step", "15")]),
+        ("/api/v1/query_range", vec![q, ("start", e), ("end", s), ("step", "15")]),
+        ("/api/v1/query_range", vec![q, ("start", s), ("end", e), ("step", "0")]),
+        (
+            "/api/v1/query_range",
+            vec![q, ("start", s), ("end", e), ("step", "-60")],
+        ),
+        ("/api/v1/query_range", vec![q, ("start", s), ("end", e)]),
+        ("/api/v1/query_range", vec![q, ("end", e), ("step", "60")]),
+        (
+            "/api/v1/query_range",
+            vec![q, ("start", s), ("end", &too_many), ("step", "1")],
+        ),
+        (
+            "/api/v1/query_range",
+            vec![q, ("start", s), ("end", e), ("step", "1m"), ("timeout", "1m")],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (path, pairs) in &cases {
+        let want = api::get(&reference, path, pairs);
+        let got = api::get(&target, path, pairs);
+        if let Some(why) = api::diff(&want, &got, false) {
+            failures.push(format!(
+                "{path} {pairs:?}: {why}\n    prometheus: {}\n    {}: {}",
+                api::summarize(&want, 3, 4),
+                servers.target_name(),
+                api::summarize(&got, 3, 4)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} parameter cases differ from Prometheus:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

@@ -87,6 +87,14 @@ pub fn secs(ms: i64) -> String {
     }
 }
 
+/// `GET base+path` with these query pairs, parsed as an API answer.
+pub fn get(base: &str, path: &str, pairs: &[(&str, &str)]) -> Answer {
+    match http::get_with_query(&format!("{base}{path}"), pairs) {
+        Ok(r) => parse_answer(r.status, &r.body),
+        Err(e) => Answer::Broken(e),
+    }
+}
+
 /// Runs `query` against the server at `base` (`http://127.0.0.1:port`).
 pub fn query(base: &str, query: &str, params: Params) -> Answer {
     let (path, pairs) = match params {
@@ -105,10 +113,7 @@ pub fn query(base: &str, query: &str, params: Params) -> Answer {
         ),
     };
     let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    match http::get_with_query(&format!("{base}{path}"), &pairs) {
-        Ok(r) => parse_answer(r.status, &r.body),
-        Err(e) => Answer::Broken(e),
-    }
+    get(base, path, &pairs)
 }
 
 /// Parses an API body (any status).
