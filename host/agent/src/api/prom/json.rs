@@ -1,10 +1,17 @@
 //! JSON exactly as Prometheus 2.42 writes it, by hand into a byte buffer: results can
 //! hold millions of points, and the number formats are not serde's. Strings are
-//! escaped like Go's `encoding/json` (HTML-safe `\u003c`, `\u2028`); sample values
-//! are strings like `strconv.FormatFloat(v, 'f', -1, 64)` (exponent form below 1e-6
-//! and from 1e21, `NaN`, `+Inf`, `-Inf`); timestamps are seconds with the
-//! milliseconds as written by `jsonutil.MarshalTimestamp` (`1435781451.781`,
-//! `1435781451.780`, `1435781451`).
+//! escaped like Go's `encoding/json` (HTML-safe `\u003c`, `\u2028`). Prometheus
+//! writes numbers two ways, and so does this module (checked against 2.42 itself):
+//!
+//! - vector and matrix points (`jsonutil.MarshalTimestamp`/`MarshalValue`):
+//!   `[1435781451.500,"1e-07"]` — the milliseconds always as three digits unless
+//!   zero, the value like `strconv.FormatFloat(v, 'f', -1, 64)` but in exponent form
+//!   below 1e-6 and from 1e21;
+//! - scalar and string results (Go's `encoding/json` of `[t/1000, FormatFloat(v, 'f',
+//!   -1, 64)]`): `[1435781451.5,"0.0000001"]` — the shortest decimals, never an
+//!   exponent in the value.
+//!
+//! Either way `NaN`, `+Inf` and `-Inf` are the value strings.
 
 use sonde_promql::{Labels, QueryValue};
 use std::io::Write;
@@ -43,15 +50,24 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// A sample value as Prometheus's API formats it (without quotes).
-pub fn format_value(v: f64) -> String {
+/// `strconv.FormatFloat(v, 'f', -1, 64)`: Rust's `Display` is the same shortest
+/// round-trip decimal without an exponent; only the non-finite spellings differ.
+pub fn format_float(v: f64) -> String {
     if v.is_nan() {
-        return "NaN".into();
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v}")
     }
-    if v.is_infinite() {
-        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
-    }
+}
+
+/// A point value as Prometheus's API formats it (without quotes).
+pub fn format_value(v: f64) -> String {
     let abs = v.abs();
+    if !abs.is_finite() {
+        return format_float(v);
+    }
     if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
         // Go's 'e' format: shortest mantissa, exponent with a sign and two digits at least.
         let s = format!("{v:e}");
@@ -62,8 +78,7 @@ pub fn format_value(v: f64) -> String {
         };
         return format!("{mantissa}e{sign}{digits:0>2}");
     }
-    // Rust's Display is the shortest round-trip decimal without an exponent, as Go's 'f', -1.
-    format!("{v}")
+    format_float(v)
 }
 
 /// `"<value>"`.
@@ -107,6 +122,13 @@ pub fn point(out: &mut Vec<u8>, t: i64, v: f64) {
     out.push(b']');
 }
 
+/// `[<t/1000 as a float>,` (scalar and string results).
+fn float_timestamp(out: &mut Vec<u8>, t: i64) {
+    out.push(b'[');
+    let _ = write!(out, "{}", t as f64 / 1000.0);
+    out.push(b',');
+}
+
 /// `{"name":"value",...}` in label order.
 pub fn labels(out: &mut Vec<u8>, l: &Labels) {
     out.push(b'{');
@@ -127,11 +149,13 @@ pub fn query_data(out: &mut Vec<u8>, v: &QueryValue) {
     out.extend_from_slice(v.type_name().as_bytes());
     out.extend_from_slice(b"\",\"result\":");
     match v {
-        QueryValue::Scalar(t, x) => point(out, *t, *x),
+        QueryValue::Scalar(t, x) => {
+            float_timestamp(out, *t);
+            string(out, &format_float(*x));
+            out.push(b']');
+        }
         QueryValue::String(t, s) => {
-            out.push(b'[');
-            timestamp(out, *t);
-            out.push(b',');
+            float_timestamp(out, *t);
             string(out, s);
             out.push(b']');
         }
@@ -297,8 +321,16 @@ mod tests {
             r#"{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"a"},"values":[[1,"1"],[2,"0.5"]]}]}"#
         );
         assert_eq!(
-            text(|o| query_data(o, &QueryValue::Scalar(1500, 2.0))),
-            r#"{"resultType":"scalar","result":[1.500,"2"]}"#
+            text(|o| query_data(o, &QueryValue::Scalar(1_435_781_451_500, 1e-7))),
+            r#"{"resultType":"scalar","result":[1435781451.5,"0.0000001"]}"#
+        );
+        assert_eq!(
+            text(|o| query_data(o, &QueryValue::Scalar(-1500, 1e21))),
+            r#"{"resultType":"scalar","result":[-1.5,"1000000000000000000000"]}"#
+        );
+        assert_eq!(
+            text(|o| query_data(o, &QueryValue::Scalar(0, f64::INFINITY))),
+            r#"{"resultType":"scalar","result":[0,"+Inf"]}"#
         );
         assert_eq!(
             text(|o| query_data(o, &QueryValue::String(1000, "x\"".into()))),

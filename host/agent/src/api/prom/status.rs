@@ -49,7 +49,13 @@ impl StatusInfo {
             config_text: render_config(cfg),
             flags,
             storage_retention,
-            config_time: SystemTime::now(),
+            // Prometheus reports it to the second.
+            config_time: std::time::UNIX_EPOCH
+                + Duration::from_secs(
+                    SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs()),
+                ),
             cwd: std::env::current_dir().map_or_else(|_| "<unknown>".into(), |d| d.display().to_string()),
         }
     }
