@@ -4,9 +4,12 @@
 //!
 //! - [`testdata`]: the deterministic data set both servers load;
 //! - [`api`]: `/api/v1/query` and `/api/v1/query_range` answers, parsed, and how two
-//!   answers are compared.
+//!   answers are compared;
+//! - [`remote_write`]: loading series with staleness markers into Prometheus (remote
+//!   write) and into a sonde data directory (its store directly).
 
 pub mod api;
+pub mod remote_write;
 pub mod testdata;
 
 use crate::sonde::{Sonde, SondeOptions};

@@ -8,6 +8,10 @@
 //! mismatching query on stderr, and the full report (every mismatching time or grid,
 //! both answers) in `target/promql-diff/report.txt`, beside the data set (`data.om`).
 //!
+//! A second, smaller corpus (tests/promql/staleness.txt) runs over series with
+//! staleness markers, loaded into Prometheus by remote write and into sonde's store
+//! directly (OpenMetrics cannot carry markers); its report is `staleness-report.txt`.
+//!
 //! - `PROMQL_DIFF_FILTER=text`: only the queries containing `text` (or whose topic
 //!   heading contains it), e.g. `PROMQL_DIFF_FILTER=histogram_quantile`.
 //! - `PROMQL_DIFF_TARGET=prometheus`: compare Prometheus with a second Prometheus
@@ -15,7 +19,7 @@
 
 use sonde_tests::prometheus::api::{self, Answer, Data, Params};
 use sonde_tests::prometheus::testdata::{self, END, START};
-use sonde_tests::prometheus::{Prometheus, sonde_import, start_sonde_on};
+use sonde_tests::prometheus::{Prometheus, remote_write, sonde_import, start_sonde_on};
 use sonde_tests::{Sonde, repo_root};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -25,6 +29,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 const CORPUS: &str = include_str!("../promql/queries.txt");
+
+/// Queries over the staleness data set (series with staleness markers).
+const STALENESS_CORPUS: &str = include_str!("../promql/staleness.txt");
 
 /// The corpus must keep covering PromQL broadly.
 const MIN_QUERIES: usize = 300;
@@ -135,10 +142,10 @@ impl Query {
 }
 
 /// `## heading` starts a topic; other `#` lines and blank lines are comments.
-fn corpus() -> Vec<Query> {
+fn corpus(text: &str) -> Vec<Query> {
     let mut topic = String::from("(no topic)");
     let mut out = Vec::new();
-    for (i, line) in CORPUS.lines().enumerate() {
+    for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if let Some(h) = line.strip_prefix("## ") {
             topic = h.trim().to_string();
@@ -259,13 +266,14 @@ fn category(why: &str) -> &'static str {
     KINDS.iter().find(|(k, _)| why.contains(k)).map_or("other", |(_, c)| c)
 }
 
-fn report_path() -> PathBuf {
+/// `target/promql-diff/<name>`: reports and the data set.
+fn out_path(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_root().join("target"), PathBuf::from);
-    target.join("promql-diff").join("report.txt")
+    target.join("promql-diff").join(name)
 }
 
 /// Writes the full report, prints the summary; the number of failing queries.
-fn report(queries: &[Query], outcomes: &[Outcome], target_name: &str, elapsed: f64) -> usize {
+fn report(queries: &[Query], outcomes: &[Outcome], target_name: &str, elapsed: f64, path: &Path) -> usize {
     let mut full = String::new();
     let mut short = String::new();
     let mut by_category: BTreeMap<&str, usize> = BTreeMap::new();
@@ -338,9 +346,8 @@ fn report(queries: &[Query], outcomes: &[Outcome], target_name: &str, elapsed: f
             }
         }
     }
-    let path = report_path();
     let _ = std::fs::create_dir_all(path.parent().expect("report dir"));
-    std::fs::write(&path, format!("{summary}\n{full}")).expect("write the report");
+    std::fs::write(path, format!("{summary}\n{full}")).expect("write the report");
     eprintln!("{short}\n{summary}full report: {}", path.display());
     failing + corpus_problems
 }
@@ -403,20 +410,24 @@ impl Servers {
     }
 }
 
-#[test]
-fn promql_matches_prometheus() {
+/// The corpus's queries that `PROMQL_DIFF_FILTER` selects (all without it).
+fn selected(text: &str) -> Vec<Query> {
     let filter = std::env::var("PROMQL_DIFF_FILTER").unwrap_or_default();
-    let queries: Vec<Query> = corpus()
+    corpus(text)
         .into_iter()
         .filter(|q| q.text.contains(&filter) || q.topic.contains(&filter))
-        .collect();
-    assert!(!queries.is_empty(), "no query matches PROMQL_DIFF_FILTER={filter:?}");
+        .collect()
+}
 
-    // Kept beside the report, to reproduce a case by hand with promtool and prometheus.
-    let file = report_path().with_file_name("data.om");
-    let servers = Servers::start(&file);
-    let (reference_url, target_url, target_name) =
-        (servers.reference.url(""), servers.target_url(), servers.target_name());
+/// Checks `queries` on both servers (in parallel), reports to stderr and `report`; the
+/// number of failing queries.
+fn run_corpus(
+    queries: &[Query],
+    reference_url: &str,
+    target_url: &str,
+    target_name: &str,
+    report_file: &Path,
+) -> usize {
     let started = Instant::now();
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Outcome>>> = Mutex::new((0..queries.len()).map(|_| None).collect());
@@ -426,7 +437,7 @@ fn promql_matches_prometheus() {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(q) = queries.get(i) else { break };
-                    let o = check(q, &reference_url, &target_url);
+                    let o = check(q, reference_url, target_url);
                     results.lock().expect("results")[i] = Some(o);
                 }
             });
@@ -438,12 +449,97 @@ fn promql_matches_prometheus() {
         .into_iter()
         .map(|o| o.expect("every query ran"))
         .collect();
-    let failing = report(&queries, &outcomes, target_name, started.elapsed().as_secs_f64());
+    report(
+        queries,
+        &outcomes,
+        target_name,
+        started.elapsed().as_secs_f64(),
+        report_file,
+    )
+}
+
+#[test]
+fn promql_matches_prometheus() {
+    let queries = selected(CORPUS);
+    if queries.is_empty() {
+        eprintln!("no query of queries.txt matches PROMQL_DIFF_FILTER");
+        return;
+    }
+    // Kept beside the report, to reproduce a case by hand with promtool and prometheus.
+    let servers = Servers::start(&out_path("data.om"));
+    let report_file = out_path("report.txt");
+    let failing = run_corpus(
+        &queries,
+        &servers.reference.url(""),
+        &servers.target_url(),
+        servers.target_name(),
+        &report_file,
+    );
     assert_eq!(
         failing,
         0,
         "{failing} queries differ from Prometheus or are wrong in the corpus (report: {})",
-        report_path().display()
+        report_file.display()
+    );
+}
+
+/// The same over series with staleness markers, which only remote write (Prometheus)
+/// and the store itself (sonde) can load.
+#[test]
+fn promql_with_staleness_matches_prometheus() {
+    let queries = selected(STALENESS_CORPUS);
+    if queries.is_empty() {
+        eprintln!("no query of staleness.txt matches PROMQL_DIFF_FILTER");
+        return;
+    }
+    let series = testdata::staleness();
+    let reference = Prometheus::start_empty(&["--web.enable-remote-write-receiver"]);
+    remote_write::to_prometheus(&reference.url(""), &series);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let target = if std::env::var("PROMQL_DIFF_TARGET").is_ok_and(|t| t == "prometheus") {
+        let p = Prometheus::start_empty(&["--web.enable-remote-write-receiver"]);
+        remote_write::to_prometheus(&p.url(""), &series);
+        Target::Prometheus(p)
+    } else {
+        let data = dir.path().join("sonde-data");
+        remote_write::to_sonde_store(&data, &series);
+        Target::Sonde(start_sonde_on(data))
+    };
+    let (target_url, target_name) = match &target {
+        Target::Sonde(s) => (s.url(""), "sonde"),
+        Target::Prometheus(p) => (p.url(""), "prometheus#2"),
+    };
+    for (name, url) in [("prometheus", reference.url("")), (target_name, target_url.clone())] {
+        assert_markers_loaded(name, &url);
+    }
+    let report_file = out_path("staleness-report.txt");
+    let failing = run_corpus(&queries, &reference.url(""), &target_url, target_name, &report_file);
+    assert_eq!(
+        failing,
+        0,
+        "{failing} staleness queries differ from Prometheus or are wrong in the corpus (report: {})",
+        report_file.display()
+    );
+}
+
+/// A marker hides a series at once; a series that just stops stays for the lookback.
+#[track_caller]
+fn assert_markers_loaded(name: &str, url: &str) {
+    let at = Params::Instant {
+        time: (START + 301 * 15) * 1000,
+    };
+    let ended = api::query(url, "stale_gauge{case=\"ends_stale\"}", at);
+    let stopped = api::query(url, "stale_gauge{case=\"no_marker\"}", at);
+    let len = |a: &Answer| match a {
+        Answer::Success(Data::Vector(v)) => Some(v.len()),
+        _ => None,
+    };
+    assert_eq!(
+        (len(&ended), len(&stopped)),
+        (Some(0), Some(1)),
+        "{name} did not load the staleness markers: {} / {}",
+        api::summarize(&ended, 2, 2),
+        api::summarize(&stopped, 2, 2)
     );
 }
 
@@ -451,7 +547,15 @@ fn promql_matches_prometheus() {
 /// errors heading succeeds in Prometheus is checked by the test above.)
 #[test]
 fn corpus_is_broad_and_has_no_duplicates() {
-    let queries = corpus();
+    for text in [CORPUS, STALENESS_CORPUS] {
+        let mut seen = BTreeMap::new();
+        for q in corpus(text) {
+            if let Some(first) = seen.insert(q.text.clone(), q.line) {
+                panic!("line {} repeats line {first}: {}", q.line, q.text);
+            }
+        }
+    }
+    let queries = corpus(CORPUS);
     assert!(queries.len() >= MIN_QUERIES, "the corpus has {} queries", queries.len());
     let uncalled: Vec<&str> = FUNCTIONS
         .iter()
@@ -459,12 +563,6 @@ fn corpus_is_broad_and_has_no_duplicates() {
         .filter(|f| !queries.iter().any(|q| calls(&q.text, f)))
         .collect();
     assert!(uncalled.is_empty(), "the corpus never calls {uncalled:?}");
-    let mut seen = BTreeMap::new();
-    for q in &queries {
-        if let Some(first) = seen.insert(q.text.as_str(), q.line) {
-            panic!("line {} repeats line {first}: {}", q.line, q.text);
-        }
-    }
 }
 
 /// Whether `query` calls `name` (`name(` or `name by (...)`/`name without (...)` not

@@ -593,6 +593,96 @@ fn misc(out: &mut Out, rng: &mut Rng) {
     }
 }
 
+/// The bits of Prometheus's staleness marker (`value.StaleNaN`), distinct from the NaN
+/// a text `NaN` parses to.
+pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+
+/// One series of the staleness data set: its labels (with `__name__`) and samples
+/// (milliseconds, value; staleness markers as [`STALE_NAN`]).
+pub struct Series {
+    pub labels: Vec<(String, String)>,
+    pub points: Vec<(i64, f64)>,
+}
+
+/// Which slots of a staleness case hold a value, a marker or nothing.
+fn stale_case(case: &str, i: i64) -> Option<bool> {
+    // Some(true): a value; Some(false): a staleness marker; None: no sample.
+    let value = |on: bool| Some(on);
+    match case {
+        "ends_stale" => (i <= 300).then_some(i < 300),
+        "restarts" => match i {
+            0..200 | 260..500 | 520.. => value(true),
+            200 | 500 => value(false),
+            _ => None,
+        },
+        "flapping" => value(i % 7 != 3),
+        "no_marker" => (i < 300).then_some(true),
+        "stale_first" => value(i != 0),
+        "stale_then_back" => value(i != 400),
+        "marker_after_gap" => match i {
+            0..200 => value(true),
+            230 => value(false),
+            300.. => value(true),
+            _ => None,
+        },
+        "double_marker" => match i {
+            0..200 | 203.. => value(true),
+            _ => value(false),
+        },
+        _ => unreachable!("unknown staleness case {case}"),
+    }
+}
+
+/// Staleness cases, one gauge and one counter series each.
+pub const STALE_CASES: [&str; 8] = [
+    "ends_stale",
+    "restarts",
+    "flapping",
+    "no_marker",
+    "stale_first",
+    "stale_then_back",
+    "marker_after_gap",
+    "double_marker",
+];
+
+/// The staleness data set (same time range as [`generate`]): series that end with a
+/// staleness marker, come back after one, flap, and (for contrast) one that just stops.
+/// It cannot be written as OpenMetrics, so it is loaded by remote write and directly
+/// into sonde's store.
+pub fn staleness() -> Vec<Series> {
+    let mut rng = Rng(0x57a1e);
+    let mut out = Vec::new();
+    for case in STALE_CASES {
+        for (name, counter) in [("stale_gauge", false), ("stale_requests_total", true)] {
+            let mut v: f64 = 10.0;
+            let mut points = Vec::new();
+            for i in 0..SLOTS {
+                let Some(on) = stale_case(case, i) else { continue };
+                let t = slot(i) + if case == "flapping" { 3_300 } else { 0 };
+                if on {
+                    v += if counter {
+                        rng.below(10) as f64
+                    } else {
+                        rng.below(9) as f64 - 4.0
+                    };
+                    points.push((t, v));
+                } else {
+                    points.push((t, f64::from_bits(STALE_NAN)));
+                }
+            }
+            out.push(Series {
+                labels: vec![
+                    ("__name__".into(), name.into()),
+                    ("case".into(), case.into()),
+                    ("job".into(), "stale".into()),
+                ],
+                points,
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -607,5 +697,11 @@ mod tests {
         assert_eq!(value(-0.0), "-0");
         assert_eq!(value(1e300), "1e300");
         assert_eq!(timestamp(1_709_245_807_512), "1709245807.512");
+        let stale = staleness();
+        assert!(
+            stale
+                .iter()
+                .any(|s| s.points.iter().any(|(_, v)| v.to_bits() == STALE_NAN))
+        );
     }
 }
