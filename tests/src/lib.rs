@@ -1,6 +1,6 @@
 //! End-to-end test harness: finds the release `sonde` binary and the plugin
-//! components, starts real processes (sonde, node_exporter) on 127.0.0.1 with random
-//! ports and temp dirs, and stops them when the guard is dropped.
+//! components, starts real processes (sonde, node_exporter, Prometheus) on 127.0.0.1
+//! with random ports and temp dirs, and stops them when the guard is dropped.
 //!
 //! Everything is built once in the release profile (`scripts/build`); the tests never
 //! build anything themselves. Paths can be overridden with `SONDE_BIN`,
