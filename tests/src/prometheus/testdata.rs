@@ -141,7 +141,7 @@ pub fn generate() -> DataSet {
         samples: 0,
         series: 0,
     };
-    let mut rng = Rng(0x5eed_0f_50de);
+    let mut rng = Rng(0x005e_ed0f_50de);
     http_requests(&mut out, &mut rng);
     node_cpu(&mut out, &mut rng);
     gauges(&mut out, &mut rng);
