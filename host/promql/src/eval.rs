@@ -143,12 +143,133 @@ pub fn parse(q: &str) -> Result<Expr, Error> {
         )]);
     });
     let expr = parser::parse(q).map_err(|e| Error::BadData(format!("1:1: parse error: {e}")))?;
+    check_durations(q)?;
     check_2_42(&expr)?;
     Ok(expr)
 }
 
+/// Prometheus 2.42 takes only duration literals (`5m`, `1h30m`) in ranges,
+/// subquery steps and offsets; newer releases (and the parser crate) also take plain
+/// numbers of seconds and duration arithmetic. Scans the query text outside string
+/// literals and comments.
+fn check_durations(q: &str) -> Result<(), Error> {
+    fn is_duration(s: &str) -> bool {
+        let s = s.trim();
+        let b = s.as_bytes();
+        let mut i = 0;
+        let mut units = 0;
+        while i < b.len() {
+            let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+            if digits == 0 {
+                return false;
+            }
+            i += digits;
+            let unit = b[i..].iter().take_while(|c| c.is_ascii_alphabetic()).count();
+            if !matches!(&s[i..i + unit], "ms" | "s" | "m" | "h" | "d" | "w" | "y") {
+                return false;
+            }
+            i += unit;
+            units += 1;
+        }
+        units > 0
+    }
+    let bad = |what: &str, text: &str| {
+        Err(Error::BadData(format!(
+            "1:1: parse error: unexpected {:?} in {what}, expected duration",
+            text.trim()
+        )))
+    };
+    // The query with string literals and comments blanked out.
+    let mut code = String::with_capacity(q.len());
+    let mut chars = q.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '\'' | '`' => {
+                code.push(' ');
+                let mut escaped = false;
+                for d in chars.by_ref() {
+                    code.push(' ');
+                    if escaped {
+                        escaped = false;
+                    } else if d == '\\' && c != '`' {
+                        escaped = true;
+                    } else if d == c {
+                        break;
+                    }
+                }
+            }
+            '#' => {
+                for d in chars.by_ref() {
+                    code.push(' ');
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            c => code.push(c),
+        }
+    }
+    let mut rest = code.as_str();
+    while let Some(open) = rest.find('[') {
+        let close = rest[open..].find(']').map_or(rest.len(), |c| open + c);
+        let inner = &rest[open + 1..close];
+        let mut parts = inner.splitn(2, ':');
+        let range = parts.next().unwrap_or("");
+        if !is_duration(range) {
+            return bad("range", range);
+        }
+        if let Some(step) = parts.next()
+            && !step.trim().is_empty()
+            && !is_duration(step)
+        {
+            return bad("subquery step", step);
+        }
+        rest = &rest[(close + 1).min(rest.len())..];
+    }
+    let lower = code.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    let mut from = 0;
+    while let Some(pos) = lower[from..].find("offset") {
+        let at = from + pos;
+        from = at + 6;
+        let word_start = at == 0 || !(bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_');
+        let word_end = bytes
+            .get(at + 6)
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_'));
+        if !word_start || !word_end {
+            continue;
+        }
+        let after = lower[from..].trim_start();
+        let after = after.strip_prefix('-').map_or(after, str::trim_start);
+        if !after.starts_with(|c: char| c.is_ascii_digit()) {
+            continue;
+        }
+        let token: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '.')
+            .collect();
+        if !is_duration(&token) {
+            return bad("offset", &token);
+        }
+    }
+    Ok(())
+}
+
 /// Refuses what the parser accepts but Prometheus 2.42 does not.
 fn check_2_42(e: &Expr) -> Result<(), Error> {
+    let selector_regexes = |vs: &VectorSelector| -> Result<(), Error> {
+        for m in &vs.matchers.matchers {
+            if let MatchOp::Re(_) | MatchOp::NotRe(_) = m.op
+                && !functions::go_accepts_regex(&m.value)
+            {
+                return Err(Error::BadData(format!(
+                    "1:1: parse error: error parsing regexp: invalid or unsupported Perl syntax in {:?}",
+                    m.value
+                )));
+            }
+        }
+        Ok(())
+    };
     match e {
         Expr::Aggregate(a) => {
             let op = a.op.to_string();
@@ -167,6 +288,8 @@ fn check_2_42(e: &Expr) -> Result<(), Error> {
             check_2_42(&b.rhs)
         }
         Expr::Paren(p) => check_2_42(&p.expr),
+        Expr::VectorSelector(vs) if vs.matchers.or_matchers.is_empty() => selector_regexes(vs),
+        Expr::MatrixSelector(ms) if ms.vs.matchers.or_matchers.is_empty() => selector_regexes(&ms.vs),
         Expr::VectorSelector(vs) if !vs.matchers.or_matchers.is_empty() => Err(Error::BadData(
             "1:1: parse error: unexpected \"or\" in label matching".into(),
         )),

@@ -709,8 +709,20 @@ pub fn valid_label_name(name: &str) -> bool {
 /// Compiles a label_replace regex, anchored like Prometheus (`^(?:re)$`), with Go's
 /// syntax translated where Rust's differs (see [`go_regex_to_rust`]).
 pub fn compile_anchored(re: &str) -> Result<regex::Regex, Error> {
+    if !go_accepts_regex(re) {
+        return Err(Error::Execution(format!(
+            "invalid regular expression in label_replace(): {re}"
+        )));
+    }
     regex::Regex::new(&format!("^(?:{})$", go_regex_to_rust(re)))
         .map_err(|_| Error::Execution(format!("invalid regular expression in label_replace(): {re}")))
+}
+
+/// Whether the Go 1.19 regexp package Prometheus 2.42 is built with accepts `re`
+/// syntax Rust's `regex` also takes: Go only knows `(?P<name>...)` for named groups,
+/// not `(?<name>...)`.
+pub fn go_accepts_regex(re: &str) -> bool {
+    !re.contains("(?<")
 }
 
 /// Rewrites the parts of Go (RE2) regexp syntax that Rust's `regex` reads

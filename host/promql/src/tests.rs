@@ -131,7 +131,10 @@ fn range_function_duplicates_are_an_error_even_without_overlap() {
     assert_eq!(r.unwrap_err().error_type(), "execution");
     // Element-wise functions only fail where both are present at the same step.
     let e = parse(r#"abs({__name__=~"x|y"})"#).unwrap();
-    let opts = EngineOpts { lookback_ms: 30_000, ..EngineOpts::default() };
+    let opts = EngineOpts {
+        lookback_ms: 30_000,
+        ..EngineOpts::default()
+    };
     let QueryValue::Matrix(m) = range_query(&db, &e, 0, 1_010_000, 10_000, &opts).unwrap() else {
         panic!()
     };
@@ -261,5 +264,33 @@ fn limits_cancel_and_count_samples() {
     assert_eq!(
         instant_query(&db, &e, 100_000, &opts).unwrap_err().error_type(),
         "canceled"
+    );
+}
+
+#[test]
+fn durations_must_have_units_as_in_2_42() {
+    for bad in [
+        "c offset 5",
+        "c[5]",
+        "rate(c[5m:1])[1m:]",
+        "c offset -5",
+        "max_over_time(c[1m+1m])",
+    ] {
+        assert_eq!(parse(bad).map(|_| ()).unwrap_err().error_type(), "bad_data", "{bad}");
+    }
+    for good in [
+        "c offset 5m",
+        "c offset -1h30m",
+        "rate(c[5m])",
+        "max_over_time(rate(c[1m])[10m:])",
+        "max_over_time(c[10m:30s] offset 1m)",
+        r#"c{a="[5]", b="offset 5"}"#,
+        "sum by (offset) (c)",
+    ] {
+        assert!(parse(good).is_ok(), "{good}: {:?}", parse(good).err());
+    }
+    assert!(
+        parse(r#"c{a=~"(?<x>a)"}"#).is_err(),
+        "Go's regexp has no (?<name>...) groups"
     );
 }
