@@ -8,6 +8,7 @@ use super::params::{Form, MAX_QUERY_TIMEOUT, parse_duration, parse_time, parse_t
 use super::{ApiError, json, success};
 use crate::api::Shared;
 use crate::scrape::now_ms;
+use crate::storage::Storage;
 use axum::extract::State;
 use axum::response::Response;
 use sonde_promql::{EngineOpts, Error, QueryValue};
@@ -32,7 +33,7 @@ pub async fn instant(State(s): State<Shared>, form: Form) -> Result<Response, Ap
     let t = parse_time_param(&form, "time", now_ms(SystemTime::now()))?;
     let timeout = timeout_param(&form)?;
     let expr = parse_query(&form)?;
-    run(s, timeout, move |storage, opts| {
+    run(s.head.clone(), timeout, move |storage, opts| {
         sonde_promql::instant_query(storage, &expr, t, opts)
     })
     .await
@@ -64,7 +65,7 @@ pub async fn range(State(s): State<Shared>, form: Form) -> Result<Response, ApiE
     let timeout = timeout_param(&form)?;
     let expr = parse_query(&form)?;
     let step_ms = step.millis().max(1);
-    run(s, timeout, move |storage, opts| {
+    run(s.head.clone(), timeout, move |storage, opts| {
         sonde_promql::range_query(storage, &expr, start, end, step_ms, opts)
     })
     .await
@@ -100,14 +101,14 @@ impl Drop for CancelOnDrop {
     }
 }
 
-type Eval = dyn FnOnce(&crate::storage::Storage, &EngineOpts) -> Result<QueryValue, Error> + Send;
+type Eval = dyn FnOnce(&Storage, &EngineOpts) -> Result<QueryValue, Error> + Send;
 
 /// Evaluates and encodes on a blocking thread, within `timeout` (waiting for a slot
 /// included).
 async fn run(
-    s: Shared,
+    storage: Arc<Storage>,
     timeout: Duration,
-    eval: impl FnOnce(&crate::storage::Storage, &EngineOpts) -> Result<QueryValue, Error> + Send + 'static,
+    eval: impl FnOnce(&Storage, &EngineOpts) -> Result<QueryValue, Error> + Send + 'static,
 ) -> Result<Response, ApiError> {
     let eval: Box<Eval> = Box::new(eval);
     let cancel = Arc::new(AtomicBool::new(false));
@@ -123,7 +124,6 @@ async fn run(
             cancel: Some(cancel.clone()),
             ..EngineOpts::default()
         };
-        let storage = s.head.clone();
         let encoded = tokio::task::spawn_blocking(move || {
             let value = eval(&storage, &opts)?;
             Ok::<_, Error>(json::success(json::points(&value) * 24, |out| {
@@ -140,5 +140,52 @@ async fn run(
             cancel.store(true, Ordering::Relaxed);
             Err(Error::Timeout("query timed out in expression evaluation".into()).into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// An evaluation that runs until it is told to stop; says whether it was.
+    fn endless(
+        seen: std::sync::mpsc::Sender<bool>,
+    ) -> impl FnOnce(&Storage, &EngineOpts) -> Result<QueryValue, Error> + Send + 'static {
+        move |_, opts| {
+            let cancel = opts.cancel.clone().expect("a cancel flag");
+            let start = Instant::now();
+            while !cancel.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let _ = seen.send(cancel.load(Ordering::Relaxed));
+            Err(Error::Canceled("stopped".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_dropped_by_its_client_cancels_the_evaluation() {
+        let (_dir, storage) = crate::storage::test_storage();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let request = run(Arc::new(storage), MAX_QUERY_TIMEOUT, endless(tx));
+        // The client goes away: the server drops the handler future.
+        assert!(tokio::time::timeout(Duration::from_millis(100), request).await.is_err());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(true));
+    }
+
+    #[tokio::test]
+    async fn a_query_past_its_timeout_is_stopped_and_answered_503() {
+        let (_dir, storage) = crate::storage::test_storage();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let started = Instant::now();
+        let err = run(Arc::new(storage), Duration::from_millis(100), endless(tx))
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert_eq!(
+            (err.status.as_u16(), err.error_type, err.message.as_str()),
+            (503, "timeout", "query timed out in expression evaluation")
+        );
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(true));
     }
 }
