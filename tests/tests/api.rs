@@ -204,11 +204,14 @@ fn status_endpoints_and_format_query() {
     );
 }
 
+/// A request (path, parameters) and the status and body Prometheus 2.42 answers it with.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u16, &'a str);
+
 /// Each answer as Prometheus 2.42 gives it, byte for byte (recorded from 2.42.0).
 #[test]
 fn parameter_errors_like_prometheus() {
     let sonde = start();
-    let cases: &[(&str, &[(&str, &str)], u16, &str)] = &[
+    let cases: &[Case] = &[
         (
             "/api/v1/query_range",
             &[("query", "up"), ("start", "10"), ("end", "5"), ("step", "1")],
