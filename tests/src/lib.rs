@@ -11,6 +11,7 @@ pub mod exposition;
 pub mod external;
 pub mod http;
 pub mod prometheus;
+pub mod redis;
 pub mod sonde;
 pub mod wal;
 
