@@ -50,47 +50,57 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// `strconv.FormatFloat(v, 'f', -1, 64)`: Rust's `Display` is the same shortest
-/// round-trip decimal without an exponent; only the non-finite spellings differ.
+/// `strconv.FormatFloat(v, 'f', -1, 64)`: the shortest decimal that reads back as
+/// `v`, never in exponent form; `NaN`, `+Inf`, `-Inf`.
 pub fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    let mut out = Vec::new();
+    push_float(&mut out, v);
+    String::from_utf8(out).expect("ASCII")
+}
+
+/// [`format_float`] into `out`. Ryu finds the same shortest digits as Go and Rust;
+/// its output only needs `.0` dropped, and its exponent form (from 1e16, below 1e-5)
+/// is left to Rust's `Display`, which writes such values out in full.
+fn push_float(out: &mut Vec<u8>, v: f64) {
+    if !v.is_finite() {
+        out.extend_from_slice(match v {
+            v if v.is_nan() => b"NaN",
+            v if v > 0.0 => b"+Inf",
+            _ => b"-Inf",
+        });
+        return;
+    }
+    let mut buf = ryu::Buffer::new();
+    let s = buf.format_finite(v);
+    if s.contains('e') {
+        let _ = write!(out, "{v}");
     } else {
-        format!("{v}")
+        out.extend_from_slice(s.strip_suffix(".0").unwrap_or(s).as_bytes());
     }
 }
 
 /// A point value as Prometheus's API formats it (without quotes).
 pub fn format_value(v: f64) -> String {
     let abs = v.abs();
-    if !abs.is_finite() {
+    if !abs.is_finite() || abs == 0.0 || (1e-6..1e21).contains(&abs) {
         return format_float(v);
     }
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        // Go's 'e' format: shortest mantissa, exponent with a sign and two digits at least.
-        let s = format!("{v:e}");
-        let (mantissa, exp) = s.split_once('e').expect("{:e} has an exponent");
-        let (sign, digits) = match exp.strip_prefix('-') {
-            Some(d) => ('-', d),
-            None => ('+', exp),
-        };
-        return format!("{mantissa}e{sign}{digits:0>2}");
-    }
-    format_float(v)
+    // Go's 'e' format: shortest mantissa, exponent with a sign and two digits at least.
+    let s = format!("{v:e}");
+    let (mantissa, exp) = s.split_once('e').expect("{:e} has an exponent");
+    let (sign, digits) = match exp.strip_prefix('-') {
+        Some(d) => ('-', d),
+        None => ('+', exp),
+    };
+    format!("{mantissa}e{sign}{digits:0>2}")
 }
 
 /// `"<value>"`.
 pub fn value(out: &mut Vec<u8>, v: f64) {
     out.push(b'"');
-    if v.is_finite() && v == v.trunc() && v.abs() < 1e15 {
-        // The common case (counters, gauges of whole numbers) without float formatting.
-        let _ = write!(out, "{}", v as i64);
-        if v == 0.0 && v.is_sign_negative() {
-            out.truncate(out.len() - 1);
-            out.extend_from_slice(b"-0");
-        }
+    let abs = v.abs();
+    if abs.is_finite() && (abs == 0.0 || (1e-6..1e21).contains(&abs)) {
+        push_float(out, v);
     } else {
         out.extend_from_slice(format_value(v).as_bytes());
     }
@@ -106,10 +116,15 @@ pub fn timestamp(out: &mut Vec<u8>, t: i64) {
     } else {
         t as u64
     };
-    let _ = write!(out, "{}", t / 1000);
-    let frac = t % 1000;
+    out.extend_from_slice(itoa::Buffer::new().format(t / 1000).as_bytes());
+    let frac = (t % 1000) as u32;
     if frac != 0 {
-        let _ = write!(out, ".{frac:03}");
+        out.extend_from_slice(&[
+            b'.',
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ]);
     }
 }
 
@@ -125,7 +140,7 @@ pub fn point(out: &mut Vec<u8>, t: i64, v: f64) {
 /// `[<t/1000 as a float>,` (scalar and string results).
 fn float_timestamp(out: &mut Vec<u8>, t: i64) {
     out.push(b'[');
-    let _ = write!(out, "{}", t as f64 / 1000.0);
+    push_float(out, t as f64 / 1000.0);
     out.push(b',');
 }
 
@@ -151,8 +166,9 @@ pub fn query_data(out: &mut Vec<u8>, v: &QueryValue) {
     match v {
         QueryValue::Scalar(t, x) => {
             float_timestamp(out, *t);
-            string(out, &format_float(*x));
-            out.push(b']');
+            out.push(b'"');
+            push_float(out, *x);
+            out.extend_from_slice(b"\"]");
         }
         QueryValue::String(t, s) => {
             float_timestamp(out, *t);

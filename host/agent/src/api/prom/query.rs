@@ -126,7 +126,7 @@ async fn run(
         };
         let encoded = tokio::task::spawn_blocking(move || {
             let value = eval(&storage, &opts)?;
-            Ok::<_, Error>(json::success(json::points(&value) * 24, |out| {
+            Ok::<_, Error>(json::success(json::points(&value) * 32, |out| {
                 json::query_data(out, &value)
             }))
         })
