@@ -6,6 +6,8 @@ wasmtime::component::bindgen!({
     imports: {
         // statfs can hang on a dead network mount: run it off the executor with a deadline.
         "sonde:plugin/host.statfs": async,
+        // A statement waits on the network: async, bounded by the call's deadline.
+        "sonde:plugin/sql.query": async,
         default: trappable,
     },
     exports: { default: async },

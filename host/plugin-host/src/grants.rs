@@ -1,6 +1,8 @@
 //! What a plugin instance may reach outside its own memory, and the checks that
 //! enforce it at the WASI boundary. Everything not granted is denied.
 
+use crate::sql::SqlConnection;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -16,6 +18,10 @@ pub struct Grants {
     pub tcp: Vec<SocketAddr>,
     /// May call `host.statfs`.
     pub statfs: bool,
+    /// Database connections the plugin may query through `sql.query`, by the name it
+    /// uses (the sonde.toml `[connections.<name>]` key). Holds where the password is,
+    /// not the password.
+    pub sql: BTreeMap<String, SqlConnection>,
 }
 
 impl Grants {

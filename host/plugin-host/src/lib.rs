@@ -5,7 +5,8 @@
 //!   the epoch clock that runs only during calls;
 //! - [`instance`]: a loaded plugin and its instances, calls under deadline and limits;
 //! - [`grants`]: what an instance may reach, enforced in the WASI hooks ([`state`]);
-//! - [`host_api`]: the `sonde:plugin/host` imports (log, statfs, uname).
+//! - [`host_api`]: the `sonde:plugin/host` imports (log, statfs, uname);
+//! - [`sql`]: the `sonde:plugin/sql` import (read-only SQL on host-owned connections).
 
 pub mod bindings;
 mod cache;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod grants;
 mod host_api;
 pub mod instance;
+pub mod sql;
 mod state;
 mod ticker;
 
@@ -22,3 +24,4 @@ pub use engine::{EngineOptions, LoadStats, PluginEngine};
 pub use error::{CallError, LoadError};
 pub use grants::Grants;
 pub use instance::{InstanceSpec, Plugin, PluginInstance};
+pub use sql::{PasswordSource, SqlConnection, SslMode};

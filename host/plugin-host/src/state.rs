@@ -29,7 +29,7 @@ pub struct Incidents {
 }
 
 impl Incidents {
-    fn deny(&mut self, what: String) {
+    pub(crate) fn deny(&mut self, what: String) {
         // Reported with the failed collection; logged here for plugins that swallow it.
         tracing::debug!(target: "sonde::plugin", "{what}");
         if self.denials.len() == MAX_DENIALS {

@@ -25,6 +25,7 @@
 pub mod fs;
 pub mod log;
 mod registry;
+pub mod sql;
 
 pub use registry::{Collection, Family};
 

@@ -67,6 +67,9 @@ pub struct GrantsConfig {
     pub tcp: Vec<String>,
     /// Whether the plugin may query file-system usage (statfs) of mount points.
     pub statfs: bool,
+    /// Database connections (names of sonde.toml `[connections.<name>]` tables) the
+    /// plugin may send read-only statements to.
+    pub sql: Vec<String>,
 }
 
 /// A validated plugin instance: one scrape target.
@@ -241,7 +244,7 @@ impl Check<'_, '_> {
         if instance.is_empty() {
             self.report("instance", "instance must not be empty".into());
         }
-        let grants = self.grants(&inst.grants);
+        let grants = self.grants(&inst.grants, sonde);
         let config_json = inst.config.as_ref().map_or_else(|| "{}".to_string(), |c| c.to_string());
         if self.problems.len() > before {
             return None;
@@ -260,7 +263,19 @@ impl Check<'_, '_> {
         })
     }
 
-    fn grants(&mut self, g: &GrantsConfig) -> Grants {
+    fn grants(&mut self, g: &GrantsConfig, sonde: &SondeConfig) -> Grants {
+        let mut sql = BTreeMap::new();
+        for name in &g.sql {
+            match sonde.connections.get(name) {
+                Some(c) => {
+                    sql.insert(name.clone(), c.resolve());
+                }
+                None => self.report_grant(
+                    "sql",
+                    format!("sql grant {name:?}: no [connections.{name}] in sonde.toml (define it there, with host, user and password_file)"),
+                ),
+            }
+        }
         for dir in &g.read {
             if !dir.is_absolute() {
                 self.report_grant("read", format!("read path {} must be absolute", dir.display()));
@@ -288,6 +303,7 @@ impl Check<'_, '_> {
             http: g.http.clone(),
             tcp,
             statfs: g.statfs,
+            sql,
         }
     }
 }

@@ -3,6 +3,8 @@
 use super::source::{Problem, SourceFile, subtable, value_span};
 use super::units::{ByteSize, PromDuration};
 use serde::Deserialize;
+use sonde_plugin_host::{PasswordSource, SqlConnection, SslMode};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,6 +31,63 @@ pub struct SondeConfig {
     pub defaults: Defaults,
     /// Sample storage.
     pub storage: StorageConfig,
+    /// Database connections, by name; a plugin may use one when its grants list the
+    /// name (`[<plugin>.grants] sql = ["main"]`). The host owns the connection and the
+    /// credentials; the plugin only sends read-only statements.
+    pub connections: BTreeMap<String, ConnectionConfig>,
+}
+
+/// One `[connections.<name>]` table (PostgreSQL).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionConfig {
+    /// Server host name or address (default 127.0.0.1).
+    pub host: Option<String>,
+    /// Server port (default 5432).
+    pub port: Option<u16>,
+    /// Database to connect to (default postgres).
+    pub database: Option<String>,
+    /// Role to log in as; give it `pg_monitor` and nothing more (required).
+    pub user: Option<String>,
+    /// `disable` or `prefer` (default prefer; TLS itself is not implemented yet, so
+    /// prefer connects without it).
+    pub sslmode: Option<SslModeConfig>,
+    /// File holding the password (its first line); read at every connect, so a
+    /// rotated password is picked up without a restart.
+    pub password_file: Option<PathBuf>,
+    /// Environment variable of the sonde process holding the password.
+    pub password_env: Option<String>,
+    /// Not accepted: an inline password would sit in a config file that is often
+    /// world-readable and checked in. Use password_file or password_env.
+    pub password: Option<toml::Value>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SslModeConfig {
+    Disable,
+    Prefer,
+}
+
+impl ConnectionConfig {
+    /// The host-side description of the connection (no secret in it).
+    pub fn resolve(&self) -> SqlConnection {
+        SqlConnection {
+            host: self.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+            port: self.port.unwrap_or(5432),
+            database: self.database.clone().unwrap_or_else(|| "postgres".into()),
+            user: self.user.clone().unwrap_or_default(),
+            sslmode: match self.sslmode {
+                Some(SslModeConfig::Disable) => SslMode::Disable,
+                _ => SslMode::Prefer,
+            },
+            password: match (&self.password_file, &self.password_env) {
+                (Some(f), _) => PasswordSource::File(f.clone()),
+                (None, Some(v)) => PasswordSource::Env(v.clone()),
+                (None, None) => PasswordSource::None,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -74,6 +133,62 @@ impl SondeConfig {
     }
 }
 
+/// Checks every `[connections.<name>]` table; true when all are usable.
+fn check_connections(
+    file: &SourceFile,
+    table: &toml::Spanned<toml::de::DeTable<'_>>,
+    problems: &mut Vec<Problem>,
+) -> bool {
+    let Some(conns) = subtable(table, "connections") else {
+        return true;
+    };
+    let before = problems.len();
+    for (key, value) in conns.get_ref().iter() {
+        let name = key.get_ref().to_string();
+        let Some(t) = subtable(&conns, &name) else {
+            problems.push(file.problem(
+                value.span(),
+                format!("connections.{name} must be a table: [connections.{name}] with host, port, user, ..."),
+            ));
+            continue;
+        };
+        let Some(c) = file.deserialize_all::<ConnectionConfig>(&t, &[], problems) else {
+            continue;
+        };
+        let mut report = |key: &str, msg: String| {
+            problems.push(file.problem(value_span(&t, key), format!("[connections.{name}] {msg}")));
+        };
+        if c.password.is_some() {
+            report(
+                "password",
+                "inline passwords are not accepted: put it in a file (password_file) or an environment variable (password_env)".into(),
+            );
+        }
+        if c.user.as_deref().is_none_or(str::is_empty) {
+            report(
+                "user",
+                "missing `user = \"...\"`: the role to log in as (pg_monitor is enough)".into(),
+            );
+        }
+        match (&c.password_file, &c.password_env) {
+            (Some(_), Some(_)) => report("password_env", "set password_file or password_env, not both".into()),
+            (Some(f), None) => {
+                if let Err(e) = std::fs::metadata(f) {
+                    report(
+                        "password_file",
+                        format!("cannot read password_file {}: {e}", f.display()),
+                    );
+                }
+            }
+            (None, Some(v)) if std::env::var_os(v).is_none() => {
+                report("password_env", format!("environment variable {v} is not set"));
+            }
+            _ => {}
+        }
+    }
+    problems.len() == before
+}
+
 /// Parses and validates sonde.toml, appending every problem found.
 pub fn parse(file: &SourceFile, problems: &mut Vec<Problem>) -> SondeConfig {
     let before = problems.len();
@@ -90,8 +205,9 @@ pub fn parse(file: &SourceFile, problems: &mut Vec<Problem>) -> SondeConfig {
         Some(d) => file.deserialize_all::<StorageConfig>(&d, &[], problems).is_some(),
         None => true,
     };
-    let nested = ["defaults", "storage"];
-    let cfg = if defaults_ok && storage_ok {
+    let connections_ok = check_connections(file, &table, problems);
+    let nested = ["defaults", "storage", "connections"];
+    let cfg = if defaults_ok && storage_ok && connections_ok {
         file.deserialize_all::<SondeConfig>(&table, &nested, problems)
     } else {
         file.check_keys::<SondeConfig>(&table, &nested, problems);
