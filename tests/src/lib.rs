@@ -10,6 +10,7 @@ pub mod dump;
 pub mod exposition;
 pub mod external;
 pub mod http;
+pub mod postgres;
 pub mod prometheus;
 pub mod redis;
 pub mod sonde;
