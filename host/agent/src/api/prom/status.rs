@@ -213,6 +213,17 @@ pub fn render_config(cfg: &Config) -> String {
         duration(st.wal_fsync_interval.map_or(Duration::from_secs(10), |d| d.0)),
     );
     top.insert("storage".into(), Value::Table(storage));
+    if !s.connections.is_empty() {
+        let conns: Table = s
+            .connections
+            .iter()
+            .map(|(name, c)| {
+                let t = connection_table(c.resolve(), c.password_file.as_deref(), c.password_env.as_deref());
+                (name.clone(), Value::Table(t))
+            })
+            .collect();
+        top.insert("connections".into(), Value::Table(conns));
+    }
     let mut text = format!("# sonde.toml (effective)\n{top}");
     let mut plugins = Table::new();
     for t in &cfg.targets {
@@ -220,6 +231,32 @@ pub fn render_config(cfg: &Config) -> String {
     }
     text.push_str(&format!("\n# plugins.toml ({})\n{plugins}", cfg.plugins_origin));
     text
+}
+
+/// A `[connections.<name>]` table with its defaults. The config never holds the
+/// password itself, only where to read it, so nothing needs hiding.
+fn connection_table(
+    r: sonde_plugin_host::SqlConnection,
+    password_file: Option<&std::path::Path>,
+    password_env: Option<&str>,
+) -> toml::Table {
+    let mut t = toml::Table::new();
+    t.insert("host".into(), r.host.into());
+    t.insert("port".into(), i64::from(r.port).into());
+    t.insert("database".into(), r.database.into());
+    t.insert("user".into(), r.user.into());
+    let sslmode = match r.sslmode {
+        sonde_plugin_host::SslMode::Disable => "disable",
+        _ => "prefer",
+    };
+    t.insert("sslmode".into(), sslmode.into());
+    if let Some(f) = password_file {
+        t.insert("password_file".into(), f.display().to_string().into());
+    }
+    if let Some(e) = password_env {
+        t.insert("password_env".into(), e.into());
+    }
+    t
 }
 
 fn target_table(t: &TargetSpec) -> toml::Table {
@@ -343,6 +380,49 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("n = 3"), "{table}");
+    }
+
+    #[test]
+    fn the_effective_config_has_defaults_and_no_secrets() {
+        let mut sonde = crate::config::SondeConfig::default();
+        sonde.connections.insert("pg".into(), Default::default());
+        let pg = sonde.connections.get_mut("pg").unwrap();
+        pg.user = Some("monitor".into());
+        pg.password_file = Some("/etc/sonde/pg.pass".into());
+        let cfg = Config {
+            sonde,
+            listen: "127.0.0.1:9190".into(),
+            data_dir: "data".into(),
+            targets: vec![TargetSpec {
+                name: "db".into(),
+                plugin_path: "plugins/postgres.wasm".into(),
+                interval: None,
+                timeout: Some(Duration::from_secs(5)),
+                memory_limit: 64 << 20,
+                job: "postgres".into(),
+                instance: "db-1".into(),
+                labels: Default::default(),
+                grants: Default::default(),
+                config_json: r#"{"dsn":"postgres://u:hunter2@h/db","api_token":"t0k"}"#.into(),
+            }],
+            plugins_origin: "plugins.toml".into(),
+        };
+        let text = render_config(&cfg);
+        for want in [
+            "retention = \"15d\"",
+            "interval = \"15s\"",
+            "[connections.pg]",
+            "port = 5432",
+            "password_file = \"/etc/sonde/pg.pass\"",
+            "[db]",
+            "timeout = \"5s\"",
+            "memory_limit = \"64MiB\"",
+            "dsn = \"postgres://u:<secret>@h/db\"",
+            "api_token = \"<secret>\"",
+        ] {
+            assert!(text.contains(want), "{want} missing:\n{text}");
+        }
+        assert!(!text.contains("hunter2") && !text.contains("t0k"), "{text}");
     }
 
     #[test]
