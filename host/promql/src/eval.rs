@@ -142,7 +142,7 @@ pub fn parse(q: &str) -> Result<Expr, Error> {
             false,
         )]);
     });
-    let expr = parser::parse(q).map_err(|e| Error::BadData(format!("1:1: parse error: {e}")))?;
+    let expr = parser::parse(q).map_err(|e| Error::BadData(format!("parse error: {e}")))?;
     check_durations(q)?;
     check_2_42(&expr)?;
     Ok(expr)
@@ -175,7 +175,7 @@ fn check_durations(q: &str) -> Result<(), Error> {
     }
     let bad = |what: &str, text: &str| {
         Err(Error::BadData(format!(
-            "1:1: parse error: unexpected {:?} in {what}, expected duration",
+            "parse error: unexpected {:?} in {what}, expected duration",
             text.trim()
         )))
     };
@@ -263,7 +263,7 @@ fn check_2_42(e: &Expr) -> Result<(), Error> {
                 && !functions::go_accepts_regex(&m.value)
             {
                 return Err(Error::BadData(format!(
-                    "1:1: parse error: error parsing regexp: invalid or unsupported Perl syntax in {:?}",
+                    "parse error: error parsing regexp: invalid or unsupported Perl syntax in {:?}",
                     m.value
                 )));
             }
@@ -274,7 +274,7 @@ fn check_2_42(e: &Expr) -> Result<(), Error> {
         Expr::Aggregate(a) => {
             let op = a.op.to_string();
             if op == "limitk" || op == "limit_ratio" {
-                return Err(Error::BadData(format!("1:1: parse error: unknown aggregation {op:?}")));
+                return Err(Error::BadData(format!("parse error: unknown aggregation {op:?}")));
             }
             check_2_42(&a.expr)?;
             if let Some(p) = &a.param {
@@ -291,16 +291,16 @@ fn check_2_42(e: &Expr) -> Result<(), Error> {
         Expr::VectorSelector(vs) if vs.matchers.or_matchers.is_empty() => selector_regexes(vs),
         Expr::MatrixSelector(ms) if ms.vs.matchers.or_matchers.is_empty() => selector_regexes(&ms.vs),
         Expr::VectorSelector(vs) if !vs.matchers.or_matchers.is_empty() => Err(Error::BadData(
-            "1:1: parse error: unexpected \"or\" in label matching".into(),
+            "parse error: unexpected \"or\" in label matching".into(),
         )),
         Expr::MatrixSelector(ms) if !ms.vs.matchers.or_matchers.is_empty() => Err(Error::BadData(
-            "1:1: parse error: unexpected \"or\" in label matching".into(),
+            "parse error: unexpected \"or\" in label matching".into(),
         )),
         Expr::Subquery(s) => check_2_42(&s.expr),
         Expr::Call(c) => {
             if !FUNCTIONS_2_42.contains(&c.func.name) {
                 return Err(Error::BadData(format!(
-                    "1:1: parse error: unknown function with name {:?}",
+                    "parse error: unknown function with name {:?}",
                     c.func.name
                 )));
             }
@@ -518,7 +518,10 @@ impl<'a> Evaluator<'a> {
     pub(crate) fn eval(&mut self, expr: &Expr, grid: Grid) -> Result<Val, Error> {
         self.check()?;
         match expr {
-            Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; grid.len()])),
+            Expr::NumberLiteral(n) => {
+                self.hold(grid.len())?;
+                Ok(Val::Scalar(vec![n.val; grid.len()]))
+            }
             Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
             Expr::Paren(p) => self.eval(&p.expr, grid),
             Expr::Unary(u) => match self.eval(&u.expr, grid)? {
@@ -739,10 +742,17 @@ impl<'a> Evaluator<'a> {
         let args: Vec<&Expr> = c.args.args.iter().map(|a| unparen(a)).collect();
         let n = grid.len();
         match name {
-            "time" => return Ok(Val::Scalar((0..n).map(|i| grid.t(i) as f64 / 1000.0).collect())),
-            "pi" => return Ok(Val::Scalar(vec![std::f64::consts::PI; n])),
+            "time" => {
+                self.hold(n)?;
+                return Ok(Val::Scalar((0..n).map(|i| grid.t(i) as f64 / 1000.0).collect()));
+            }
+            "pi" => {
+                self.hold(n)?;
+                return Ok(Val::Scalar(vec![std::f64::consts::PI; n]));
+            }
             "vector" => {
                 let v = self.eval_scalar(args[0], grid)?;
+                self.hold(n)?;
                 return Ok(Val::Vector(vec![Series {
                     labels: Labels::from_pairs(Vec::new()),
                     vals: v,

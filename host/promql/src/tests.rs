@@ -294,3 +294,12 @@ fn durations_must_have_units_as_in_2_42() {
         "Go's regexp has no (?<name>...) groups"
     );
 }
+
+#[test]
+fn a_subquery_grid_beyond_the_sample_limit_fails_before_allocating() {
+    let db = db();
+    let e = parse("count_over_time(vector(1)[2d:1ms])").unwrap();
+    let err = instant_query(&db, &e, 0, &EngineOpts::default()).unwrap_err();
+    assert_eq!(err.error_type(), "execution", "{err}");
+    assert!(err.message().contains("too many samples"), "{err}");
+}
