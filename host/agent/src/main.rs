@@ -1,6 +1,7 @@
 //! `sonde`: one observability daemon whose data sources are sandboxed WebAssembly
 //! plugins. This file is the command line; the subsystems live in their modules.
 
+mod alert;
 mod api;
 mod config;
 mod import;
