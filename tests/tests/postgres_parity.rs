@@ -70,6 +70,8 @@ fn postgres_plugin_matches_postgres_exporter() {
          query = \"SELECT max(amount) AS amount FROM orders\"\nvalues = [\"amount\"]\n\
          [[pg.config.queries]]\nmetric = \"app_sneaky\"\n\
          query = \"INSERT INTO orders (status, amount) VALUES ('sneaky', 1) RETURNING id AS id\"\nvalues = [\"id\"]\n\
+         [[pg.config.queries]]\nmetric = \"app_hijack\"\n\
+         query = \"SELECT length(set_config('application_name', 'hijacked', false)) AS len\"\nvalues = [\"len\"]\n\
          [[pg.config.queries]]\nmetric = \"app_secrets\"\n\
          query = \"SELECT rolname, length(rolpassword) AS len FROM pg_authid\"\nlabels = [\"rolname\"]\nvalues = [\"len\"]\n";
     let sonde = start(sonde_toml(&[("main", pg.port, USER, &pwfile)]), plugins.to_string());
@@ -164,6 +166,14 @@ fn postgres_plugin_matches_postgres_exporter() {
     );
     assert!(stderr.contains("permission denied"), "{stderr}");
     assert_eq!(pg.exec("SELECT count(*) FROM orders WHERE status = 'sneaky'"), "0");
+    assert_eq!(ours.value("pg_exporter_last_scrape_error", &[]), Some(1.0));
+    // Session state a statement sets does not outlive it on the shared connection.
+    assert_eq!(ours.value("app_hijack_len", &[]), Some(8.0));
+    wait_for(Duration::from_secs(10), "the session reset", || {
+        let q = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sonde'";
+        let n = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'hijacked'";
+        (pg.exec(q) == "1" && pg.exec(n) == "0").then_some(())
+    });
 
     // The password stays on the host: not in anything sonde shows (log, targets,
     // series), and the guest's only channel to the server cannot read it back.

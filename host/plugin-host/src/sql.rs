@@ -186,10 +186,18 @@ async fn read_only(client: &mut Client, statement: &str, timeout: Duration) -> R
         .map_err(sql_err)?;
     // The extended protocol takes one statement only, so a `COMMIT; INSERT ...` cannot
     // leave the read-only transaction.
-    let rows = tx.query(statement, &[]).await.map_err(sql_err)?;
+    let rows = tx.query(statement, &[]).await;
     tx.rollback().await.map_err(sql_err)?;
-    lift(&rows)
+    // The connection is shared by every instance granted it: undo whatever session
+    // state a statement left (`set_config(.., false)`, `SET ROLE`, advisory locks),
+    // as DISCARD ALL would, but keep tokio-postgres's prepared type lookups.
+    client.batch_execute(SESSION_RESET).await.map_err(sql_err)?;
+    lift(&rows.map_err(sql_err)?)
 }
+
+/// DISCARD ALL without its DEALLOCATE ALL (see `read_only`).
+const SESSION_RESET: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
+     SELECT pg_advisory_unlock_all(); DISCARD SEQUENCES";
 
 fn lift(rows: &[tokio_postgres::Row]) -> Result<Rows, SqlError> {
     if rows.len() > MAX_ROWS {

@@ -71,6 +71,7 @@ impl Plugin for Postgres {
                     self.last_error = Some(msg);
                 }
                 out.sample(up, "pg_up", &[], 0.0);
+                last_scrape_error(out, true);
                 return Ok(());
             }
         };
@@ -102,6 +103,7 @@ impl Plugin for Postgres {
                 failures.push(format!("query {}: {e}", q.metric));
             }
         }
+        last_scrape_error(out, !failures.is_empty());
         if !failures.is_empty() {
             // One failing view (a missing privilege, a custom query's mistake) must not
             // hide the others: report it in the log, keep the rest.
@@ -113,6 +115,18 @@ impl Plugin for Postgres {
 
 const UP_HELP: &str =
     "Whether the last scrape of metrics from PostgreSQL was able to connect to the server (1 for yes, 0 for no).";
+
+/// postgres_exporter's flag for a scrape with an error (server down, or a statement
+/// failed); the reason is in sonde's log.
+fn last_scrape_error(out: &mut Collection, failed: bool) {
+    let name = "pg_exporter_last_scrape_error";
+    let f = out.family(
+        name,
+        Kind::Gauge,
+        "Whether the last scrape of metrics from PostgreSQL resulted in an error (1 for error, 0 for success).",
+    );
+    out.sample(f, name, &[], if failed { 1.0 } else { 0.0 });
+}
 
 /// The cell of `column` in the first row (NULL when absent).
 pub(crate) fn cell<'r>(rows: &'r Rows, column: &str) -> &'r Cell {
