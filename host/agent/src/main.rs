@@ -7,6 +7,7 @@ mod config;
 mod import;
 mod process;
 mod query_cli;
+mod rules;
 mod scrape;
 mod storage;
 mod timefmt;
@@ -119,9 +120,13 @@ struct RunArgs {
 
 #[derive(Args)]
 struct CheckArgs {
-    /// What to check: config (both files, the default) or plugins (also compiles each plugin).
-    #[arg(value_parser = ["config", "plugins"])]
+    /// What to check: config (both files and the rule files they name, the default),
+    /// plugins (also compiles each plugin) or rules (the rule files given, like
+    /// `promtool check rules`).
+    #[arg(value_parser = ["config", "plugins", "rules"])]
     what: Option<String>,
+    /// With `rules`: the rule files to check.
+    files: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -196,6 +201,9 @@ fn print_problems(problems: &[config::Problem]) {
 }
 
 fn check(args: RunArgs, c: CheckArgs) -> Result<ExitCode> {
+    if c.what.as_deref() == Some("rules") {
+        return Ok(rules::check(&c.files));
+    }
     let cfg = match config::load(&sources(&args)) {
         Ok(cfg) => cfg,
         Err(problems) => {
@@ -203,6 +211,10 @@ fn check(args: RunArgs, c: CheckArgs) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    if let Err(problems) = load_rules(&args, &cfg) {
+        print_problems(&problems);
+        return Ok(ExitCode::FAILURE);
+    }
     if c.what.as_deref() == Some("plugins") {
         let engine = new_engine(&cfg, None)?;
         let mut failed = false;
@@ -222,6 +234,18 @@ fn check(args: RunArgs, c: CheckArgs) -> Result<ExitCode> {
         cfg.plugins_origin
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The rule files `[rules]` names (relative to sonde.toml's directory), validated.
+fn load_rules(args: &RunArgs, cfg: &config::Config) -> Result<rules::Manager, Vec<config::Problem>> {
+    let dir = args
+        .files
+        .config
+        .as_deref()
+        .and_then(std::path::Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf);
+    rules::Manager::load(&cfg.sonde.rules, &cfg.sonde.alerting, &dir, &cfg.listen)
 }
 
 fn new_engine(cfg: &config::Config, cache_dir: Option<PathBuf>) -> Result<PluginEngine> {
@@ -342,13 +366,20 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    let rules = match load_rules(&args, &cfg) {
+        Ok(r) => Arc::new(r),
+        Err(problems) => {
+            print_problems(&problems);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     init_logging(cfg.sonde.log_level.as_deref());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sonde")
         .build()?;
     let status = api::prom::StatusInfo::new(&cfg, flags(&args, &cfg));
-    rt.block_on(serve(cfg, status))?;
+    rt.block_on(serve(cfg, status, rules))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -364,7 +395,7 @@ fn flags(args: &RunArgs, cfg: &config::Config) -> Vec<(String, String)> {
     ]
 }
 
-async fn serve(cfg: config::Config, status: api::prom::StatusInfo) -> Result<()> {
+async fn serve(cfg: config::Config, status: api::prom::StatusInfo, rules: Arc<rules::Manager>) -> Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
     let opts = engine_options(&cfg, Some(cfg.data_dir.join("plugin-cache")));
@@ -381,6 +412,7 @@ async fn serve(cfg: config::Config, status: api::prom::StatusInfo) -> Result<()>
     let scrapers = scrape::load_targets(&cfg, &engine, &opts).await;
     release_freed_memory();
     let state = Arc::new(api::AppState {
+        rules: rules.clone(),
         targets: scrapers.iter().map(|s| s.target.clone()).collect(),
         head: head.clone(),
         ready: false.into(),
@@ -397,6 +429,20 @@ async fn serve(cfg: config::Config, status: api::prom::StatusInfo) -> Result<()>
         .storage
         .wal_fsync_interval
         .map_or(Duration::from_secs(10), |d| d.0);
+    // Where alerts go: each configured Alertmanager, then any other sink (the built-in
+    // notifier registers itself here).
+    let mut sinks: Vec<Arc<dyn alert::AlertSink>> = Vec::new();
+    for am in &rules.alertmanagers {
+        tasks.push(tokio::spawn(am.clone().run(shutdown_rx.clone())));
+        sinks.push(am.clone());
+    }
+    sinks.extend(extra_alert_sinks(&state));
+    tasks.extend(rules.spawn(head.clone(), sinks, shutdown_rx.clone()));
+    tracing::info!(
+        groups = rules.groups.len(),
+        alertmanagers = rules.alertmanagers.len(),
+        "rules loaded"
+    );
     tokio::spawn(maintain_storage(head.clone(), fsync_every, shutdown_rx.clone()));
     state.ready.store(true, Ordering::Relaxed);
     let app = api::router(state);
@@ -416,6 +462,11 @@ async fn serve(cfg: config::Config, status: api::prom::StatusInfo) -> Result<()>
     let _ = tokio::time::timeout_at(deadline, server).await;
     head.close();
     Ok(())
+}
+
+/// Alert destinations besides the Alertmanagers of `[alerting]`.
+fn extra_alert_sinks(_state: &api::AppState) -> Vec<Arc<dyn alert::AlertSink>> {
+    Vec::new()
 }
 
 /// glibc gives each thread that allocates its own arena (up to 8 per core) and

@@ -15,12 +15,15 @@ use crate::storage::Storage;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 pub struct AppState {
+    /// Rule groups, for `/api/v1/rules`, `/api/v1/alerts` and `/metrics`.
+    pub rules: Arc<crate::rules::Manager>,
     pub targets: Vec<Arc<Target>>,
     pub head: Arc<Storage>,
     /// Set once every plugin has been loaded and scheduled.
@@ -40,7 +43,24 @@ pub fn router(state: Shared) -> Router {
         .route("/federate", get(federate::handler))
         .route("/api/v1/targets", get(targets::handler))
         .merge(prom::routes())
+        .route("/api/v1/rules", get(rules))
+        .route("/api/v1/alerts", get(alerts))
         .with_state(state)
+}
+
+async fn rules(State(s): State<Shared>, q: axum::extract::RawQuery) -> axum::response::Response {
+    let kind = q.0.as_deref().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "type")
+            .map(|(_, v)| v.into_owned())
+    });
+    let data = crate::rules::api::rules(&s.rules, kind.as_deref());
+    axum::Json(serde_json::json!({"status": "success", "data": data})).into_response()
+}
+
+async fn alerts(State(s): State<Shared>) -> axum::response::Response {
+    let data = crate::rules::api::alerts(&s.rules);
+    axum::Json(serde_json::json!({"status": "success", "data": data})).into_response()
 }
 
 async fn healthy() -> &'static str {

@@ -13,6 +13,7 @@ pub async fn handler(State(s): State<Shared>) -> impl IntoResponse {
     plugins(&s, &mut w);
     head(&s, &mut w);
     process(&s, &mut w);
+    rules(&s, &mut w);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         w.out,
@@ -258,6 +259,96 @@ fn head(s: &Shared, w: &mut Writer) {
     }
     w.family("sonde_build_info", "gauge", "Build information.");
     w.sample("sonde_build_info", [("version", env!("CARGO_PKG_VERSION"))], 1.0, None);
+}
+
+/// Rule groups (Prometheus's `prometheus_rule_*`, per `rule_group` = `file;name`)
+/// and Alertmanager delivery.
+fn rules(s: &Shared, w: &mut Writer) {
+    type Get = fn(&crate::rules::group::Group) -> f64;
+    let families: [(&str, &str, &str, Get); 8] = [
+        ("sonde_rule_evaluations_total", "counter", "Rule evaluations.", |g| {
+            g.stats.evaluations.load(Ordering::Relaxed) as f64
+        }),
+        (
+            "sonde_rule_evaluation_failures_total",
+            "counter",
+            "Rule evaluations that failed (query error, duplicate labelsets, limit).",
+            |g| g.stats.failures.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "sonde_rule_group_iterations_missed_total",
+            "counter",
+            "Group evaluations that took longer than the interval.",
+            |g| g.stats.missed.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "sonde_rule_group_last_duration_seconds",
+            "gauge",
+            "Duration of the group's last evaluation.",
+            |g| g.stats.last_duration_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        ),
+        (
+            "sonde_rule_group_last_evaluation_timestamp_seconds",
+            "gauge",
+            "When the group was last evaluated.",
+            |g| g.stats.last_eval_ms.load(Ordering::Relaxed) as f64 / 1e3,
+        ),
+        (
+            "sonde_rule_group_interval_seconds",
+            "gauge",
+            "The group's evaluation interval.",
+            |g| g.interval.as_secs_f64(),
+        ),
+        ("sonde_rule_group_rules", "gauge", "Rules in the group.", |g| {
+            g.spec.rules.len() as f64
+        }),
+        (
+            "sonde_rule_group_duration_seconds_sum",
+            "counter",
+            "Time spent evaluating the group, in total.",
+            |g| g.stats.duration_sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        ),
+    ];
+    for (name, kind, help, get) in families {
+        w.family(name, kind, help);
+        for g in &s.rules.groups {
+            let key = g.key();
+            w.sample(name, [("rule_group", key.as_str())], get(g), None);
+        }
+    }
+    type AmGet = fn(&crate::rules::alertmanager::Client) -> f64;
+    let ams: [(&str, &str, &str, AmGet); 4] = [
+        (
+            "sonde_alertmanager_alerts_sent_total",
+            "counter",
+            "Alerts delivered to the Alertmanager.",
+            |c| c.sent.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "sonde_alertmanager_alerts_errors_total",
+            "counter",
+            "Alerts given up on after every retry failed.",
+            |c| c.errors.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "sonde_alertmanager_alerts_dropped_total",
+            "counter",
+            "Alerts dropped because the queue was full.",
+            |c| c.dropped.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "sonde_alertmanager_queue_length",
+            "gauge",
+            "Alerts waiting to be sent.",
+            |c| c.queue_len() as f64,
+        ),
+    ];
+    for (name, kind, help, get) in ams {
+        w.family(name, kind, help);
+        for c in &s.rules.alertmanagers {
+            w.sample(name, [("alertmanager", c.url.as_str())], get(c), None);
+        }
+    }
 }
 
 fn process(s: &Shared, w: &mut Writer) {

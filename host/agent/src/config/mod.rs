@@ -8,7 +8,7 @@ mod source;
 pub mod units;
 
 pub use plugins::{TargetSpec, check_label_name};
-pub use sonde::{DEFAULT_LISTEN, SondeConfig, StorageConfig};
+pub use sonde::{AlertingConfig, DEFAULT_LISTEN, RulesConfig, SondeConfig, StorageConfig};
 pub use source::{Problem, SourceFile};
 
 use std::path::{Path, PathBuf};

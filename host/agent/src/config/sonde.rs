@@ -35,6 +35,80 @@ pub struct SondeConfig {
     /// name (`[<plugin>.grants] sql = ["main"]`). The host owns the connection and the
     /// credentials; the plugin only sends read-only statements.
     pub connections: BTreeMap<String, ConnectionConfig>,
+    /// Recording and alerting rules.
+    pub rules: RulesConfig,
+    /// Where alerts go.
+    pub alerting: AlertingConfig,
+}
+
+/// `[rules]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Rule files in Prometheus's format; globs, relative to this file's directory
+    /// (default: the built-in rules/default.yml; `files = []` loads none).
+    pub files: Option<Vec<String>>,
+    /// How often groups without their own `interval` are evaluated (default 1m).
+    pub evaluation_interval: Option<PromDuration>,
+    /// Alerts whose `for` is shorter are not restored after a restart, and a restored
+    /// alert fires no sooner than this after the restart (default 10m, Prometheus's
+    /// `--rules.alert.for-grace-period`).
+    pub for_grace_period: Option<PromDuration>,
+    /// How long sonde may have been down and still restore `for` state (default 1h,
+    /// Prometheus's `--rules.alert.for-outage-tolerance`).
+    pub for_outage_tolerance: Option<PromDuration>,
+}
+
+/// `[alerting]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertingConfig {
+    /// `[[alerting.alertmanagers]]`: every alert goes to each of them.
+    pub alertmanagers: Vec<AlertmanagerConfig>,
+    /// Labels added to every alert sent (unless it has them) and `$externalLabels`
+    /// in templates.
+    pub external_labels: BTreeMap<String, String>,
+    /// Base of alerts' generator URLs and `$externalURL` (default http://<listen>).
+    pub external_url: Option<String>,
+    /// How often a firing alert is re-sent (default 1m).
+    pub resend_delay: Option<PromDuration>,
+}
+
+/// One `[[alerting.alertmanagers]]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertmanagerConfig {
+    /// Base URL, e.g. "http://127.0.0.1:9093" (plain HTTP).
+    pub url: String,
+    /// Per-request timeout (default 10s).
+    pub timeout: Option<PromDuration>,
+    /// Alerts queued for this Alertmanager at most; the oldest are dropped beyond
+    /// (default 10000).
+    pub queue_capacity: Option<usize>,
+}
+
+/// Checks `[alerting]`: bad keys where they are, unusable Alertmanager URLs.
+fn check_alerting(
+    file: &SourceFile,
+    table: &toml::Spanned<toml::de::DeTable<'_>>,
+    problems: &mut Vec<Problem>,
+) -> bool {
+    let Some(t) = subtable(table, "alerting") else {
+        return true;
+    };
+    let Some(a) = file.deserialize_all::<AlertingConfig>(&t, &[], problems) else {
+        return false;
+    };
+    let before = problems.len();
+    for am in &a.alertmanagers {
+        if let Err(e) = crate::rules::alertmanager::Client::new(&am.url, Duration::ZERO, 1) {
+            problems.push(file.problem(
+                value_span(&t, "alertmanagers"),
+                format!("[[alerting.alertmanagers]] url: {e}"),
+            ));
+        }
+    }
+    problems.len() == before
 }
 
 /// One `[connections.<name>]` table (PostgreSQL).
@@ -206,8 +280,13 @@ pub fn parse(file: &SourceFile, problems: &mut Vec<Problem>) -> SondeConfig {
         None => true,
     };
     let connections_ok = check_connections(file, &table, problems);
-    let nested = ["defaults", "storage", "connections"];
-    let cfg = if defaults_ok && storage_ok && connections_ok {
+    let rules_ok = match subtable(&table, "rules") {
+        Some(d) => file.deserialize_all::<RulesConfig>(&d, &[], problems).is_some(),
+        None => true,
+    };
+    let alerting_ok = check_alerting(file, &table, problems);
+    let nested = ["defaults", "storage", "connections", "rules", "alerting"];
+    let cfg = if defaults_ok && storage_ok && connections_ok && rules_ok && alerting_ok {
         file.deserialize_all::<SondeConfig>(&table, &nested, problems)
     } else {
         file.check_keys::<SondeConfig>(&table, &nested, problems);
