@@ -6,6 +6,7 @@
 //! build anything themselves. Paths can be overridden with `SONDE_BIN`,
 //! `SONDE_PLUGIN_DIR` and `SONDE_TEST_PLUGIN_DIR`.
 
+pub mod alertmanager;
 pub mod dump;
 pub mod exposition;
 pub mod external;
