@@ -14,6 +14,7 @@ pub mod http;
 pub mod postgres;
 pub mod prometheus;
 pub mod redis;
+pub mod sinks;
 pub mod sonde;
 pub mod wal;
 

@@ -5,6 +5,7 @@ mod alert;
 mod api;
 mod config;
 mod import;
+mod notify;
 mod process;
 mod query_cli;
 mod rules;
@@ -411,15 +412,22 @@ async fn serve(cfg: config::Config, status: api::prom::StatusInfo, rules: Arc<ru
     tracing::info!(addr = %cfg.listen, plugins = %cfg.plugins_origin, targets = cfg.targets.len(), "sonde {} starting", env!("CARGO_PKG_VERSION"));
     let scrapers = scrape::load_targets(&cfg, &engine, &opts).await;
     release_freed_memory();
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    // The rule evaluator registers it as one of its `AlertSink`s.
+    let notifier = cfg
+        .sonde
+        .notifier
+        .as_ref()
+        .map(|n| notify::Notifier::start(n, &cfg.data_dir, &cfg.listen, shutdown_rx.clone()));
     let state = Arc::new(api::AppState {
         rules: rules.clone(),
+        notifier,
         targets: scrapers.iter().map(|s| s.target.clone()).collect(),
         head: head.clone(),
         ready: false.into(),
         started: SystemTime::now(),
         status,
     });
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for s in scrapers {
         tasks.push(tokio::spawn(s.run(head.clone(), shutdown_rx.clone())));
@@ -465,8 +473,12 @@ async fn serve(cfg: config::Config, status: api::prom::StatusInfo, rules: Arc<ru
 }
 
 /// Alert destinations besides the Alertmanagers of `[alerting]`.
-fn extra_alert_sinks(_state: &api::AppState) -> Vec<Arc<dyn alert::AlertSink>> {
-    Vec::new()
+fn extra_alert_sinks(state: &api::AppState) -> Vec<Arc<dyn alert::AlertSink>> {
+    let mut sinks: Vec<Arc<dyn alert::AlertSink>> = Vec::new();
+    if let Some(n) = &state.notifier {
+        sinks.push(n.clone());
+    }
+    sinks
 }
 
 /// glibc gives each thread that allocates its own arena (up to 8 per core) and

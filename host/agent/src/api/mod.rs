@@ -24,6 +24,8 @@ use std::time::SystemTime;
 pub struct AppState {
     /// Rule groups, for `/api/v1/rules`, `/api/v1/alerts` and `/metrics`.
     pub rules: Arc<crate::rules::Manager>,
+    /// The built-in notifier, when `[notifier]` is configured.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
     pub targets: Vec<Arc<Target>>,
     pub head: Arc<Storage>,
     /// Set once every plugin has been loaded and scheduled.
@@ -45,6 +47,7 @@ pub fn router(state: Shared) -> Router {
         .merge(prom::routes())
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/alerts", get(alerts))
+        .merge(crate::notify::api::routes())
         .with_state(state)
 }
 

@@ -14,6 +14,9 @@ pub async fn handler(State(s): State<Shared>) -> impl IntoResponse {
     head(&s, &mut w);
     process(&s, &mut w);
     rules(&s, &mut w);
+    if let Some(n) = &s.notifier {
+        notifier(n, &mut w);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         w.out,
@@ -400,5 +403,73 @@ fn process(s: &Shared, w: &mut Writer) {
             w.family(name, kind, help);
             w.sample(name, [], v, None);
         }
+    }
+}
+
+/// The notifier's deliveries per receiver and integration, alerts and silences.
+fn notifier(n: &crate::notify::Notifier, w: &mut Writer) {
+    let stats = n.metrics.by_integration.lock().unwrap().clone();
+    type Get = fn(&crate::notify::metrics::IntegrationStats) -> f64;
+    let families: [(&str, &str, &str, Get); 6] = [
+        (
+            "sonde_notifications_total",
+            "counter",
+            "Notifications attempted (each retried until delivered or given up).",
+            |m| m.notifications as f64,
+        ),
+        (
+            "sonde_notifications_failed_total",
+            "counter",
+            "Notifications given up on after retries.",
+            |m| m.failed as f64,
+        ),
+        (
+            "sonde_notification_requests_total",
+            "counter",
+            "Delivery requests, retries included.",
+            |m| m.requests as f64,
+        ),
+        (
+            "sonde_notification_requests_failed_total",
+            "counter",
+            "Delivery requests that failed.",
+            |m| m.requests_failed as f64,
+        ),
+        ("sonde_notification_latency_seconds_sum", "", "", |m| m.latency_sum),
+        ("sonde_notification_latency_seconds_count", "", "", |m| {
+            m.latency_count as f64
+        }),
+    ];
+    for (name, kind, help, get) in families {
+        if name == "sonde_notification_latency_seconds_sum" {
+            w.family(
+                "sonde_notification_latency_seconds",
+                "summary",
+                "Latency of delivery requests.",
+            );
+        } else if !kind.is_empty() {
+            w.family(name, kind, help);
+        }
+        for ((receiver, integration), m) in &stats {
+            w.sample(
+                name,
+                [("receiver", receiver.as_str()), ("integration", *integration)],
+                get(m),
+                None,
+            );
+        }
+    }
+    let (alerts, silences) = crate::notify::api::gauges(n);
+    w.family(
+        "sonde_alerts",
+        "gauge",
+        "Alerts the notifier holds, by state (active or suppressed).",
+    );
+    for (state, v) in alerts {
+        w.sample("sonde_alerts", [("state", state)], v as f64, None);
+    }
+    w.family("sonde_silences", "gauge", "Silences by state.");
+    for (state, v) in silences {
+        w.sample("sonde_silences", [("state", state)], v as f64, None);
     }
 }

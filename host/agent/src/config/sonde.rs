@@ -39,6 +39,8 @@ pub struct SondeConfig {
     pub rules: RulesConfig,
     /// Where alerts go.
     pub alerting: AlertingConfig,
+    /// The built-in notifier (routes, receivers, inhibition); off when absent.
+    pub notifier: Option<crate::notify::NotifierConfig>,
 }
 
 /// `[rules]`.
@@ -263,6 +265,93 @@ fn check_connections(
     problems.len() == before
 }
 
+/// Checks `[notifier]`: every bad key where it is (through the nested routes,
+/// receivers and inhibit rules), then every semantic problem at the key it is about.
+fn check_notifier(
+    file: &SourceFile,
+    table: &toml::Spanned<toml::de::DeTable<'_>>,
+    problems: &mut Vec<Problem>,
+) -> bool {
+    use crate::notify::config as nc;
+    let Some(t) = subtable(table, "notifier") else {
+        return true;
+    };
+    let before = problems.len();
+    file.check_keys::<nc::NotifierConfig>(&t, &["route", "receivers", "inhibit_rules"], problems);
+    fn route(file: &SourceFile, r: &toml::Spanned<toml::de::DeTable<'_>>, problems: &mut Vec<Problem>) {
+        file.check_keys::<nc::RouteConfig>(r, &["routes"], problems);
+        for c in table_items(r, "routes") {
+            route(file, &c, problems);
+        }
+    }
+    if let Some(r) = subtable(&t, "route") {
+        route(file, &r, problems);
+    }
+    let kinds = ["webhook_configs", "slack_configs", "email_configs", "pagerduty_configs"];
+    for r in table_items(&t, "receivers") {
+        file.check_keys::<nc::ReceiverConfig>(&r, &kinds, problems);
+        for i in table_items(&r, "webhook_configs") {
+            file.check_keys::<nc::WebhookConfig>(&i, &[], problems);
+        }
+        for i in table_items(&r, "slack_configs") {
+            file.check_keys::<nc::SlackConfig>(&i, &[], problems);
+        }
+        for i in table_items(&r, "email_configs") {
+            file.check_keys::<nc::EmailConfig>(&i, &[], problems);
+        }
+        for i in table_items(&r, "pagerduty_configs") {
+            file.check_keys::<nc::PagerdutyConfig>(&i, &[], problems);
+        }
+    }
+    for r in table_items(&t, "inhibit_rules") {
+        file.check_keys::<nc::InhibitRuleConfig>(&r, &[], problems);
+    }
+    if problems.len() > before {
+        return false;
+    }
+    let Some(n) = file.deserialize_all::<nc::NotifierConfig>(&t, &[], problems) else {
+        return false;
+    };
+    for (path, msg) in n.validate() {
+        problems.push(file.problem(span_at(&t, &path), format!("[notifier] {msg}")));
+    }
+    problems.len() == before
+}
+
+/// The tables of an array of tables (`[[notifier.receivers]]`).
+fn table_items<'i>(t: &toml::Spanned<toml::de::DeTable<'i>>, key: &str) -> Vec<toml::Spanned<toml::de::DeTable<'i>>> {
+    match t.get_ref().get(key).map(|v| v.get_ref()) {
+        Some(toml::de::DeValue::Array(a)) => a
+            .iter()
+            .filter_map(|v| match v.get_ref() {
+                toml::de::DeValue::Table(x) => Some(toml::Spanned::new(v.span(), x.clone())),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The span of a dotted key path (`route.routes.0.receiver`), or of the deepest
+/// part of it that exists.
+fn span_at(t: &toml::Spanned<toml::de::DeTable<'_>>, path: &str) -> std::ops::Range<usize> {
+    use toml::de::DeValue;
+    let mut span = t.span();
+    let mut cur: Option<&DeValue<'_>> = None;
+    for seg in path.split('.') {
+        let next = match cur {
+            None => t.get_ref().get(seg),
+            Some(DeValue::Table(x)) => x.get(seg),
+            Some(DeValue::Array(a)) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+            Some(_) => None,
+        };
+        let Some(v) = next else { break };
+        span = v.span();
+        cur = Some(v.get_ref());
+    }
+    span
+}
+
 /// Parses and validates sonde.toml, appending every problem found.
 pub fn parse(file: &SourceFile, problems: &mut Vec<Problem>) -> SondeConfig {
     let before = problems.len();
@@ -285,8 +374,9 @@ pub fn parse(file: &SourceFile, problems: &mut Vec<Problem>) -> SondeConfig {
         None => true,
     };
     let alerting_ok = check_alerting(file, &table, problems);
-    let nested = ["defaults", "storage", "connections", "rules", "alerting"];
-    let cfg = if defaults_ok && storage_ok && connections_ok && rules_ok && alerting_ok {
+    let notifier_ok = check_notifier(file, &table, problems);
+    let nested = ["defaults", "storage", "connections", "rules", "alerting", "notifier"];
+    let cfg = if defaults_ok && storage_ok && connections_ok && rules_ok && alerting_ok && notifier_ok {
         file.deserialize_all::<SondeConfig>(&table, &nested, problems)
     } else {
         file.check_keys::<SondeConfig>(&table, &nested, problems);
