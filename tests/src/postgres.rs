@@ -68,27 +68,33 @@ impl Postgres {
         // A port taken between free_port() and the bind makes the start fail: rare
         // enough on a test machine that one attempt is enough.
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("log");
-        let child = Command::new(format!("{PG_BIN}/postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", dir.path().display()))
-            .current_dir(dir.path())
-            .uid(uid)
-            .gid(gid)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start postgres");
-        let mut pg = Postgres { child, dir, port };
-        let ready = wait_until(Duration::from_secs(30), || {
-            pg.child.try_wait().ok().flatten().is_none() && pg.psql("SELECT 1").is_ok()
-        });
-        assert!(ready, "postgres did not start on 127.0.0.1:{port}:\n{}", pg.log());
+        let child = spawn(dir.path(), port);
+        let pg = Postgres { child, dir, port };
+        pg.wait_ready();
         pg
+    }
+
+    #[track_caller]
+    fn wait_ready(&self) {
+        let ready = wait_until(Duration::from_secs(30), || self.psql("SELECT 1").is_ok());
+        assert!(
+            ready,
+            "postgres did not start on 127.0.0.1:{}:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+
+    /// Stops the server (fast shutdown); [`Postgres::restart`] starts it again.
+    pub fn stop(&mut self) {
+        stop(&mut self.child);
+    }
+
+    /// Starts the stopped server again on the same port and data directory.
+    #[track_caller]
+    pub fn restart(&mut self) {
+        self.child = spawn(self.dir.path(), self.port);
+        self.wait_ready();
     }
 
     pub fn dir(&self) -> &Path {
@@ -160,7 +166,35 @@ impl Postgres {
     }
 }
 
+/// Runs `postgres` on `dir/data`, listening on 127.0.0.1:`port`, logging to
+/// `dir/server.log` (appended, so a restart keeps the earlier log).
+fn spawn(dir: &Path, port: u16) -> Child {
+    let (uid, gid) = server_user();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .expect("log");
+    Command::new(format!("{PG_BIN}/postgres"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+        .arg("-c")
+        .arg(format!("unix_socket_directories={}", dir.display()))
+        .current_dir(dir)
+        .uid(uid)
+        .gid(gid)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start postgres")
+}
+
 fn stop(child: &mut Child) {
+    if child.try_wait().ok().flatten().is_some() {
+        return;
+    }
     // SIGINT: PostgreSQL's "fast" shutdown (SIGTERM waits for clients to leave).
     // SAFETY: kill(2) on the pid of a child we have not reaped yet.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };

@@ -1,8 +1,10 @@
 //! The postgres plugin against Debian's `prometheus-postgres-exporter` (0.11) and a
 //! real PostgreSQL 15 in a temp dir: same family names, types and label names; equal
 //! values for the static ones; custom read-only queries; faults (server down, wrong
-//! password, hung server, hanging statement) give `pg_up 0` or a clear error within
-//! the timeout; the password stays with the host; config errors are located.
+//! password, unknown database, hung server) give `pg_up 0` and a degraded collection
+//! (`up 0`, the reason as `lastError`) within the timeout, a hanging statement gives
+//! `up 0` with `pg_up 1`; another instance keeps its schedule; recovery gives `up 1`;
+//! the password stays with the host; config errors are located.
 
 use sonde_tests::postgres::Postgres;
 use sonde_tests::{Exposition, Sonde, SondeOptions, exposition, http, run_sonde, toml_str, wait_for};
@@ -17,10 +19,19 @@ const PASSWORD: &str = "pw-7c2e1d-never-in-guest";
 const MIN_COVERAGE: f64 = 1.0;
 
 fn sonde_toml(connections: &[(&str, u16, &str, &Path)]) -> String {
+    let with_db: Vec<_> = connections
+        .iter()
+        .map(|(n, p, u, f)| (*n, *p, "postgres", *u, *f))
+        .collect();
+    sonde_toml_db(&with_db)
+}
+
+/// `[connections.*]` of sonde.toml: (name, port, database, user, password file).
+fn sonde_toml_db(connections: &[(&str, u16, &str, &str, &Path)]) -> String {
     let mut s = String::new();
-    for (name, port, user, pwfile) in connections {
+    for (name, port, database, user, pwfile) in connections {
         s += &format!(
-            "[connections.{name}]\nhost = \"127.0.0.1\"\nport = {port}\ndatabase = \"postgres\"\nuser = \"{user}\"\n\
+            "[connections.{name}]\nhost = \"127.0.0.1\"\nport = {port}\ndatabase = \"{database}\"\nuser = \"{user}\"\n\
              sslmode = \"disable\"\npassword_file = {}\n",
             toml_str(pwfile.display().to_string())
         );
@@ -234,9 +245,17 @@ fn static_values(ex: &Exposition, ours: &Exposition) -> Vec<String> {
     problems
 }
 
+/// `up` (the host's) and `pg_up` (the plugin's) of `job`, once both exist.
+fn up_and_pg_up(sonde: &Sonde, job: &str) -> (f64, f64) {
+    wait_for(Duration::from_secs(20), "up and pg_up", || {
+        let e = sonde.federate(&[&format!("{{job=\"{job}\",__name__=~\"up|pg_up\"}}")]);
+        Some((e.value("up", &[])?, e.value("pg_up", &[])?))
+    })
+}
+
 #[test]
-fn faults_give_pg_up_0_within_the_timeout() {
-    let pg = Postgres::start();
+fn faults_give_up_0_and_pg_up_0_within_the_timeout() {
+    let mut pg = Postgres::start();
     let pwfile = pg.monitor_role(USER, PASSWORD);
     let wrong = pg.dir().join("wrong.password");
     std::fs::write(&wrong, "not-the-password\n").unwrap();
@@ -245,13 +264,14 @@ fn faults_give_pg_up_0_within_the_timeout() {
     let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hung_port = hung.local_addr().unwrap().port();
     let conns = [
-        ("main", pg.port, USER, pwfile.as_path()),
-        ("wrong", pg.port, USER, wrong.as_path()),
-        ("down", down, USER, pwfile.as_path()),
-        ("hung", hung_port, USER, pwfile.as_path()),
+        ("main", pg.port, "postgres", USER, pwfile.as_path()),
+        ("wrong", pg.port, "postgres", USER, wrong.as_path()),
+        ("down", down, "postgres", USER, pwfile.as_path()),
+        ("hung", hung_port, "postgres", USER, pwfile.as_path()),
+        ("nodb", pg.port, "no_such_db", USER, pwfile.as_path()),
     ];
     let mut plugins = String::new();
-    for (name, _, _, _) in &conns[1..] {
+    for (name, ..) in &conns {
         plugins += &format!(
             "[{name}]\nplugin = \"postgres\"\ninterval = \"2s\"\ntimeout = \"2s\"\n[{name}.grants]\nsql = [\"{name}\"]\n\
              [{name}.config]\nconnection = \"{name}\"\n"
@@ -259,44 +279,90 @@ fn faults_give_pg_up_0_within_the_timeout() {
     }
     plugins += "[slow]\nplugin = \"postgres\"\ninterval = \"3s\"\ntimeout = \"2s\"\n[slow.grants]\nsql = [\"main\"]\n\
         [slow.config]\nconnection = \"main\"\n\
-        [[slow.config.queries]]\nmetric = \"app_sleep\"\nquery = \"SELECT 1 AS one FROM pg_sleep(30)\"\nvalues = [\"one\"]\n";
-    let sonde = start(sonde_toml(&conns), plugins);
-    for job in ["wrong", "down", "hung"] {
-        sonde.wait_health(job, "up", Duration::from_secs(30));
-        let e = wait_for(Duration::from_secs(30), "pg_up", || {
-            let e = sonde.federate(&[&format!("pg_up{{job=\"{job}\"}}")]);
-            e.value("pg_up", &[]).map(|_| e)
-        });
-        assert_eq!(e.value("pg_up", &[]), Some(0.0), "{job}");
+        [[slow.config.queries]]\nmetric = \"app_sleep\"\nquery = \"SELECT 1 AS one FROM pg_sleep(30)\"\nvalues = [\"one\"]\n\
+        [node]\nplugin = \"node\"\ninterval = \"1s\"\n[node.grants]\nread = [\"/proc\", \"/sys\"]\n\
+        [node.config]\ncollectors = [\"cpu\", \"meminfo\", \"loadavg\"]\n";
+    let sonde = start(sonde_toml_db(&conns), plugins);
+    sonde.wait_health("main", "up", Duration::from_secs(30));
+    for (job, why) in [
+        ("wrong", "password authentication failed"),
+        ("down", "refused"),
+        ("hung", ""),
+        ("nodb", "database \"no_such_db\" does not exist"),
+    ] {
+        let t = sonde.wait_health(job, "down", Duration::from_secs(30));
+        let last_error = t["lastError"].as_str().unwrap_or_default();
+        let prefix = format!("PostgreSQL on connection \"{job}\" is down: ");
+        assert!(
+            last_error.starts_with(&prefix) && last_error.contains(why),
+            "{job}: {t}"
+        );
+        let took = t["lastScrapeDuration"].as_f64().unwrap_or(99.0);
+        assert!(took < 2.5, "{job}: the collection took {took}s with a 2s timeout: {t}");
+        assert_eq!(up_and_pg_up(&sonde, job), (0.0, 0.0), "{job}");
     }
-    let stderr = wait_for(Duration::from_secs(20), "the three errors in the log", || {
-        let s = sonde.stderr();
-        (s.contains("password authentication failed") && s.contains("refused") && s.contains("hung")).then_some(s)
-    });
+    let everything = format!("{}{}", sonde.stderr(), sonde.targets());
     assert!(
-        !stderr.contains(PASSWORD) && !stderr.contains("not-the-password"),
-        "{stderr}"
+        !everything.contains(PASSWORD) && !everything.contains("not-the-password"),
+        "{everything}"
     );
+    let failures = sonde
+        .metrics()
+        .value(
+            "sonde_plugin_collection_failures_total",
+            &[("plugin", "wrong"), ("reason", "target")],
+        )
+        .unwrap_or(0.0);
+    assert!(failures >= 1.0, "degraded collections are counted");
 
     // A statement that hangs is cancelled by the server at the deadline; the
-    // collection still ends within the timeout and keeps the builtin metrics.
-    let t = sonde.wait_health("slow", "up", Duration::from_secs(30));
+    // collection still ends within the timeout and keeps the builtin metrics (pg_up 1:
+    // the server answered), but the target is down with the statement's error.
     let started = Instant::now();
-    wait_for(Duration::from_secs(20), "the statement timeout in the log", || {
-        sonde.stderr().contains("statement timeout").then_some(())
-    });
-    let t2 = sonde.target("slow").unwrap();
-    assert_eq!(t2["health"], "up", "{t2}");
-    let took = t2["lastScrapeDuration"].as_f64().unwrap_or(99.0);
-    assert!(took < 2.5, "the collection took {took}s with a 2s timeout: {t} {t2}");
+    let t = sonde.wait_health("slow", "down", Duration::from_secs(30));
+    let last_error = t["lastError"].as_str().unwrap_or_default();
+    assert!(
+        last_error.starts_with("PostgreSQL on connection \"main\": query app_sleep: ")
+            && (last_error.contains("statement timeout") || last_error.contains("no answer within")),
+        "{t}"
+    );
+    let took = t["lastScrapeDuration"].as_f64().unwrap_or(99.0);
+    assert!(took < 2.5, "the collection took {took}s with a 2s timeout: {t}");
     assert!(started.elapsed() < Duration::from_secs(20));
-    let e = sonde.federate(&["pg_up{job=\"slow\"}"]);
-    assert_eq!(e.value("pg_up", &[]), Some(1.0));
+    assert_eq!(up_and_pg_up(&sonde, "slow"), (0.0, 1.0));
+    let e = sonde.federate(&["pg_stat_database_xact_commit{job=\"slow\"}"]);
+    assert!(
+        e.find("pg_stat_database_xact_commit", &[]).next().is_some(),
+        "builtin metrics kept"
+    );
     // The server cancelled it: nothing is left running.
     wait_for(Duration::from_secs(10), "pg_sleep to end on the server", || {
         (pg.exec("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()")
             == "0")
             .then_some(())
+    });
+
+    // The server goes away and comes back: `main` is down meanwhile (node keeps its
+    // schedule), then up again on the same instance.
+    assert_eq!(up_and_pg_up(&sonde, "main"), (1.0, 1.0));
+    pg.stop();
+    let t = sonde.wait_health("main", "down", Duration::from_secs(20));
+    let last_error = t["lastError"].as_str().unwrap_or_default();
+    assert!(
+        last_error.starts_with("PostgreSQL on connection \"main\" is down: "),
+        "{t}"
+    );
+    assert_eq!(up_and_pg_up(&sonde, "main"), (0.0, 0.0));
+    let node_before = sonde.target("node").expect("node")["lastScrape"].clone();
+    std::thread::sleep(Duration::from_millis(2500));
+    let node = sonde.target("node").expect("node");
+    assert_eq!(node["health"], "up", "{node}");
+    assert_ne!(node["lastScrape"], node_before, "node kept its schedule: {node}");
+    pg.restart();
+    let t = sonde.wait_health("main", "up", Duration::from_secs(30));
+    assert_eq!(t["lastError"], "", "{t}");
+    wait_for(Duration::from_secs(10), "up 1 and pg_up 1 again", || {
+        (up_and_pg_up(&sonde, "main") == (1.0, 1.0)).then_some(())
     });
     drop(hung);
 }

@@ -2,7 +2,9 @@
 //! same real `redis-server`: every family both emit has the same name, type and label
 //! names, static values agree exactly and counters within the skew of two scrapes.
 //! Then the faults: Redis down and back, a server that never answers, a wrong
-//! password: `redis_up 0` for that target with the reason, the target itself stays up.
+//! password: `redis_up 0` for that Redis, and sonde's target `up 0` with the reason as
+//! `lastError` (a degraded collection: the samples are still stored), no stall past the
+//! timeout, another plugin instance keeps its schedule, and `up 1` again on recovery.
 
 use sonde_tests::redis::{RedisServer, redis_exporter};
 use sonde_tests::{Exposition, Sonde, exposition, http, toml_str, wait_for};
@@ -178,7 +180,9 @@ fn redis_up(e: &Exposition, labels: &[(&str, &str)]) -> Option<f64> {
 #[test]
 fn redis_down_gives_redis_up_0_and_recovers() {
     let mut redis = RedisServer::start(&[]);
-    let sonde = Sonde::start(&entry("redis", &[redis.addr()], "", ""));
+    let node = "[node]\nplugin = \"node\"\ninterval = \"1s\"\n[node.grants]\nread = [\"/proc\", \"/sys\"]\n\
+                [node.config]\ncollectors = [\"cpu\", \"meminfo\", \"loadavg\"]\n";
+    let sonde = Sonde::start(&(entry("redis", &[redis.addr()], "", "") + node));
     sonde.wait_health("redis", "up", Duration::from_secs(60));
     assert_eq!(redis_up(&next_collection(&sonde, "redis"), &[]), Some(1.0));
 
@@ -193,10 +197,21 @@ fn redis_down_gives_redis_up_0_and_recovers() {
     let err = e.find("redis_exporter_last_scrape_error", &[]).find(|s| s.value == 1.0);
     let err = err.and_then(|s| s.label("err")).unwrap_or_default().to_string();
     assert!(err.contains("connect to"), "error: {err:?}");
-    assert_eq!(
-        sonde.target("redis").expect("target")["health"],
-        "up",
-        "the target stays up"
+    let t = sonde.target("redis").expect("target");
+    assert_eq!(t["health"], "down", "{t}");
+    let last_error = t["lastError"].as_str().unwrap_or_default();
+    assert!(
+        last_error.starts_with(&format!("redis {}: connect to", redis.addr())),
+        "{t}"
+    );
+    assert_eq!(up(&sonde, "redis"), Some(0.0));
+    // The other instance keeps its schedule while this one's Redis is down.
+    let node_before = sonde.target("node").expect("node target")["lastScrape"].clone();
+    next_collection(&sonde, "redis");
+    let node = sonde.wait_health("node", "up", Duration::from_secs(5));
+    assert_ne!(
+        node["lastScrape"], node_before,
+        "node was not collected meanwhile: {node}"
     );
     assert!(
         sonde.stderr().contains("connect to"),
@@ -208,6 +223,16 @@ fn redis_down_gives_redis_up_0_and_recovers() {
     wait_for(Duration::from_secs(20), "redis_up 1 after restart", || {
         (redis_up(&next_collection(&sonde, "redis"), &[]) == Some(1.0)).then_some(())
     });
+    let t = sonde.wait_health("redis", "up", Duration::from_secs(5));
+    assert_eq!(t["lastError"], "", "{t}");
+    wait_for(Duration::from_secs(5), "up 1", || {
+        (up(&sonde, "redis") == Some(1.0)).then_some(())
+    });
+}
+
+/// The host's `up` of `job`.
+fn up(sonde: &Sonde, job: &str) -> Option<f64> {
+    sonde.federate(&[&format!("up{{job=\"{job}\"}}")]).value("up", &[])
 }
 
 #[test]
@@ -229,7 +254,7 @@ fn silent_server_and_wrong_password_give_redis_up_0() {
     let plugins = entry("multi", &[good.addr(), silent_addr.clone()], &file("right"), &grant)
         + &entry("badpass", &[good.addr()], &file("wrong"), &grant);
     let sonde = Sonde::start(&plugins);
-    sonde.wait_health("multi", "up", Duration::from_secs(60));
+    sonde.wait_health("multi", "down", Duration::from_secs(60));
 
     let start = Instant::now();
     let e = next_collection(&sonde, "multi");
@@ -259,11 +284,24 @@ fn silent_server_and_wrong_password_give_redis_up_0() {
         .unwrap_or_default();
     assert!(err.contains("no reply within"), "error: {err:?}");
     let t = sonde.target("multi").expect("target");
-    assert_eq!(t["health"], "up", "{t}");
+    assert_eq!(t["health"], "down", "one of its Redis servers is silent: {t}");
+    let last_error = t["lastError"].as_str().unwrap_or_default();
+    assert!(
+        last_error.starts_with(&format!("redis {silent_addr}: ")) && last_error.contains("no reply within"),
+        "{t}"
+    );
+    assert!(!last_error.contains(&good.addr()), "{t}");
     let took = t["lastScrapeDuration"].as_f64().unwrap_or(0.0);
     assert!(took < 1.0, "collection took {took}s with a silent target");
 
-    sonde.wait_health("badpass", "up", Duration::from_secs(30));
+    let t = sonde.wait_health("badpass", "down", Duration::from_secs(30));
+    assert!(
+        t["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("AUTH") && e.contains("WRONGPASS")),
+        "{t}"
+    );
+    assert!(!t.to_string().contains("nope"), "the password is not shown: {t}");
     let e = next_collection(&sonde, "badpass");
     assert_eq!(redis_up(&e, &[]), Some(0.0), "wrong password");
     let err = e

@@ -2,6 +2,14 @@
 //! Debian package), read through the host's `sql` interface: the plugin never sees
 //! the connection's credentials, and every statement runs read-only under the
 //! collection's deadline. Plus user-defined read-only queries (`config.queries`).
+//!
+//! Like postgres_exporter, a server that cannot be reached (down, credentials or
+//! database refused, no answer in time) still gives `pg_up 0`; unlike it, the
+//! collection is also reported *degraded* (`Collection::target_error`), so the target
+//! shows `up 0` and the reason as its `lastError`. A statement that runs out of time
+//! does the same with `pg_up 1` (the server answered the connection). A statement the
+//! server refuses (a missing privilege, a mistake in a custom query) is logged and
+//! flagged in `pg_exporter_last_scrape_error`; the other metrics are kept.
 
 mod builtin;
 mod config;
@@ -11,6 +19,7 @@ mod settings;
 use config::Config;
 use sonde_plugin_sdk::sql::{self, Cell, Rows, SqlError};
 use sonde_plugin_sdk::{Collection, Error, Info, Kind, Plugin, export_plugin, log, parse_config};
+use std::cell::RefCell;
 
 pub struct Postgres {
     config: Config,
@@ -23,11 +32,18 @@ pub(crate) struct Ctx<'a> {
     pub connection: &'a str,
     /// Value of the `server` label (postgres_exporter's host:port).
     pub server: String,
+    /// Messages of the statements that failed because of the server rather than the
+    /// statement (timeout, connection lost): they make the collection degraded.
+    pub server_trouble: RefCell<Vec<String>>,
 }
 
 impl Ctx<'_> {
     pub fn query(&self, statement: &str) -> Result<Rows, SqlError> {
-        sql::query(self.connection, statement)
+        let result = sql::query(self.connection, statement);
+        if let Err(e @ (SqlError::Timeout(_) | SqlError::Unreachable(_))) = &result {
+            self.server_trouble.borrow_mut().push(e.message().to_string());
+        }
+        result
     }
 }
 
@@ -59,8 +75,9 @@ impl Plugin for Postgres {
         let facts = match sql::query(&self.config.connection, builtin::FACTS) {
             Ok(rows) => rows,
             Err(e) => {
-                // As postgres_exporter: the scrape succeeds and says pg_up 0; the reason
-                // goes to the log (once per distinct error) and to the custom metric.
+                // As postgres_exporter: pg_up 0 (for rules like `pg_up == 0`) and the
+                // error flag; and the target is down with the reason as lastError. The
+                // log gets each distinct error once.
                 let msg = format!(
                     "PostgreSQL on connection {:?} is down: {}",
                     self.config.connection,
@@ -68,10 +85,11 @@ impl Plugin for Postgres {
                 );
                 if self.last_error.as_deref() != Some(msg.as_str()) {
                     log::warn(&msg);
-                    self.last_error = Some(msg);
+                    self.last_error = Some(msg.clone());
                 }
                 out.sample(up, "pg_up", &[], 0.0);
                 last_scrape_error(out, true);
+                out.target_error(msg);
                 return Ok(());
             }
         };
@@ -90,6 +108,7 @@ impl Plugin for Postgres {
         let ctx = Ctx {
             connection: &self.config.connection,
             server,
+            server_trouble: RefCell::default(),
         };
         builtin::statics(&ctx, &facts, out);
         let mut failures = Vec::new();
@@ -104,6 +123,18 @@ impl Plugin for Postgres {
             }
         }
         last_scrape_error(out, !failures.is_empty());
+        let trouble = ctx.server_trouble.borrow();
+        if !trouble.is_empty() {
+            let failed: Vec<&String> = failures
+                .iter()
+                .filter(|f| trouble.iter().any(|t| f.ends_with(t.as_str())))
+                .collect();
+            out.target_error(format!(
+                "PostgreSQL on connection {:?}: {}",
+                self.config.connection,
+                failed.iter().map(|f| f.as_str()).collect::<Vec<_>>().join("; ")
+            ));
+        }
         if !failures.is_empty() {
             // One failing view (a missing privilege, a custom query's mistake) must not
             // hide the others: report it in the log, keep the rest.

@@ -6,8 +6,10 @@
 //! `tcp` grant for every address) and keeps one connection per target open between
 //! collections. Like redis_exporter, a Redis that is down, does not answer in time or
 //! refuses the password gives `redis_up 0` (and
-//! `redis_exporter_last_scrape_error{err}`) for that target; the collection itself
-//! succeeds.
+//! `redis_exporter_last_scrape_error{err}`) for that target; the collection is also
+//! reported degraded (`Collection::target_error`), so sonde's target shows `up 0`
+//! and the reason as its `lastError`, while the other Redis targets of the entry keep
+//! their metrics.
 
 mod info;
 mod resp;
@@ -160,6 +162,7 @@ impl Plugin for Redis {
                         &with(&labels, &[("err", &e)]),
                         1.0,
                     );
+                    out.target_error(format!("redis {}: {e}", t.name));
                     t.failing = Some(e);
                     0.0
                 }

@@ -143,10 +143,21 @@ impl<'a> Collection<'a> {
                 ids: Vec::new(),
                 values: Vec::new(),
                 timestamps: Vec::new(),
+                target_errors: Vec::new(),
             },
             error: None,
             duplicates: Vec::new(),
         }
+    }
+
+    /// Reports that the peer this plugin watches is in trouble (down, refused the
+    /// credentials, did not answer in time) while the collection still has something
+    /// true to say, such as `pg_up 0`. The samples are stored, and the host marks the
+    /// target down with `msg` as its `lastError` (a *degraded* collection, see
+    /// `target-errors` in wit/plugin.wit). Name the peer in `msg`. Returning `Err`
+    /// instead fails the collection and stores nothing.
+    pub fn target_error(&mut self, msg: impl Into<String>) {
+        self.batch.target_errors.push(msg.into());
     }
 
     /// Registers (or looks up) a metric family. `name` is the text-format family
@@ -487,6 +498,20 @@ mod tests {
         assert_eq!(names, ["b"], "b is defined again, a was known before");
         assert_eq!(b.series.len(), 1);
         assert_eq!(b.series[0].name, "b");
+    }
+
+    #[test]
+    fn target_errors_travel_with_the_samples() {
+        let mut reg = Registry::default();
+        let b = collect(&mut reg, |c| {
+            c.gauge("pg_up", "h", &[], 0.0);
+            c.target_error("postgres: connection refused");
+        })
+        .unwrap();
+        assert_eq!(b.values, vec![0.0]);
+        assert_eq!(b.target_errors, vec!["postgres: connection refused".to_string()]);
+        let b = collect(&mut reg, |c| c.gauge("pg_up", "h", &[], 1.0)).unwrap();
+        assert!(b.target_errors.is_empty(), "each collection starts healthy");
     }
 
     #[test]

@@ -191,10 +191,10 @@ impl HostSeries {
         })
     }
 
-    fn record(&self, head: &Storage, t: i64, outcome: &Result<Applied, String>, took: Duration) {
-        let a = outcome.as_ref().copied().unwrap_or_default();
+    fn record(&self, head: &Storage, t: i64, outcome: &Outcome, took: Duration) {
+        let a = outcome.applied;
         let samples = [
-            (self.up, t, if outcome.is_ok() { 1.0 } else { 0.0 }),
+            (self.up, t, if outcome.error.is_none() { 1.0 } else { 0.0 }),
             (self.duration, t, took.as_secs_f64()),
             (self.scraped, t, a.samples as f64),
             (self.post_relabel, t, a.samples as f64),
@@ -258,6 +258,43 @@ fn first_tick(target: &Target) -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_millis(wait as u64)
 }
 
+/// How one collection went. A failed collection stored nothing; a degraded one
+/// (the plugin reported `target-errors`) stored its batch but the target is down.
+struct Outcome {
+    applied: Applied,
+    /// Why the target is down (`lastError`), if it is.
+    error: Option<String>,
+}
+
+/// Bounds on `batch.target-errors`: a plugin describes its peer's trouble in a
+/// line or two; more would only bloat /api/v1/targets and the log.
+const MAX_TARGET_ERRORS: usize = 16;
+const MAX_TARGET_ERROR_LEN: usize = 1024;
+
+/// `lastError` of a degraded collection: the plugin's messages on one line each,
+/// joined by `; `, bounded.
+fn target_error(errors: &[String]) -> Option<String> {
+    if errors.is_empty() {
+        return None;
+    }
+    let mut parts: Vec<String> = errors
+        .iter()
+        .take(MAX_TARGET_ERRORS)
+        .map(|e| {
+            let line: String = e.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+            let line = line.trim();
+            match line.char_indices().nth(MAX_TARGET_ERROR_LEN) {
+                Some((i, _)) => format!("{}...", &line[..i]),
+                None => line.to_string(),
+            }
+        })
+        .collect();
+    if errors.len() > MAX_TARGET_ERRORS {
+        parts.push(format!("and {} more", errors.len() - MAX_TARGET_ERRORS));
+    }
+    Some(parts.join("; "))
+}
+
 struct Run {
     scraper: Scraper,
     head: Arc<Storage>,
@@ -267,15 +304,20 @@ struct Run {
 }
 
 impl Run {
-    async fn collect_once(&mut self, now: i64) -> Result<Applied, String> {
-        let result = self.try_collect(now).await;
-        if result.is_err() {
-            self.table.mark_all_stale(&self.head, now);
+    async fn collect_once(&mut self, now: i64) -> Outcome {
+        match self.try_collect(now).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                self.table.mark_all_stale(&self.head, now);
+                Outcome {
+                    applied: Applied::default(),
+                    error: Some(e),
+                }
+            }
         }
-        result
     }
 
-    async fn try_collect(&mut self, now: i64) -> Result<Applied, String> {
+    async fn try_collect(&mut self, now: i64) -> Result<Outcome, String> {
         let target = &self.scraper.target;
         let plugin = match &self.scraper.plugin {
             Ok(p) => p,
@@ -318,9 +360,13 @@ impl Run {
             }
         };
         match self.table.apply(&batch, &self.labels, &self.head, now) {
-            Ok(a) => {
+            Ok(applied) => {
                 target.stats.series.store(self.table.len() as u64, Ordering::Relaxed);
-                Ok(a)
+                let error = target_error(&batch.target_errors);
+                if error.is_some() {
+                    target.stats.fail("target");
+                }
+                Ok(Outcome { applied, error })
             }
             Err(msg) => {
                 target.stats.fail("invalid_output");
@@ -356,31 +402,48 @@ impl Run {
         self.table.reset(&self.head);
     }
 
-    fn report(&self, started: SystemTime, took: Duration, outcome: Result<Applied, String>) {
+    fn report(&self, started: SystemTime, took: Duration, outcome: Outcome) {
         let target = &self.scraper.target;
         target.stats.observe_duration(took);
         let mut st = target.status.lock().unwrap();
         st.last_scrape = Some(started);
         st.last_duration = took;
-        match outcome {
-            Ok(a) => {
+        st.last_samples = outcome.applied.samples;
+        target
+            .stats
+            .samples
+            .store(outcome.applied.samples as u64, Ordering::Relaxed);
+        match outcome.error {
+            None => {
                 if st.health == Health::Down {
                     tracing::info!(target_name = %target.spec.name, "target is up again");
                 }
                 st.health = Health::Up;
                 st.last_error.clear();
-                st.last_samples = a.samples;
-                target.stats.samples.store(a.samples as u64, Ordering::Relaxed);
             }
-            Err(e) => {
+            Some(e) => {
                 if st.health != Health::Down || st.last_error != e {
                     tracing::warn!(target_name = %target.spec.name, "collection failed: {e}");
                 }
                 st.health = Health::Down;
                 st.last_error = e;
-                st.last_samples = 0;
-                target.stats.samples.store(0, Ordering::Relaxed);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_errors_become_one_bounded_line() {
+        assert_eq!(target_error(&[]), None);
+        let e = target_error(&["redis a: refused\n".into(), "redis b:\tno reply".into()]);
+        assert_eq!(e.as_deref(), Some("redis a: refused; redis b: no reply"));
+        let many: Vec<String> = (0..20).map(|i| format!("e{i}")).collect();
+        assert!(target_error(&many).unwrap().ends_with("e15; and 4 more"));
+        let long = target_error(&["x".repeat(5000)]).unwrap();
+        assert_eq!(long.len(), MAX_TARGET_ERROR_LEN + 3);
     }
 }

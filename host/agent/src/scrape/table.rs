@@ -339,6 +339,7 @@ mod tests {
             ids: samples.iter().map(|s| s.0).collect(),
             values: samples.iter().map(|s| s.1).collect(),
             timestamps: vec![],
+            target_errors: vec![],
         }
     }
 

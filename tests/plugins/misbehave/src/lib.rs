@@ -160,6 +160,7 @@ fn empty() -> Batch {
         ids: vec![],
         values: vec![],
         timestamps: vec![],
+        target_errors: vec![],
     }
 }
 
