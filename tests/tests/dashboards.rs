@@ -5,14 +5,18 @@
 //! with Grafana's variables substituted evaluates without error, as a range query and,
 //! where the panel asks for it, as an instant query; and the node dashboard's panels
 //! show data, except those listed in [`NODE_PANELS_MAY_BE_EMPTY`] with the reason.
+//! With a real PostgreSQL 15 and redis-server and the postgres and redis plugins, every
+//! panel of the Postgres overview and Redis (763) dashboards shows data.
 //! Also: Prometheus's own client, `promtool query`, works against sonde.
 //!
 //! The dashboards directory is `$SONDE_DASHBOARDS_DIR`, else `shared/compat/dashboards`
 //! beside the repository.
 
 use serde_json::Value;
+use sonde_tests::postgres::Postgres;
 use sonde_tests::prometheus::api::{self, Answer, Data};
-use sonde_tests::{Sonde, http, repo_root, toml_str, wait_for};
+use sonde_tests::redis::RedisServer;
+use sonde_tests::{Sonde, SondeOptions, http, repo_root, toml_str, wait_for};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -531,6 +535,111 @@ fn dashboard_queries_evaluate_and_node_panels_show_data() {
             problems.push(format!(
                 "NODE_PANELS_MAY_BE_EMPTY names {p:?}, which is not a panel of the node dashboard"
             ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// Panels of the Postgres overview and Redis dashboards that may show no data with
+/// one standalone server of each, and why. Empty: every panel of both shows data.
+const DB_PANELS_MAY_BE_EMPTY: &[(&str, &str)] = &[];
+
+/// Starts PostgreSQL (with an application database `app` that sees traffic, as the
+/// Postgres overview's `$db` excludes `postgres` and `template*`) and Redis, and sonde
+/// with the postgres and redis plugins collecting every second.
+#[test]
+fn postgres_and_redis_panels_show_data() {
+    let pg = Postgres::start();
+    let pwfile = pg.monitor_role("sonde_monitor", "pw-dashboards-3b1");
+    pg.exec("CREATE DATABASE app");
+    let redis = RedisServer::start(&[]);
+    redis.cli(&["SET", "plain", "1"]);
+    redis.cli(&["SET", "expiring", "1", "EX", "3600"]);
+    redis.cli(&["GET", "plain"]);
+    redis.cli(&["GET", "missing"]);
+    let sonde_toml = format!(
+        "[connections.main]\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"postgres\"\nuser = \"sonde_monitor\"\n\
+         sslmode = \"disable\"\npassword_file = {}\n",
+        pg.port,
+        toml_str(pwfile.display().to_string())
+    );
+    let plugins_toml = format!(
+        "[postgres]\nplugin = \"postgres\"\ninterval = \"{SCRAPE_INTERVAL_S}s\"\n[postgres.grants]\nsql = [\"main\"]\n\
+         [postgres.config]\nconnection = \"main\"\n\
+         [redis]\nplugin = \"redis\"\ninterval = \"{SCRAPE_INTERVAL_S}s\"\n[redis.grants]\ntcp = [{addr}]\n\
+         [redis.config]\ntargets = [{addr}]\n",
+        addr = toml_str(redis.addr())
+    );
+    let sonde = Sonde::start_with(SondeOptions {
+        sonde_toml: Some(sonde_toml),
+        plugins_toml: Some(plugins_toml),
+        ..Default::default()
+    });
+    // Traffic on `app` while samples accumulate, so its rates are defined.
+    let app_traffic = || {
+        let sql = "CREATE TABLE IF NOT EXISTS t (x int); INSERT INTO t VALUES (1); \
+                   SELECT count(*) FROM t; UPDATE t SET x = 2; DELETE FROM t WHERE x = 3";
+        let out = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &pg.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "app",
+            ])
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .env("PGPASSWORD", sonde_tests::postgres::SUPERUSER_PASSWORD)
+            .output()
+            .expect("run psql");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let base = sonde.url("");
+    wait_for(Duration::from_secs(60), "10 collections of both plugins", || {
+        app_traffic();
+        std::thread::sleep(Duration::from_millis(300));
+        let a = api::query(
+            &base,
+            "count_over_time(up{job=~\"postgres|redis\"}[1m]) >= 10",
+            api::Params::Instant { time: now_s() * 1000 },
+        );
+        (series_count(&a) == 2).then_some(())
+    });
+    let mut problems = Vec::new();
+    let mut panels: BTreeMap<String, usize> = BTreeMap::new();
+    let dashboards = load_dashboards();
+    for (name, dashboard) in &dashboards {
+        if !(name.starts_with("postgres") || name.starts_with("redis")) {
+            continue;
+        }
+        for e in evaluate(&sonde, name, dashboard, &mut problems) {
+            let panel = format!("{name} / {}", e.query.path.join(" / "));
+            *panels.entry(panel).or_default() += e.series;
+            if e.series == 0 {
+                eprintln!(
+                    "  no data: {name} / {}: {}",
+                    e.query.path.join(" / "),
+                    e.expr.replace('\n', " ")
+                );
+            }
+        }
+    }
+    assert!(
+        panels.keys().any(|p| p.starts_with("postgres")) && panels.keys().any(|p| p.starts_with("redis")),
+        "the Postgres or Redis dashboard is missing: {panels:?}"
+    );
+    let may_be_empty: BTreeMap<&str, &str> = DB_PANELS_MAY_BE_EMPTY.iter().copied().collect();
+    eprintln!("Postgres and Redis dashboards: {} panels", panels.len());
+    for (p, n) in &panels {
+        if *n == 0 && !may_be_empty.contains_key(p.as_str()) {
+            problems.push(format!("panel {p:?} shows no data"));
         }
     }
     assert!(
