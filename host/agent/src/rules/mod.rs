@@ -9,6 +9,7 @@ pub mod alerting;
 pub mod alertmanager;
 pub mod api;
 pub mod file;
+pub mod format;
 pub mod group;
 pub mod template;
 
