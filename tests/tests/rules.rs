@@ -229,3 +229,50 @@ fn rules_check_rules_matches_promtool() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `[rules]` and `[alerting]` mistakes and broken rule files are reported by
+/// `sonde check` with file:line:col, all at once.
+#[test]
+fn rules_config_problems_have_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plugins.toml"), plugins_toml()).unwrap();
+    std::fs::write(
+        dir.path().join("sonde.toml"),
+        "[rules]\nfilez = []\n[[alerting.alertmanagers]]\nurl = \"https://am:9093\"\n",
+    )
+    .unwrap();
+    let out = run_sonde(
+        dir.path(),
+        &["check", "--config", "sonde.toml", "--plugins", "plugins.toml"],
+    );
+    assert!(!out.status.success(), "{}", out.all());
+    assert!(
+        out.all().contains("sonde.toml:2:1: unknown field `filez`"),
+        "{}",
+        out.all()
+    );
+    // A rule file with a problem, named relative to sonde.toml.
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(
+        dir.path().join("rules/bad.yml"),
+        "groups:\n  - name: a\n    rules:\n      - record: x\n        expr: up ==\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("sonde.toml"), "[rules]\nfiles = [\"rules/*.yml\"]\n").unwrap();
+    let out = run_sonde(
+        dir.path(),
+        &["check", "--config", "sonde.toml", "--plugins", "plugins.toml"],
+    );
+    assert!(!out.status.success(), "{}", out.all());
+    assert!(
+        out.all().contains("rules/bad.yml:5:15: could not parse expression"),
+        "{}",
+        out.all()
+    );
+    std::fs::write(dir.path().join("rules/bad.yml"), "groups: []\n").unwrap();
+    let out = run_sonde(
+        dir.path(),
+        &["check", "--config", "sonde.toml", "--plugins", "plugins.toml"],
+    );
+    assert!(out.status.success(), "{}", out.all());
+}
