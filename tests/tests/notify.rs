@@ -40,9 +40,14 @@ fn alert(name: &str, severity: &str, instance: &str) -> Value {
            "annotations": {"summary": format!("{name} on {instance}")}})
 }
 
+/// sonde with this `[notifier]` and no rules (the default rules would add alerts).
 fn start(notifier_toml: &str, data_dir: Option<PathBuf>) -> Sonde {
+    start_with_rules(notifier_toml, "[rules]\nfiles = []\n", data_dir)
+}
+
+fn start_with_rules(notifier_toml: &str, rules_toml: &str, data_dir: Option<PathBuf>) -> Sonde {
     Sonde::start_with(SondeOptions {
-        sonde_toml: Some(notifier_toml.to_string()),
+        sonde_toml: Some(format!("{rules_toml}{notifier_toml}")),
         plugins_toml: Some(String::new()),
         data_dir,
         ..Default::default()
@@ -317,4 +322,70 @@ fn notify_semantic_config_errors_point_at_the_key() {
         all.contains("sonde.toml:9:15: [notifier] environment variable SONDE_TEST_SURELY_UNSET"),
         "{all}"
     );
+}
+
+#[test]
+fn notify_slack_and_pagerduty_payloads() {
+    let (slack, pd) = (WebhookSink::start(), WebhookSink::start());
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("pd-key");
+    std::fs::write(&key, "R0UTINGKEY\n").unwrap();
+    let url = dir.path().join("slack-url");
+    std::fs::write(&url, slack.url()).unwrap();
+    let cfg = format!(
+        r##"[notifier.route]
+receiver = "all"
+group_by = ["alertname"]
+{FAST}
+[[notifier.receivers]]
+name = "all"
+[[notifier.receivers.slack_configs]]
+api_url_file = {}
+channel = "#alerts"
+[[notifier.receivers.pagerduty_configs]]
+routing_key_file = {}
+url = "{}"
+"##,
+        sonde_tests::toml_str(url.display().to_string()),
+        sonde_tests::toml_str(key.display().to_string()),
+        pd.url()
+    );
+    let sonde = start(&cfg, None);
+    push(&sonde, json!([alert("DiskFull", "critical", "a")]));
+    let s = wait_for(WAIT, "the Slack message", || slack.bodies().first().cloned());
+    assert_eq!(s["channel"], "#alerts");
+    assert!(s["text"].as_str().unwrap().contains("[FIRING:1] DiskFull"), "{s}");
+    let p = wait_for(WAIT, "the PagerDuty event", || pd.bodies().first().cloned());
+    assert_eq!(p["routing_key"], "R0UTINGKEY");
+    assert_eq!(p["event_action"], "trigger");
+    assert_eq!(p["payload"]["severity"], "critical");
+    let mut resolved = alert("DiskFull", "critical", "a");
+    resolved["endsAt"] = json!("2020-01-01T00:00:00Z");
+    resolved["startsAt"] = json!("2019-01-01T00:00:00Z");
+    push(&sonde, json!([resolved]));
+    let r = wait_for(WAIT, "the PagerDuty resolve", || pd.bodies().get(1).cloned());
+    assert_eq!(r["event_action"], "resolve");
+    assert_eq!(r["dedup_key"], p["dedup_key"]);
+}
+
+#[test]
+fn notify_receives_the_rule_evaluators_alerts() {
+    let (pager, team) = (WebhookSink::start(), WebhookSink::start());
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n- name: t\n  interval: 1s\n  rules:\n  - alert: AlwaysOn\n    expr: vector(1)\n    labels:\n      severity: critical\n    annotations:\n      summary: always on\n",
+    )
+    .unwrap();
+    let rules_toml = format!(
+        "[rules]\nfiles = [{}]\n",
+        sonde_tests::toml_str(rules.display().to_string())
+    );
+    let _sonde = start_with_rules(&config(&pager, &team, None, FAST), &rules_toml, None);
+    let p = wait_for(WAIT, "the rule's alert at the pager", || {
+        pager.bodies().first().cloned()
+    });
+    assert_eq!(p["alerts"][0]["labels"]["alertname"], "AlwaysOn");
+    assert_eq!(p["alerts"][0]["annotations"]["summary"], "always on");
 }

@@ -162,6 +162,13 @@ impl State {
         self.alerts
             .retain(|fp, a| grouped.contains(fp) || a.ends_at + KEEP_MS > now_ms);
         self.alerts_dirty |= self.alerts.len() != before;
+        // Alertmanager keeps its notification log for 120 h.
+        const NFLOG_KEEP_MS: i64 = 120 * 3600 * 1000;
+        let before = self.nflog.len();
+        self.nflog.retain(|_, e| e.at + NFLOG_KEEP_MS > now_ms);
+        if self.nflog.len() != before {
+            self.save_nflog();
+        }
     }
 }
 
