@@ -143,6 +143,9 @@ pub struct Db {
 
 const BLOCKS_DIR: &str = "blocks";
 
+/// How long a block's decoded index is kept after the last query that used it.
+const INDEX_IDLE: Duration = Duration::from_secs(5 * 60);
+
 /// Opens every block under `dir`; removes leftovers of interrupted writes; a damaged
 /// block is skipped with a warning (and left for inspection) rather than failing.
 fn open_blocks(dir: &Path) -> Result<Vec<Arc<Block>>, DbError> {
@@ -394,6 +397,9 @@ impl Db {
         let cut = self.cut_blocks(now_ms);
         let compacted = self.compact();
         let retained = self.apply_retention(now_ms);
+        for b in self.blocks.read().unwrap().iter() {
+            b.evict_idle_index(INDEX_IDLE);
+        }
         for r in [&cut, &compacted, &retained] {
             if r.is_err() {
                 self.stats.maintenance_errors.fetch_add(1, Ordering::Relaxed);
@@ -614,7 +620,7 @@ impl Db {
     /// [`Db::for_each_series`] over the blocks only.
     fn for_each_block_series(&self, sets: &[Vec<Matcher>], mint: i64, maxt: i64, f: &mut LabelVisitor) {
         for b in self.blocks_in(mint, maxt) {
-            match b.index() {
+            match b.cached_index() {
                 Ok(idx) => {
                     for i in idx.matching(sets, mint, maxt) {
                         f(&mut idx.label_pairs(i));

@@ -1,7 +1,9 @@
-//! Reading a block. Only `meta.json` stays in memory: the index is read and checked
-//! at open, then read again per query (it is small: a few bytes per series) — keeping
-//! every block's label sets and postings resident would cost more memory per series
-//! than the head, with a block every 2 minutes.
+//! Reading a block. `meta.json` stays in memory; the index is read and checked at
+//! open, then decoded again when a query needs it and kept, with postings built on
+//! first use, while queries keep using it: [`Block::evict_idle_index`] drops it after
+//! a while without queries. Keeping every block's label sets and postings resident
+//! would cost more memory per series than the head; decoding a 20k-series index per
+//! query cost ~5 ms.
 
 use super::index::{self, Entry};
 use super::{BlockError, CHUNKS_FILE, INDEX_FILE, META_FILE, Meta};
@@ -10,9 +12,11 @@ use crate::head::SeriesSamples;
 use crate::labels::Labels;
 use crate::postings::matcher_matches;
 use promql_parser::label::Matcher;
+use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 pub struct Block {
     pub dir: PathBuf,
@@ -20,13 +24,22 @@ pub struct Block {
     chunks: std::fs::File,
     /// Bytes on disk (index + chunks + meta).
     pub size: u64,
+    /// The decoded index while queries use it, with when it was last used.
+    cached: Mutex<Option<(Arc<BlockIndex>, Instant)>>,
 }
 
-/// A block's index, decoded for one query or one compaction.
+/// A block's index, decoded.
 pub struct BlockIndex {
+    /// Every label string once, sorted.
     symbols: Vec<Arc<str>>,
     entries: Vec<Entry>,
+    postings: OnceLock<Postings>,
 }
+
+/// Series positions by label: for each label name (symbol), its values (symbols) with
+/// the positions of the series that have them, ascending.
+#[derive(Default)]
+struct Postings(HashMap<u32, HashMap<u32, Vec<u32>>>);
 
 impl BlockIndex {
     pub fn len(&self) -> usize {
@@ -50,16 +63,87 @@ impl BlockIndex {
         matchers.iter().all(|m| matcher_matches(m, self.value(i, &m.name)))
     }
 
+    fn symbol(&self, s: &str) -> Option<u32> {
+        self.symbols.binary_search_by(|x| (**x).cmp(s)).ok().map(|i| i as u32)
+    }
+
+    fn postings(&self) -> &Postings {
+        self.postings.get_or_init(|| {
+            let mut p = Postings::default();
+            for (i, e) in self.entries.iter().enumerate() {
+                for (n, v) in &e.labels {
+                    p.0.entry(*n).or_default().entry(*v).or_default().push(i as u32);
+                }
+            }
+            p
+        })
+    }
+
+    /// Positions of the series matching all `matchers`: narrowed through the postings
+    /// by every matcher that cannot match an empty value, then checked in full.
+    fn select_positions(&self, matchers: &[Matcher]) -> Vec<usize> {
+        let mut candidates: Option<Vec<u32>> = None;
+        for m in matchers.iter().filter(|m| !matcher_matches(m, "")) {
+            let by_value = self.symbol(&m.name).and_then(|n| self.postings().0.get(&n));
+            let mut set: Vec<u32> = match by_value {
+                None => Vec::new(),
+                Some(values) => match &m.op {
+                    promql_parser::label::MatchOp::Equal => self
+                        .symbol(&m.value)
+                        .and_then(|v| values.get(&v))
+                        .cloned()
+                        .unwrap_or_default(),
+                    _ => {
+                        let mut u: Vec<u32> = values
+                            .iter()
+                            .filter(|(v, _)| matcher_matches(m, &self.symbols[**v as usize]))
+                            .flat_map(|(_, refs)| refs.iter().copied())
+                            .collect();
+                        u.sort_unstable();
+                        u
+                    }
+                },
+            };
+            if let Some(c) = &candidates {
+                set.retain(|x| c.binary_search(x).is_ok());
+            }
+            let empty = set.is_empty();
+            candidates = Some(set);
+            if empty {
+                break;
+            }
+        }
+        match candidates {
+            Some(c) => c
+                .into_iter()
+                .map(|i| i as usize)
+                .filter(|&i| self.matches(i, matchers))
+                .collect(),
+            None => (0..self.entries.len()).filter(|&i| self.matches(i, matchers)).collect(),
+        }
+    }
+
     /// Positions of the series that match any of `sets` (every series when `sets` is
     /// empty) and have samples in `[mint, maxt]`: the series, label-name and
     /// label-value lookups of the API.
     pub fn matching(&self, sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<usize> {
-        (0..self.entries.len())
-            .filter(|&i| {
-                let e = &self.entries[i];
-                e.max_t >= mint && e.min_t <= maxt && (sets.is_empty() || sets.iter().any(|set| self.matches(i, set)))
-            })
-            .collect()
+        let in_range = |i: &usize| {
+            let e = &self.entries[*i];
+            e.max_t >= mint && e.min_t <= maxt
+        };
+        if sets.is_empty() {
+            return (0..self.entries.len()).filter(in_range).collect();
+        }
+        let mut out: Vec<usize> = sets
+            .iter()
+            .flat_map(|set| self.select_positions(set))
+            .filter(in_range)
+            .collect();
+        if sets.len() > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
+        out
     }
 
     /// The label pairs of series `i`, sorted by name.
@@ -103,6 +187,7 @@ impl Block {
             meta,
             chunks,
             size: chunks_len + index_len + meta_bytes.len() as u64,
+            cached: Mutex::new(None),
         };
         let idx = block.index()?;
         if idx
@@ -127,7 +212,30 @@ impl Block {
         Ok(BlockIndex {
             symbols: symbols.into_iter().map(Arc::from).collect(),
             entries,
+            postings: OnceLock::new(),
         })
+    }
+
+    /// The decoded index, kept for the next queries.
+    pub fn cached_index(&self) -> Result<Arc<BlockIndex>, BlockError> {
+        let mut c = self.cached.lock().unwrap();
+        if let Some((idx, used)) = c.as_mut() {
+            *used = Instant::now();
+            return Ok(idx.clone());
+        }
+        let idx = Arc::new(self.index()?);
+        *c = Some((idx.clone(), Instant::now()));
+        Ok(idx)
+    }
+
+    /// Drops the kept index when no query used it for `idle`; returns whether one is
+    /// still kept.
+    pub fn evict_idle_index(&self, idle: Duration) -> bool {
+        let mut c = self.cached.lock().unwrap();
+        if c.as_ref().is_some_and(|(_, used)| used.elapsed() >= idle) {
+            *c = None;
+        }
+        c.is_some()
     }
 
     pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
@@ -137,7 +245,7 @@ impl Block {
     /// Series matching `matchers` with their samples in `[mint, maxt]`. An unreadable
     /// index or column is skipped with a warning (the rest stays readable).
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
-        let idx = match self.index() {
+        let idx = match self.cached_index() {
             Ok(idx) => idx,
             Err(e) => {
                 tracing::warn!("{e}");
@@ -145,8 +253,9 @@ impl Block {
             }
         };
         let mut out = Vec::new();
-        for (i, e) in idx.entries.iter().enumerate() {
-            if e.max_t < mint || e.min_t > maxt || !idx.matches(i, matchers) {
+        for i in idx.select_positions(matchers) {
+            let e = &idx.entries[i];
+            if e.max_t < mint || e.min_t > maxt {
                 continue;
             }
             match self.read_column(e) {
@@ -239,6 +348,54 @@ mod tests {
             !dir.path()
                 .join(format!("{}.tmp", path.file_name().unwrap().to_string_lossy()))
                 .exists()
+        );
+    }
+
+    #[test]
+    fn postings_select_exactly_what_a_full_scan_selects() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut input = Vec::new();
+        for i in 0..60 {
+            let job = ["api", "db", "web"][i % 3];
+            let env = ["prod", "dev"][i % 2];
+            let name = ["up", "http_requests_total", "cpu"][i % 3 / 2 + (i % 5 == 0) as usize];
+            let mut pairs = vec![("__name__", name), ("job", job), ("i", ["0", "1", "2", "3"][i % 4])];
+            if i % 7 != 0 {
+                pairs.push(("env", env));
+            }
+            let pairs: Vec<(&str, &str)> = pairs;
+            let labels: Vec<(String, String)> = pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+            let refs: Vec<(&str, &str)> = labels.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            input.push(series(&refs, vec![(i as i64, 1.0)]));
+        }
+        input.sort_by(|a, b| a.labels.cmp(&b.labels));
+        input.dedup_by(|a, b| a.labels == b.labels);
+        let path = write_block(dir.path(), 0, 100, 1, &input).unwrap();
+        let b = Block::open(&path).unwrap();
+        let idx = b.cached_index().unwrap();
+        for q in [
+            r#"up"#,
+            r#"{job="api"}"#,
+            r#"up{job!="api"}"#,
+            r#"{job=~"a.*|w.*"}"#,
+            r#"{__name__=~".+", job!~"db"}"#,
+            r#"up{env=""}"#,
+            r#"{job=~".+", env=~"|dev"}"#,
+            r#"{env!=""}"#,
+            r#"cpu{env="prod", i=~"[12]"}"#,
+            r#"{__name__=~".+", nope=""}"#,
+            r#"{nope="x"}"#,
+            r#"{job="api", job="db"}"#,
+        ] {
+            let m = sel(q);
+            let scan: Vec<usize> = (0..idx.len()).filter(|&i| idx.matches(i, &m)).collect();
+            assert_eq!(idx.select_positions(&m), scan, "{q}");
+        }
+        assert!(b.evict_idle_index(Duration::from_secs(3600)), "recently used: kept");
+        assert!(!b.evict_idle_index(Duration::ZERO), "idle: dropped");
+        assert_eq!(
+            b.select(&sel("up"), 0, 100).len(),
+            input.iter().filter(|s| s.labels.metric_name() == "up").count()
         );
     }
 
