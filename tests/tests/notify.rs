@@ -239,7 +239,7 @@ fn notify_restart_neither_loses_a_pending_nor_resends_a_delivered_notification()
     let (pager, team) = (WebhookSink::start(), WebhookSink::start());
     let keep = tempfile::tempdir().unwrap();
     let data = keep.path().join("data");
-    let slow = "group_wait = \"3s\"\ngroup_interval = \"2s\"\nrepeat_interval = \"1h\"";
+    let slow = "group_wait = \"6s\"\ngroup_interval = \"2s\"\nrepeat_interval = \"1h\"";
     let cfg = config(&pager, &team, None, slow);
     let mut sonde = start(&cfg, Some(data.clone()));
     push(&sonde, json!([alert("Delivered", "critical", "a")]));
@@ -388,4 +388,47 @@ fn notify_receives_the_rule_evaluators_alerts() {
     });
     assert_eq!(p["alerts"][0]["labels"]["alertname"], "AlwaysOn");
     assert_eq!(p["alerts"][0]["annotations"]["summary"], "always on");
+}
+
+/// amtool (from the prometheus-alertmanager package, as scripts/test installs it).
+fn amtool(sonde: &Sonde, args: &[&str]) -> String {
+    let url = format!("--alertmanager.url=http://127.0.0.1:{}", sonde.port);
+    let out = std::process::Command::new("amtool")
+        .arg(&url)
+        .args(args)
+        .output()
+        .expect("amtool is missing: install prometheus-alertmanager (scripts/test does)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "amtool {args:?}: {text}");
+    text
+}
+
+#[test]
+fn notify_amtool_adds_queries_and_expires_silences_and_alerts() {
+    let (pager, team) = (WebhookSink::start(), WebhookSink::start());
+    let sonde = start(&config(&pager, &team, None, FAST), None);
+    amtool(
+        &sonde,
+        &["alert", "add", "alertname=Foo", "severity=warning", "instance=a"],
+    );
+    amtool(
+        &sonde,
+        &["alert", "add", "alertname=Bar", "severity=warning", "instance=b"],
+    );
+    let id = amtool(&sonde, &["silence", "add", "alertname=Foo", "-c", "deploy", "-a", "me"]);
+    let id = id.trim();
+    assert!(amtool(&sonde, &["silence", "query"]).contains(id));
+    // Only Bar is active; Foo is silenced.
+    let q = amtool(&sonde, &["alert", "query"]);
+    assert!(q.contains("Bar") && !q.contains("Foo"), "{q}");
+    assert!(amtool(&sonde, &["alert", "query", "--silenced"]).contains("Foo"));
+    let t = wait_for(WAIT, "Bar's notification", || team.bodies().first().cloned());
+    assert_eq!(t["commonLabels"]["alertname"], "Bar");
+    amtool(&sonde, &["silence", "expire", id]);
+    assert!(amtool(&sonde, &["silence", "query", "--expired"]).contains(id));
+    wait_for(WAIT, "Foo after its silence expired", || {
+        team.bodies()
+            .into_iter()
+            .find(|b| b["commonLabels"]["alertname"] == "Foo")
+    });
 }

@@ -9,7 +9,7 @@ use crate::api::prom::params::parse_rfc3339;
 use crate::timefmt::rfc3339;
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -44,12 +44,19 @@ fn time(ms: i64) -> String {
     rfc3339(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
 }
 
+/// An RFC 3339 time, or None when absent or Go's zero time (`0001-01-01T00:00:00Z`,
+/// which amtool and Prometheus send for "not set").
 fn parse_time(v: Option<&str>, what: &str) -> Result<Option<i64>, Response> {
     match v {
-        None | Some("") | Some("0001-01-01T00:00:00Z") => Ok(None),
-        Some(t) => parse_rfc3339(t)
-            .map(Some)
-            .ok_or_else(|| err(StatusCode::BAD_REQUEST, format!("{what} {t:?} is not an RFC 3339 time"))),
+        None | Some("") => Ok(None),
+        Some(t) => match parse_rfc3339(t) {
+            Some(ms) if ms <= 0 => Ok(None),
+            Some(ms) => Ok(Some(ms)),
+            None => Err(err(
+                StatusCode::BAD_REQUEST,
+                format!("{what} {t:?} is not an RFC 3339 time"),
+            )),
+        },
     }
 }
 
@@ -107,38 +114,59 @@ async fn post_alerts(
     StatusCode::OK.into_response()
 }
 
-async fn get_alerts(State(s): State<Shared>) -> Response {
+/// `GET /api/v2/alerts` with Alertmanager's filters: `active`, `silenced`,
+/// `inhibited` (each default true) and `filter` (matchers, repeatable).
+async fn get_alerts(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
     let n = match notifier(&s) {
         Ok(n) => n,
         Err(r) => return r,
     };
+    let (mut active, mut silenced, mut inhibited, mut filter) = (true, true, true, Vec::new());
+    for (k, v) in form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "active" => active = v != "false",
+            "silenced" => silenced = v != "false",
+            "inhibited" => inhibited = v != "false",
+            "filter" => match super::matcher::Matcher::parse(&v) {
+                Ok(m) => filter.push(m),
+                Err(e) => return err(StatusCode::BAD_REQUEST, e),
+            },
+            _ => {}
+        }
+    }
     let now = now_ms();
     let st = n.state.lock().unwrap();
-    let list: Vec<Value> = st
-        .alerts
-        .iter()
-        .filter(|(_, a)| !a.resolved(now))
-        .map(|(fp, a)| {
-            let (silenced, inhibited) = n.muted(&st, &a.labels, now);
-            let receivers: Vec<Value> = n
-                .root
-                .matching(&a.labels)
-                .iter()
-                .map(|r| json!({"name": r.opts.receiver}))
-                .collect();
-            let state = if silenced.is_empty() && !inhibited {
-                "active"
-            } else {
-                "suppressed"
-            };
-            json!({
-                "labels": a.labels, "annotations": a.annotations,
-                "startsAt": time(a.starts_at), "endsAt": time(a.ends_at), "updatedAt": time(a.updated_at),
-                "generatorURL": a.generator_url, "fingerprint": fp, "receivers": receivers,
-                "status": {"state": state, "silencedBy": silenced, "inhibitedBy": [], "inhibited": inhibited},
-            })
-        })
-        .collect();
+    let mut list = Vec::new();
+    for (fp, a) in st.alerts.iter().filter(|(_, a)| !a.resolved(now)) {
+        let (silenced_by, is_inhibited) = n.muted(&st, &a.labels, now);
+        let show = if !silenced_by.is_empty() {
+            silenced
+        } else if is_inhibited {
+            inhibited
+        } else {
+            active
+        };
+        if !show || !super::matcher::all_match(&filter, &a.labels) {
+            continue;
+        }
+        let receivers: Vec<Value> = n
+            .root
+            .matching(&a.labels)
+            .iter()
+            .map(|r| json!({"name": r.opts.receiver}))
+            .collect();
+        let state = if silenced_by.is_empty() && !is_inhibited {
+            "active"
+        } else {
+            "suppressed"
+        };
+        list.push(json!({
+            "labels": a.labels, "annotations": a.annotations,
+            "startsAt": time(a.starts_at), "endsAt": time(a.ends_at), "updatedAt": time(a.updated_at),
+            "generatorURL": a.generator_url, "fingerprint": fp, "receivers": receivers,
+            "status": {"state": state, "silencedBy": silenced_by, "inhibitedBy": [], "inhibited": is_inhibited},
+        }));
+    }
     Json(list).into_response()
 }
 
