@@ -203,7 +203,8 @@ async fn post_silence(
     let sil = Silence {
         id: p.id,
         matchers: p.matchers,
-        starts_at: starts_at.max(now.min(starts_at)),
+        // As Alertmanager: a start in the past means now.
+        starts_at: starts_at.max(now),
         ends_at,
         updated_at: now,
         created_by: p.created_by,
