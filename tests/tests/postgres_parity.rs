@@ -287,7 +287,7 @@ fn faults_give_up_0_and_pg_up_0_within_the_timeout() {
     for (job, why) in [
         ("wrong", "password authentication failed"),
         ("down", "refused"),
-        ("hung", ""),
+        ("hung", "no connection within"),
         ("nodb", "database \"no_such_db\" does not exist"),
     ] {
         let t = sonde.wait_health(job, "down", Duration::from_secs(30));

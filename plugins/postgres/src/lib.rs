@@ -25,6 +25,10 @@ pub struct Postgres {
     config: Config,
     /// The last connection error logged, so a server that stays down is logged once.
     last_error: Option<String>,
+    /// Why the grant check in `configure` could not reach the server. That check may
+    /// use up the collection's time (a server that never answers), leaving the first
+    /// `collect` only "no time left": report this reason instead.
+    configure_error: Option<String>,
 }
 
 /// What every statement of one collection needs.
@@ -61,27 +65,34 @@ impl Plugin for Postgres {
         config.validate()?;
         // A connection that is not granted is a configuration mistake: say so now
         // rather than report pg_up 0 forever. An unreachable server is not.
-        if let Err(SqlError::Denied(m)) = sql::query(&config.connection, "SELECT 1") {
-            return Err(Error::Denied(m));
-        }
+        let configure_error = match sql::query(&config.connection, "SELECT 1") {
+            Err(SqlError::Denied(m)) => return Err(Error::Denied(m)),
+            Err(e @ (SqlError::Timeout(_) | SqlError::Unreachable(_))) => Some(e.message().to_string()),
+            _ => None,
+        };
         Ok(Postgres {
             config,
             last_error: None,
+            configure_error,
         })
     }
 
     fn collect(&mut self, out: &mut Collection) -> Result<(), Error> {
         let up = out.family("pg_up", Kind::Gauge, UP_HELP);
+        let configure_error = self.configure_error.take();
         let facts = match sql::query(&self.config.connection, builtin::FACTS) {
             Ok(rows) => rows,
             Err(e) => {
+                let reason = match (&e, configure_error) {
+                    (SqlError::Timeout(_), Some(earlier)) => earlier,
+                    _ => e.message().to_string(),
+                };
                 // As postgres_exporter: pg_up 0 (for rules like `pg_up == 0`) and the
                 // error flag; and the target is down with the reason as lastError. The
                 // log gets each distinct error once.
                 let msg = format!(
-                    "PostgreSQL on connection {:?} is down: {}",
-                    self.config.connection,
-                    e.message()
+                    "PostgreSQL on connection {:?} is down: {reason}",
+                    self.config.connection
                 );
                 if self.last_error.as_deref() != Some(msg.as_str()) {
                     log::warn(&msg);
