@@ -342,7 +342,7 @@ mod tests {
         assert_eq!(got[0].samples, vec![(10_000, 2.5), (11_000, 2.75), (12_000, 3.0)]);
         let y = b.select(&sel(r#"a{job!="x"}"#), 0, i64::MAX);
         assert_eq!(y[0].samples[1].1.to_bits(), stale.to_bits());
-        assert_eq!(b.select(&sel("b"), 0, 10)[0].samples[0].1.is_nan(), true);
+        assert!(b.select(&sel("b"), 0, 10)[0].samples[0].1.is_nan());
         assert!(b.select(&sel("a"), 200_000, 300_000).is_empty());
         assert!(
             !dir.path()
