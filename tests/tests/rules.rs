@@ -276,3 +276,63 @@ fn rules_config_problems_have_positions() {
     );
     assert!(out.status.success(), "{}", out.all());
 }
+
+/// `POST /-/reload` and SIGHUP read the rule files again: unchanged rules keep their
+/// state (a firing alert keeps its activeAt), new ones appear, and a broken file is
+/// refused with its problems while the running rules stay.
+#[test]
+fn rules_reload_keeps_unchanged_rules_and_refuses_broken_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("alerts.yml");
+    let one = "groups:\n  - name: g\n    rules:\n      - alert: Stays\n        expr: vector(1)\n";
+    std::fs::write(&rules, one).unwrap();
+    let sonde = start(&rules, "", None);
+    let stays = |sonde: &Sonde| {
+        sonde_alerts(sonde)
+            .into_iter()
+            .find(|a| a["labels"]["alertname"] == "Stays" && a["state"] == "firing")
+    };
+    let before = wait_for(Duration::from_secs(30), "Stays firing", || stays(&sonde));
+    std::fs::write(
+        &rules,
+        format!("{one}      - record: added:sum\n        expr: sum(up)\n"),
+    )
+    .unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .into();
+    let r = agent.post(&sonde.url("/-/reload")).send_empty().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let names = |sonde: &Sonde| -> Vec<String> {
+        api(sonde, "/api/v1/rules")["groups"][0]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&sonde), ["Stays", "added:sum"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = stays(&sonde).expect("Stays still firing after the reload");
+    assert_eq!(after["activeAt"], before["activeAt"], "{before} vs {after}");
+    // A broken file: refused, the problems named, the running rules kept.
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: g\n    rules:\n      - alert: X\n        expr: up ==\n",
+    )
+    .unwrap();
+    let mut r = agent.post(&sonde.url("/-/reload")).send_empty().unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+    let body = r.body_mut().read_to_string().unwrap();
+    assert!(body.contains("alerts.yml:5:15: could not parse expression"), "{body}");
+    assert_eq!(names(&sonde), ["Stays", "added:sum"]);
+    // SIGHUP does the same as /-/reload.
+    std::fs::write(&rules, one.replace("Stays", "Renamed")).unwrap();
+    // SAFETY: kill(2) on the pid of the sonde child this test started.
+    unsafe { libc::kill(sonde.pid() as libc::pid_t, libc::SIGHUP) };
+    wait_for(Duration::from_secs(10), "the SIGHUP reload", || {
+        (names(&sonde) == ["Renamed"]).then_some(())
+    });
+}

@@ -445,9 +445,10 @@ async fn serve(cfg: config::Config, status: api::prom::StatusInfo, rules: Arc<ru
         sinks.push(am.clone());
     }
     sinks.extend(extra_alert_sinks(&state));
-    tasks.extend(rules.spawn(head.clone(), sinks, shutdown_rx.clone()));
+    rules.spawn(head.clone(), sinks, shutdown_rx.clone());
+    tokio::spawn(reload_rules_on_sighup(rules.clone()));
     tracing::info!(
-        groups = rules.groups.len(),
+        groups = rules.groups().len(),
         alertmanagers = rules.alertmanagers.len(),
         "rules loaded"
     );
@@ -467,9 +468,25 @@ async fn serve(cfg: config::Config, status: api::prom::StatusInfo, rules: Arc<ru
     for t in tasks {
         let _ = tokio::time::timeout_at(deadline, t).await;
     }
+    rules.stopped(deadline).await;
     let _ = tokio::time::timeout_at(deadline, server).await;
     head.close();
     Ok(())
+}
+
+/// SIGHUP reads the rule files again, as it makes Prometheus reload.
+async fn reload_rules_on_sighup(rules: Arc<rules::Manager>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let r = rules.clone();
+        if let Ok(Err(problems)) = tokio::task::spawn_blocking(move || r.reload()).await {
+            for p in problems {
+                tracing::error!("rule reload failed, the previous rules stay: {p}");
+            }
+        }
+    }
 }
 
 /// Alert destinations besides the Alertmanagers of `[alerting]`.

@@ -47,6 +47,7 @@ pub fn router(state: Shared) -> Router {
         .merge(prom::routes())
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/alerts", get(alerts))
+        .route("/-/reload", axum::routing::post(reload).put(reload))
         .merge(crate::notify::api::routes())
         .with_state(state)
 }
@@ -64,6 +65,25 @@ async fn rules(State(s): State<Shared>, q: axum::extract::RawQuery) -> axum::res
 async fn alerts(State(s): State<Shared>) -> axum::response::Response {
     let data = crate::rules::api::alerts(&s.rules);
     axum::Json(serde_json::json!({"status": "success", "data": data})).into_response()
+}
+
+/// `POST /-/reload`: reads the rule files again; 500 with every problem when one is bad.
+async fn reload(State(s): State<Shared>) -> (StatusCode, String) {
+    let r = s.rules.clone();
+    match tokio::task::spawn_blocking(move || r.reload()).await {
+        Ok(Ok(n)) => (StatusCode::OK, format!("reloaded: {n} rules\n")),
+        Ok(Err(problems)) => {
+            let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "failed to reload rules (the previous rules stay):\n{}\n",
+                    lines.join("\n")
+                ),
+            )
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("reload failed: {e}\n")),
+    }
 }
 
 async fn healthy() -> &'static str {

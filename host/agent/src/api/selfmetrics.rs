@@ -314,7 +314,7 @@ fn rules(s: &Shared, w: &mut Writer) {
     ];
     for (name, kind, help, get) in families {
         w.family(name, kind, help);
-        for g in &s.rules.groups {
+        for g in &s.rules.groups() {
             let key = g.key();
             w.sample(name, [("rule_group", key.as_str())], get(g), None);
         }

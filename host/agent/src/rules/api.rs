@@ -38,7 +38,7 @@ fn secs(d: Duration) -> Value {
 /// `data` of `/api/v1/alerts`: every pending or firing alert.
 pub fn alerts(m: &Manager) -> Value {
     let mut out = Vec::new();
-    for g in &m.groups {
+    for g in &m.groups() {
         for rt in g.rules.lock().unwrap().iter() {
             if let Some(a) = &rt.alerting {
                 let mut v: Vec<&ActiveAlert> = a.active.values().filter(|a| a.state != State::Inactive).collect();
@@ -53,7 +53,7 @@ pub fn alerts(m: &Manager) -> Value {
 /// `data` of `/api/v1/rules`; `kind` = `alert` or `record` filters like Prometheus's `type`.
 pub fn rules(m: &Manager, kind: Option<&str>) -> Value {
     let mut groups = Vec::new();
-    for g in &m.groups {
+    for g in &m.groups() {
         let rts = g.rules.lock().unwrap();
         let mut rules = Vec::new();
         for (spec, rt) in g.spec.rules.iter().zip(rts.iter()) {

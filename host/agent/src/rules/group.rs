@@ -69,6 +69,27 @@ impl Group {
         }
     }
 
+    /// Takes over the state of `prev`'s rules that are unchanged here (same name,
+    /// kind, expression, labels and annotations), as on a reload.
+    pub fn adopt(&self, prev: &Group) {
+        let mut old = prev.rules.lock().unwrap();
+        let mut mine = self.rules.lock().unwrap();
+        for (spec, rt) in self.spec.rules.iter().zip(mine.iter_mut()) {
+            let same = prev.spec.rules.iter().position(|o| {
+                o.name == spec.name
+                    && o.alerting == spec.alerting
+                    && o.expr == spec.expr
+                    && o.labels == spec.labels
+                    && o.annotations == spec.annotations
+            });
+            if let Some(i) = same
+                && old[i].alerting.is_some() == spec.alerting
+            {
+                *rt = std::mem::take(&mut old[i]);
+            }
+        }
+    }
+
     /// `file;name`, Prometheus's `rule_group` label.
     pub fn key(&self) -> String {
         format!("{};{}", self.spec.file.display(), self.spec.name)
@@ -182,7 +203,9 @@ impl Group {
     pub fn restore(&self, storage: &Storage, ts: i64, s: &EvalSettings) {
         let mut rules = self.rules.lock().unwrap();
         for (spec, rt) in self.spec.rules.iter().zip(rules.iter_mut()) {
-            let Some(a) = &mut rt.alerting else { continue };
+            let Some(a) = rt.alerting.as_mut().filter(|a| !a.restored) else {
+                continue;
+            };
             let matchers = [
                 Matcher::new(promql_parser::label::MatchOp::Equal, "__name__", "ALERTS_FOR_STATE"),
                 Matcher::new(promql_parser::label::MatchOp::Equal, "alertname", &spec.name),

@@ -19,7 +19,7 @@ use crate::storage::Storage;
 use group::{EvalSettings, Group};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The rules loaded when `[rules] files` is not set: the repository's
@@ -34,13 +34,26 @@ pub const DEFAULT_FOR_GRACE_PERIOD: Duration = Duration::from_secs(600);
 /// Prometheus's `--rules.alert.for-outage-tolerance`.
 pub const DEFAULT_FOR_OUTAGE_TOLERANCE: Duration = Duration::from_secs(3600);
 
-/// Every group, evaluated by one task each.
+/// Every group, evaluated by one task each; `reload` swaps in freshly read rule files.
 pub struct Manager {
-    pub groups: Vec<Arc<Group>>,
+    groups: RwLock<Vec<Arc<Group>>>,
     pub settings: EvalSettings,
     /// One client per `[[alerting.alertmanagers]]`; their delivery tasks are started
     /// by the daemon.
     pub alertmanagers: Vec<Arc<alertmanager::Client>>,
+    /// Where the rule files come from, to read them again on reload.
+    files: Option<Vec<String>>,
+    config_dir: PathBuf,
+    default_interval: Duration,
+    running: Mutex<Option<Running>>,
+}
+
+/// What the group tasks run with, kept to start new tasks after a reload.
+struct Running {
+    storage: Arc<Storage>,
+    sinks: Arc<[Arc<dyn AlertSink>]>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// The rule files `[rules] files` names: globs relative to `base` (sonde.toml's
@@ -83,6 +96,21 @@ pub fn resolve_files(patterns: &[String], base: &Path, problems: &mut Vec<Proble
     out
 }
 
+/// Reads the rule files `files` names (the built-in default rules when `None`).
+fn load_specs(files: &Option<Vec<String>>, config_dir: &Path) -> Result<Vec<file::GroupSpec>, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut specs = Vec::new();
+    match files {
+        None => specs.extend(file::parse(Path::new(DEFAULT_RULES_NAME), DEFAULT_RULES, &mut problems)),
+        Some(patterns) => {
+            for f in resolve_files(patterns, config_dir, &mut problems) {
+                specs.extend(file::load(&f, &mut problems));
+            }
+        }
+    }
+    if problems.is_empty() { Ok(specs) } else { Err(problems) }
+}
+
 impl Manager {
     /// Loads and validates every rule file; all problems at once.
     pub fn load(
@@ -91,19 +119,7 @@ impl Manager {
         config_dir: &Path,
         listen: &str,
     ) -> Result<Manager, Vec<Problem>> {
-        let mut problems = Vec::new();
-        let mut specs = Vec::new();
-        match &cfg.files {
-            None => specs.extend(file::parse(Path::new(DEFAULT_RULES_NAME), DEFAULT_RULES, &mut problems)),
-            Some(patterns) => {
-                for f in resolve_files(patterns, config_dir, &mut problems) {
-                    specs.extend(file::load(&f, &mut problems));
-                }
-            }
-        }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
+        let specs = load_specs(&cfg.files, config_dir)?;
         let interval = cfg.evaluation_interval.map_or(DEFAULT_EVALUATION_INTERVAL, |d| d.0);
         let groups = specs.into_iter().map(|s| Arc::new(Group::new(s, interval))).collect();
         let alertmanagers = alerting
@@ -130,7 +146,7 @@ impl Manager {
             format!("http://{addr}")
         });
         Ok(Manager {
-            groups,
+            groups: RwLock::new(groups),
             alertmanagers,
             settings: EvalSettings {
                 external_labels: alerting.external_labels.clone(),
@@ -139,7 +155,16 @@ impl Manager {
                 for_grace_period: cfg.for_grace_period.map_or(DEFAULT_FOR_GRACE_PERIOD, |d| d.0),
                 for_outage_tolerance: cfg.for_outage_tolerance.map_or(DEFAULT_FOR_OUTAGE_TOLERANCE, |d| d.0),
             },
+            files: cfg.files.clone(),
+            config_dir: config_dir.to_path_buf(),
+            default_interval: interval,
+            running: Mutex::new(None),
         })
+    }
+
+    /// The current groups.
+    pub fn groups(&self) -> Vec<Arc<Group>> {
+        self.groups.read().unwrap().clone()
     }
 
     /// Starts one task per group; each stops when `shutdown` changes.
@@ -148,24 +173,80 @@ impl Manager {
         storage: Arc<Storage>,
         sinks: Vec<Arc<dyn AlertSink>>,
         shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
-        let sinks: Arc<[Arc<dyn AlertSink>]> = sinks.into();
-        (0..self.groups.len())
-            .map(|i| {
-                let (m, st, sk, sd) = (self.clone(), storage.clone(), sinks.clone(), shutdown.clone());
-                tokio::spawn(async move { m.run_group(i, st, sk, sd).await })
+    ) {
+        let mut running = Running {
+            storage,
+            sinks: sinks.into(),
+            shutdown,
+            tasks: Vec::new(),
+        };
+        for g in self.groups() {
+            running.tasks.push(self.start_group(g, &running));
+        }
+        *self.running.lock().unwrap() = Some(running);
+    }
+
+    /// Waits for the group tasks (after shutdown was signalled), at most until `deadline`.
+    pub async fn stopped(&self, deadline: tokio::time::Instant) {
+        let tasks = self
+            .running
+            .lock()
+            .unwrap()
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.tasks));
+        for t in tasks.unwrap_or_default() {
+            let _ = tokio::time::timeout_at(deadline, t).await;
+        }
+    }
+
+    fn start_group(self: &Arc<Self>, g: Arc<Group>, r: &Running) -> tokio::task::JoinHandle<()> {
+        let (m, st, sk, sd) = (self.clone(), r.storage.clone(), r.sinks.clone(), r.shutdown.clone());
+        tokio::spawn(async move { m.run_group(g, st, sk, sd).await })
+    }
+
+    /// Reads the rule files again (SIGHUP, `POST /-/reload`). Rules that did not change
+    /// (same group, name, expression and labels) keep their state, so nothing fires
+    /// again; on any problem the running rules stay as they are.
+    pub fn reload(self: &Arc<Self>) -> Result<usize, Vec<Problem>> {
+        let specs = load_specs(&self.files, &self.config_dir)?;
+        // Stop the old tasks first: an evaluation in flight finishes before its
+        // group's state is adopted below (adopt waits for the group's lock).
+        let mut running = self.running.lock().unwrap();
+        if let Some(r) = running.as_mut() {
+            for t in r.tasks.drain(..) {
+                t.abort();
+            }
+        }
+        let old = self.groups();
+        let new: Vec<Arc<Group>> = specs
+            .into_iter()
+            .map(|s| {
+                let g = Group::new(s, self.default_interval);
+                if let Some(prev) = old.iter().find(|o| o.key() == g.key()) {
+                    g.adopt(prev);
+                }
+                Arc::new(g)
             })
-            .collect()
+            .collect();
+        let n = new.iter().map(|g| g.spec.rules.len()).sum();
+        if let Some(r) = running.as_mut() {
+            for g in &new {
+                let t = self.start_group(g.clone(), r);
+                r.tasks.push(t);
+            }
+        }
+        *self.groups.write().unwrap() = new;
+        tracing::info!(rules = n, "rule files reloaded");
+        Ok(n)
     }
 
     async fn run_group(
         self: Arc<Self>,
-        i: usize,
+        g: Arc<Group>,
         storage: Arc<Storage>,
         sinks: Arc<[Arc<dyn AlertSink>]>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        let g = self.groups[i].clone();
         let interval = g.interval.max(Duration::from_millis(100));
         // Spread groups over the interval by a hash of their key, like Prometheus.
         let offset_ms = fnv(&g.key()) % interval.as_millis() as u64;
