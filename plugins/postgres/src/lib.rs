@@ -7,7 +7,7 @@
 //! database refused, no answer in time) still gives `pg_up 0`; unlike it, the
 //! collection is also reported *degraded* (`Collection::target_error`), so the target
 //! shows `up 0` and the reason as its `lastError`. A statement that runs out of time
-//! does the same with `pg_up 1` (the server answered the connection). A statement the
+//! does the same (`pg_up 0`, the metrics read before it kept). A statement the
 //! server refuses (a missing privilege, a mistake in a custom query) is logged and
 //! flagged in `pg_exporter_last_scrape_error`; the other metrics are kept.
 
@@ -110,7 +110,6 @@ impl Plugin for Postgres {
                 self.config.connection
             ));
         }
-        out.sample(up, "pg_up", &[], 1.0);
         let server = self
             .config
             .server
@@ -135,6 +134,10 @@ impl Plugin for Postgres {
         }
         last_scrape_error(out, !failures.is_empty());
         let trouble = ctx.server_trouble.borrow();
+        // A statement the server did not answer in time counts as the server being
+        // unavailable (pg_up 0), as the fault list has it; the metrics that
+        // were read are kept.
+        out.sample(up, "pg_up", &[], if trouble.is_empty() { 1.0 } else { 0.0 });
         if !trouble.is_empty() {
             let failed: Vec<&String> = failures
                 .iter()
