@@ -335,4 +335,9 @@ fn rules_reload_keeps_unchanged_rules_and_refuses_broken_files() {
     wait_for(Duration::from_secs(10), "the SIGHUP reload", || {
         (names(&sonde) == ["Renamed"]).then_some(())
     });
+    // The removed recording rule's series went stale at once (no 5 m lookback).
+    wait_for(Duration::from_secs(10), "added:sum to go stale", || {
+        let r = sonde.get_with_query("/api/v1/query", &[("query", "added:sum")]);
+        r.body.contains("\"result\":[]").then_some(())
+    });
 }

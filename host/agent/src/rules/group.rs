@@ -90,6 +90,14 @@ impl Group {
         }
     }
 
+    /// After a reload: the series of rules that were not adopted by a new group
+    /// (removed or changed) get staleness markers, as Prometheus writes them.
+    pub fn retire(&self, storage: &Storage, ts: i64) {
+        for rt in self.rules.lock().unwrap().iter_mut() {
+            write(storage, &mut rt.series, Vec::new(), ts);
+        }
+    }
+
     /// `file;name`, Prometheus's `rule_group` label.
     pub fn key(&self) -> String {
         format!("{};{}", self.spec.file.display(), self.spec.name)

@@ -230,6 +230,10 @@ impl Manager {
             .collect();
         let n = new.iter().map(|g| g.spec.rules.len()).sum();
         if let Some(r) = running.as_mut() {
+            let now = crate::scrape::now_ms(SystemTime::now());
+            for g in &old {
+                g.retire(&r.storage, now);
+            }
             for g in &new {
                 let t = self.start_group(g.clone(), r);
                 r.tasks.push(t);
