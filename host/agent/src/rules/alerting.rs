@@ -52,6 +52,9 @@ pub struct AlertingState {
     pub restored: bool,
 }
 
+/// A series as rules produce it: labels (with `__name__` where it has one) and value.
+pub type Sample = (BTreeMap<String, String>, f64);
+
 /// Environment of template expansion.
 pub struct Env<'a> {
     pub external_labels: &'a BTreeMap<String, String>,
@@ -65,10 +68,10 @@ impl AlertingState {
         &mut self,
         rule: &RuleSpec,
         limit: usize,
-        result: Vec<(BTreeMap<String, String>, f64)>,
+        result: Vec<Sample>,
         ts: i64,
         env: &Env,
-    ) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+    ) -> Result<Vec<Sample>, String> {
         let hold = rule.for_.as_millis() as i64;
         let keep = rule.keep_firing_for.as_millis() as i64;
         let mut seen: HashMap<BTreeMap<String, String>, ()> = HashMap::new();
@@ -174,7 +177,7 @@ impl AlertingState {
     }
 
     /// The alerts to send now (Prometheus's `needsSending` + `sendAlerts`).
-    pub fn to_send(&mut self, ts: i64, resend_delay: Duration, interval: Duration, generator_url: &str) -> Vec<Alert> {
+    pub fn due(&mut self, ts: i64, resend_delay: Duration, interval: Duration, generator_url: &str) -> Vec<Alert> {
         let resend = resend_delay.as_millis() as i64;
         let valid_for = 4 * resend_delay.max(interval).as_millis() as i64;
         let mut out = Vec::new();
@@ -269,7 +272,7 @@ mod tests {
         }
     }
 
-    fn series() -> Vec<(BTreeMap<String, String>, f64)> {
+    fn series() -> Vec<Sample> {
         vec![([("instance".to_string(), "a".to_string())].into(), 0.0)]
     }
 
@@ -289,12 +292,12 @@ mod tests {
         assert_eq!(s.state(), State::Pending);
         assert!(out.iter().any(|(l, _)| l["alertstate"] == "pending"));
         assert!(
-            s.to_send(0, Duration::from_secs(60), Duration::from_secs(15), "")
+            s.due(0, Duration::from_secs(60), Duration::from_secs(15), "")
                 .is_empty()
         );
         s.eval(&r, 0, series(), 60_000, &env).unwrap();
         assert_eq!(s.state(), State::Firing);
-        let sent = s.to_send(60_000, Duration::from_secs(60), Duration::from_secs(15), "");
+        let sent = s.due(60_000, Duration::from_secs(60), Duration::from_secs(15), "");
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].labels["alertname"], "A");
         assert_eq!(sent[0].labels["severity"], "page");
@@ -302,13 +305,13 @@ mod tests {
         // Not re-sent before the resend delay.
         s.eval(&r, 0, series(), 75_000, &env).unwrap();
         assert!(
-            s.to_send(75_000, Duration::from_secs(60), Duration::from_secs(15), "")
+            s.due(75_000, Duration::from_secs(60), Duration::from_secs(15), "")
                 .is_empty()
         );
         // Resolved: sent once more with ends_at = resolution time.
         s.eval(&r, 0, vec![], 90_000, &env).unwrap();
         assert_eq!(s.state(), State::Inactive);
-        let sent = s.to_send(90_000, Duration::from_secs(60), Duration::from_secs(15), "");
+        let sent = s.due(90_000, Duration::from_secs(60), Duration::from_secs(15), "");
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].ends_at, ms_time(90_000));
     }

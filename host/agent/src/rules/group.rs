@@ -3,7 +3,7 @@
 //! write `ALERTS` / `ALERTS_FOR_STATE`), staleness markers for series a rule stopped
 //! producing, and the group's own statistics.
 
-use super::alerting::{AlertingState, Env};
+use super::alerting::{AlertingState, Env, Sample};
 use super::file::{GroupSpec, RuleSpec};
 use crate::alert::Alert;
 use crate::storage::{STALE_NAN, SeriesRef, Storage, is_stale_nan};
@@ -141,7 +141,7 @@ impl Group {
             write(storage, &mut rt.series, out, ts);
             if let Some(a) = &mut rt.alerting {
                 let url = generator_url(&s.external_url, &spec.expr);
-                alerts.extend(a.to_send(ts, s.resend_delay, self.interval, &url));
+                alerts.extend(a.due(ts, s.resend_delay, self.interval, &url));
             }
             rt.last_eval_ms = ts;
             rt.eval_seconds = t0.elapsed().as_secs_f64();
@@ -166,10 +166,10 @@ impl Group {
         &self,
         spec: &RuleSpec,
         rt: &mut RuleRuntime,
-        v: Vec<(BTreeMap<String, String>, f64)>,
+        v: Vec<Sample>,
         ts: i64,
         env: &Env,
-    ) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+    ) -> Result<Vec<Sample>, String> {
         if let Some(a) = &mut rt.alerting {
             let v = v
                 .into_iter()
@@ -239,7 +239,7 @@ impl Group {
     }
 }
 
-fn vector(v: QueryValue) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+fn vector(v: QueryValue) -> Result<Vec<Sample>, String> {
     match v {
         QueryValue::Vector(s) => Ok(s
             .into_iter()
@@ -255,12 +255,7 @@ fn vector(v: QueryValue) -> Result<Vec<(BTreeMap<String, String>, f64)>, String>
 
 /// Appends one evaluation's series; series written last time and not now get a
 /// staleness marker.
-fn write(
-    storage: &Storage,
-    prev: &mut HashMap<Vec<(String, String)>, SeriesRef>,
-    out: Vec<(BTreeMap<String, String>, f64)>,
-    ts: i64,
-) {
+fn write(storage: &Storage, prev: &mut HashMap<Vec<(String, String)>, SeriesRef>, out: Vec<Sample>, ts: i64) {
     let mut next = HashMap::with_capacity(out.len());
     let mut samples = Vec::with_capacity(out.len() + prev.len());
     for (labels, v) in out {

@@ -37,6 +37,9 @@ enum Node {
 }
 
 type Pipeline = Vec<Command>;
+/// An `if` being parsed: its condition, the nodes before it, its `then` branch once
+/// `else` was seen, and `usize::MAX` for an `else if` chained onto its parent.
+type Open = (Pipeline, Vec<Node>, Option<Vec<Node>>, usize);
 type Command = Vec<Arg>;
 
 #[derive(Debug, Clone)]
@@ -121,7 +124,7 @@ impl Template {
     pub fn parse(name: &str, text: &str) -> Result<Template, String> {
         let err = |line: usize, msg: String| format!("template: {name}:{line}: {msg}");
         let pieces = split(text).map_err(|(l, m)| err(l, m))?;
-        let mut stack: Vec<(Pipeline, Vec<Node>, Option<Vec<Node>>, usize)> = Vec::new();
+        let mut stack: Vec<Open> = Vec::new();
         let mut cur: Vec<Node> = Vec::new();
         for p in pieces {
             match p {
