@@ -213,12 +213,32 @@ const BGWRITER: &[(&str, &str)] = &[
     ("stats_reset", "Time at which these statistics were last reset"),
 ];
 
+/// PostgreSQL 17 moved the checkpoint columns of pg_stat_bgwriter to the new
+/// pg_stat_checkpointer view (under new names); read them there so the same series
+/// keep coming. `buffers_backend` and `buffers_backend_fsync` were dropped from the
+/// statistics views in 17 (the counts moved to pg_stat_io by backend type): on 17 and
+/// later those two series are not emitted.
+const CHECKPOINTER_17: &str = "SELECT num_timed AS checkpoints_timed, num_requested AS checkpoints_req, \
+     write_time AS checkpoint_write_time, sync_time AS checkpoint_sync_time, \
+     buffers_written AS buffers_checkpoint FROM pg_stat_checkpointer";
+
 fn bgwriter(ctx: &Ctx, out: &mut Collection) -> Result<(), String> {
     let rows = ctx
         .query("SELECT * FROM pg_stat_bgwriter")
         .map_err(|e| e.message().to_string())?;
+    let checkpointer = match rows.column("checkpoints_timed") {
+        Some(_) => None,
+        None => Some(ctx.query(CHECKPOINTER_17).map_err(|e| e.message().to_string())?),
+    };
     for (col, help) in BGWRITER {
-        let v = value(cell(&rows, col));
+        let source = match &checkpointer {
+            Some(c) if c.column(col).is_some() => c,
+            _ => &rows,
+        };
+        if source.column(col).is_none() {
+            continue;
+        }
+        let v = value(cell(source, col));
         // postgres_exporter reports timestamps in whole seconds.
         let v = if *col == "stats_reset" { v.floor() } else { v };
         for name in [
