@@ -9,7 +9,7 @@ mod dispatch;
 mod matcher;
 pub mod metrics;
 mod persist;
-mod receivers;
+pub(crate) mod receivers;
 mod route;
 mod silence;
 mod state;

@@ -4,9 +4,8 @@
 //! with backoff, on a background task so rule evaluation never waits for it.
 
 use crate::alert::{Alert, AlertSink};
+use crate::notify::receivers::http::{parse_url, post_json_within};
 use crate::timefmt::rfc3339;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,8 +22,8 @@ const ATTEMPTS: u32 = 3;
 pub struct Client {
     /// As configured, for labels and messages.
     pub url: String,
-    addr: String,
-    path: String,
+    /// `<url>/api/v2/alerts`.
+    endpoint: String,
     timeout: Duration,
     capacity: usize,
     queue: Mutex<VecDeque<Alert>>,
@@ -36,22 +35,13 @@ pub struct Client {
 
 impl Client {
     pub fn new(url: &str, timeout: Duration, capacity: usize) -> Result<Client, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{url:?}: only http:// Alertmanager URLs are supported"))?;
-        let (authority, prefix) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        if authority.is_empty() {
+        let u = parse_url(url).map_err(|e| format!("{e}; write it like \"http://127.0.0.1:9093\""))?;
+        if u.host.is_empty() {
             return Err(format!("{url:?} has no host; write it like \"http://127.0.0.1:9093\""));
         }
-        let addr = if authority.contains(':') {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
-        };
         Ok(Client {
             url: url.to_string(),
-            addr,
-            path: format!("{}/api/v2/alerts", prefix.trim_end_matches('/')),
+            endpoint: format!("{}/api/v2/alerts", url.trim_end_matches('/')),
             timeout,
             capacity: capacity.max(1),
             queue: Mutex::new(VecDeque::new()),
@@ -108,32 +98,7 @@ impl Client {
     }
 
     async fn post(&self, body: String) -> Result<(), String> {
-        let work = async {
-            let stream = tokio::net::TcpStream::connect(&self.addr)
-                .await
-                .map_err(|e| e.to_string())?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-            tokio::spawn(conn);
-            let req = hyper::Request::post(&self.path)
-                .header(hyper::header::HOST, &self.addr)
-                .header(hyper::header::CONTENT_TYPE, "application/json")
-                .header(hyper::header::USER_AGENT, concat!("sonde/", env!("CARGO_PKG_VERSION")))
-                .body(Full::new(Bytes::from(body)))
-                .map_err(|e| e.to_string())?;
-            let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-            let status = resp.status();
-            let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes).trim()))
-            }
-        };
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| format!("no answer within {:?}", self.timeout))?
+        post_json_within(&self.endpoint, body.into_bytes(), self.timeout).await
     }
 }
 
@@ -193,8 +158,11 @@ mod tests {
         assert_eq!(c.queue_len(), 3);
         assert_eq!(c.dropped.load(Ordering::Relaxed), 1);
         assert_eq!(c.queue.lock().unwrap()[0].labels["alertname"], "A2");
-        assert_eq!(c.path, "/api/v2/alerts");
-        assert!(Client::new("https://x", DEFAULT_TIMEOUT, 1).is_err());
+        assert_eq!(c.endpoint, "http://127.0.0.1:9093/api/v2/alerts");
+        let prefixed = Client::new("https://am.example:9443/prefix/", DEFAULT_TIMEOUT, 1).unwrap();
+        assert_eq!(prefixed.endpoint, "https://am.example:9443/prefix/api/v2/alerts");
+        assert!(Client::new("ftp://x", DEFAULT_TIMEOUT, 1).is_err());
+        assert!(Client::new("http://", DEFAULT_TIMEOUT, 1).is_err());
     }
 
     #[test]

@@ -75,9 +75,14 @@ pub async fn tls_connect(host: &str, tcp: TcpStream) -> Result<tokio_rustls::cli
 /// POSTs JSON; any 2xx is success, anything else an error with the status and the
 /// start of the body.
 pub async fn post_json(url: &str, body: Vec<u8>) -> Result<(), String> {
-    tokio::time::timeout(TIMEOUT, post(url, body))
+    post_json_within(url, body, TIMEOUT).await
+}
+
+/// [`post_json`] with its own deadline (the Alertmanager client's `timeout`).
+pub async fn post_json_within(url: &str, body: Vec<u8>, timeout: Duration) -> Result<(), String> {
+    tokio::time::timeout(timeout, post(url, body))
         .await
-        .map_err(|_| format!("POST {}: no answer within {TIMEOUT:?}", redact(url)))?
+        .map_err(|_| format!("POST {}: no answer within {timeout:?}", redact(url)))?
 }
 
 async fn post(url: &str, body: Vec<u8>) -> Result<(), String> {

@@ -2,7 +2,7 @@
 //! Alertmanager webhook payload) into its own request.
 
 mod email;
-mod http;
+pub(crate) mod http;
 mod pagerduty;
 mod slack;
 mod webhook;
