@@ -9,8 +9,9 @@
 //! panel of the Postgres overview and Redis (763) dashboards shows data.
 //! Also: Prometheus's own client, `promtool query`, works against sonde.
 //!
-//! The dashboards directory is `$SONDE_DASHBOARDS_DIR`, else `shared/compat/dashboards`
-//! beside the repository.
+//! The dashboards directory is `$SONDE_DASHBOARDS_DIR`, else tests/dashboards/ (copies
+//! of the team's ../shared/compat/dashboards, so the test does not depend on where the
+//! repository is checked out).
 
 use serde_json::Value;
 use sonde_tests::postgres::Postgres;
@@ -117,12 +118,7 @@ fn dashboards_dir() -> PathBuf {
     std::env::var_os("SONDE_DASHBOARDS_DIR")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            repo_root()
-                .parent()
-                .expect("repo has a parent")
-                .join("shared/compat/dashboards")
-        })
+        .unwrap_or_else(|| repo_root().join("tests/dashboards"))
 }
 
 fn load_dashboards() -> Vec<(String, Value)> {
