@@ -483,7 +483,7 @@ impl<'a> Evaluator<'a> {
         {
             return Err(Error::Canceled("query was canceled in expression evaluation".into()));
         }
-        if Instant::now() > self.deadline {
+        if Instant::now() >= self.deadline {
             return Err(Error::Timeout("query timed out in expression evaluation".into()));
         }
         Ok(())
@@ -721,19 +721,18 @@ impl<'a> Evaluator<'a> {
             step,
         };
         let series = self.eval_vector(&sq.expr, inner)?;
-        let out = series
-            .into_iter()
-            .map(|s| {
-                let points: Vec<(i64, f64)> = s
-                    .vals
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, v)| !is_absent(**v))
-                    .map(|(i, v)| (inner.t(i), *v))
-                    .collect();
-                (s.labels, points)
-            })
-            .collect();
+        let mut out = Vec::with_capacity(series.len());
+        for s in series {
+            self.check()?;
+            let points: Vec<(i64, f64)> = s
+                .vals
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| !is_absent(**v))
+                .map(|(i, v)| (inner.t(i), *v))
+                .collect();
+            out.push((s.labels, points));
+        }
         Ok((out, offset))
     }
 
@@ -1010,6 +1009,9 @@ impl<'a> Evaluator<'a> {
             let mut present = 0;
             let (mut lo, mut hi) = (0usize, 0usize);
             for (i, slot) in vals.iter_mut().enumerate() {
+                if i % 4096 == 4095 {
+                    self.check()?;
+                }
                 let maxt = arg.at.unwrap_or(grid.t(i)) - arg.offset;
                 let mint = maxt - arg.range;
                 if arg.at.is_some() {

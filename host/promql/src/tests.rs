@@ -303,3 +303,16 @@ fn a_subquery_grid_beyond_the_sample_limit_fails_before_allocating() {
     assert_eq!(err.error_type(), "execution", "{err}");
     assert!(err.message().contains("too many samples"), "{err}");
 }
+
+#[test]
+fn a_passed_deadline_stops_the_query_with_a_timeout() {
+    let db = db();
+    let e = parse("count_over_time(vector(1)[1d:1s])").unwrap();
+    let opts = EngineOpts {
+        timeout: std::time::Duration::ZERO,
+        ..EngineOpts::default()
+    };
+    let err = instant_query(&db, &e, 0, &opts).unwrap_err();
+    assert_eq!((err.error_type(), err.http_status()), ("timeout", 503), "{err}");
+    assert!(instant_query(&db, &e, 0, &EngineOpts::default()).is_ok());
+}
