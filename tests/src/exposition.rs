@@ -64,10 +64,10 @@ impl Exposition {
             return sample_name;
         }
         for suffix in ["_bucket", "_sum", "_count"] {
-            if let Some(base) = sample_name.strip_suffix(suffix) {
-                if matches!(self.types.get(base).map(String::as_str), Some("histogram" | "summary")) {
-                    return base;
-                }
+            if let Some(base) = sample_name.strip_suffix(suffix)
+                && matches!(self.types.get(base).map(String::as_str), Some("histogram" | "summary"))
+            {
+                return base;
             }
         }
         sample_name
@@ -125,7 +125,7 @@ fn parse_line(line: &str, out: &mut Exposition) -> Result<(), String> {
 }
 
 fn parse_sample(line: &str) -> Result<Sample, String> {
-    let name_end = line.find(|c: char| c == '{' || c == ' ').ok_or("no value")?;
+    let name_end = line.find(['{', ' ']).ok_or("no value")?;
     let name = &line[..name_end];
     if !valid_name(name, true) {
         return Err(format!("invalid metric name {name:?}"));

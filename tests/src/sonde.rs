@@ -293,19 +293,19 @@ impl Sonde {
 impl Drop for Sonde {
     fn drop(&mut self) {
         self.stop();
-        if std::thread::panicking() {
-            if let Some(dir) = self.dir.take() {
-                let path = dir.keep();
-                eprintln!(
-                    "--- sonde on port {} (files kept in {}) stderr, last 200 lines ---\n{}",
-                    self.port,
-                    path.display(),
-                    tail(
-                        &std::fs::read_to_string(path.join("stderr.log")).unwrap_or_default(),
-                        200
-                    )
-                );
-            }
+        if std::thread::panicking()
+            && let Some(dir) = self.dir.take()
+        {
+            let path = dir.keep();
+            eprintln!(
+                "--- sonde on port {} (files kept in {}) stderr, last 200 lines ---\n{}",
+                self.port,
+                path.display(),
+                tail(
+                    &std::fs::read_to_string(path.join("stderr.log")).unwrap_or_default(),
+                    200
+                )
+            );
         }
     }
 }

@@ -31,12 +31,12 @@ fn err(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(Value::String(msg.into()))).into_response()
 }
 
-fn notifier(s: &Shared) -> Result<&Arc<Notifier>, Response> {
+fn notifier(s: &Shared) -> Result<&Arc<Notifier>, Box<Response>> {
     s.notifier.as_ref().ok_or_else(|| {
-        err(
+        Box::new(err(
             StatusCode::NOT_FOUND,
             "the notifier is not enabled: add [notifier] to sonde.toml",
-        )
+        ))
     })
 }
 
@@ -46,16 +46,16 @@ fn time(ms: i64) -> String {
 
 /// An RFC 3339 time, or None when absent or Go's zero time (`0001-01-01T00:00:00Z`,
 /// which amtool and Prometheus send for "not set").
-fn parse_time(v: Option<&str>, what: &str) -> Result<Option<i64>, Response> {
+fn parse_time(v: Option<&str>, what: &str) -> Result<Option<i64>, Box<Response>> {
     match v {
         None | Some("") => Ok(None),
         Some(t) => match parse_rfc3339(t) {
             Some(ms) if ms <= 0 => Ok(None),
             Some(ms) => Ok(Some(ms)),
-            None => Err(err(
+            None => Err(Box::new(err(
                 StatusCode::BAD_REQUEST,
                 format!("{what} {t:?} is not an RFC 3339 time"),
-            )),
+            ))),
         },
     }
 }
@@ -78,7 +78,7 @@ async fn post_alerts(
 ) -> Response {
     let n = match notifier(&s) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Json(list) = match body {
         Ok(b) => b,
@@ -92,11 +92,11 @@ async fn post_alerts(
         }
         let starts = match parse_time(a.starts_at.as_deref(), "startsAt") {
             Ok(t) => t.unwrap_or(now),
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let ends = match parse_time(a.ends_at.as_deref(), "endsAt") {
             Ok(t) => t.unwrap_or(now + n.resolve_timeout.as_millis() as i64),
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         if ends < starts {
             return err(StatusCode::BAD_REQUEST, format!("alert {i}: endsAt is before startsAt"));
@@ -119,7 +119,7 @@ async fn post_alerts(
 async fn get_alerts(State(s): State<Shared>, RawQuery(q): RawQuery) -> Response {
     let n = match notifier(&s) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (mut active, mut silenced, mut inhibited, mut filter) = (true, true, true, Vec::new());
     for (k, v) in form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes()) {
@@ -190,7 +190,7 @@ async fn post_silence(
 ) -> Response {
     let n = match notifier(&s) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Json(p) = match body {
         Ok(b) => b,
@@ -227,7 +227,7 @@ fn silence_json(s: &Silence, now: i64) -> Value {
 async fn get_silences(State(s): State<Shared>) -> Response {
     let n = match notifier(&s) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let now = now_ms();
     let st = n.state.lock().unwrap();
@@ -244,7 +244,7 @@ async fn get_silences(State(s): State<Shared>) -> Response {
 async fn get_silence(State(s): State<Shared>, Path(id): Path<String>) -> Response {
     let n = match notifier(&s) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let st = n.state.lock().unwrap();
     match st.silences.all.get(&id) {
@@ -256,7 +256,7 @@ async fn get_silence(State(s): State<Shared>, Path(id): Path<String>) -> Respons
 async fn delete_silence(State(s): State<Shared>, Path(id): Path<String>) -> Response {
     let n = match notifier(&s) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if n.state.lock().unwrap().silences.expire(&id, now_ms()) {
         StatusCode::OK.into_response()
