@@ -419,6 +419,7 @@ async fn serve(cfg: config::Config, status: api::prom::StatusInfo, rules: Arc<ru
         .notifier
         .as_ref()
         .map(|n| notify::Notifier::start(n, &cfg.data_dir, &cfg.listen, shutdown_rx.clone()));
+    let notifier_handle = notifier.clone();
     let state = Arc::new(api::AppState {
         rules: rules.clone(),
         notifier,
@@ -469,6 +470,9 @@ async fn serve(cfg: config::Config, status: api::prom::StatusInfo, rules: Arc<ru
         let _ = tokio::time::timeout_at(deadline, t).await;
     }
     rules.stopped(deadline).await;
+    if let Some(n) = &notifier_handle {
+        n.stopped(deadline).await;
+    }
     let _ = tokio::time::timeout_at(deadline, server).await;
     head.close();
     Ok(())

@@ -33,6 +33,10 @@ pub async fn run(
             _ = tick.tick() => flush_due(&n),
             _ = gc.tick() => n.state.lock().unwrap().gc(now_ms()),
             _ = shutdown.changed() => {
+                // Alerts already acknowledged to their sender but still queued.
+                while let Ok(batch) = rx.try_recv() {
+                    n.ingest(batch);
+                }
                 n.state.lock().unwrap().save_alerts();
                 return;
             }

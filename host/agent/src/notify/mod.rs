@@ -55,6 +55,8 @@ pub struct Notifier {
     state: Mutex<State>,
     pub metrics: Metrics,
     queue: tokio::sync::mpsc::UnboundedSender<Vec<StoredAlert>>,
+    /// The dispatcher task, awaited at shutdown so its last save happens.
+    dispatcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Notifier {
@@ -98,9 +100,21 @@ impl Notifier {
             state: Mutex::new(state),
             metrics: Metrics::default(),
             queue: tx,
+            dispatcher: Mutex::new(None),
         });
-        tokio::spawn(dispatch::run(n.clone(), rx, shutdown));
+        let task = tokio::spawn(dispatch::run(n.clone(), rx, shutdown));
+        *n.dispatcher.lock().unwrap() = Some(task);
         n
+    }
+
+    /// Waits (until `deadline`) for the dispatcher to take in what was queued before
+    /// shutdown and save the state, so an alert acknowledged just before a stop is
+    /// not lost.
+    pub async fn stopped(&self, deadline: tokio::time::Instant) {
+        let task = self.dispatcher.lock().unwrap().take();
+        if let Some(task) = task {
+            let _ = tokio::time::timeout_at(deadline, task).await;
+        }
     }
 
     /// Takes alerts in (from the API or the rule evaluator).
