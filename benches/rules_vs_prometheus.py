@@ -15,11 +15,11 @@ Usage: benches/rules_vs_prometheus.py [--seconds 120]
 Needs: target/release/sonde, plugins/node.wasm (scripts/build), prometheus,
 prometheus-node-exporter (scripts/test installs them).
 """
-import argparse, os, signal, socket, statistics, subprocess, tempfile, time, urllib.request
+import argparse, os, statistics, subprocess, sys, tempfile, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SONDE = os.environ.get("SONDE_BIN", os.path.join(ROOT, "target/release/sonde"))
-TICK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The process and HTTP helpers the other benches share (db_plugins_vs_exporters.py too).
+from node_vs_exporter import ROOT, SONDE, cpu_seconds, free_port, get, stop, wait_http  # noqa: E402
 
 KINDS = [
     ("record", 'sum by (instance) (rate(node_cpu_seconds_total{{mode!="idle"}}[5m])) * {i}'),
@@ -53,34 +53,6 @@ def rules_yaml(groups=10, per_group=100):
     return "\n".join(out) + "\n"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url):
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return r.read().decode()
-
-
-def wait_http(url, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            get(url)
-            return
-        except Exception:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer within {timeout}s")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
 def group_sum(text, name):
     total, n = 0.0, 0
     for line in text.splitlines():
@@ -88,14 +60,6 @@ def group_sum(text, name):
             total += float(line.split()[-1])
             n += 1
     return total, n
-
-
-def stop(p):
-    p.send_signal(signal.SIGTERM)
-    try:
-        p.wait(15)
-    except subprocess.TimeoutExpired:
-        p.kill()
 
 
 def main():
@@ -133,8 +97,8 @@ def main():
                                   "--data-dir", f"{work}/sonde-data", "--listen", f"127.0.0.1:{s_port}"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)
         procs.append(sonde)
-        wait_http(f"http://127.0.0.1:{prom_port}/-/ready")
-        wait_http(f"http://127.0.0.1:{s_port}/-/ready")
+        wait_http(f"http://127.0.0.1:{prom_port}/-/ready", timeout=120)
+        wait_http(f"http://127.0.0.1:{s_port}/-/ready", timeout=120)
         print(f"1,000 rules (10 groups x 100) every 15 s; warm-up 60 s, then {a.seconds} s", flush=True)
         time.sleep(60)
         c0 = (cpu_seconds(sonde.pid), cpu_seconds(prom.pid))
