@@ -1273,17 +1273,17 @@ fn histogram_quantile(q: &[f64], series: Vec<Series>) -> Result<Vec<Series>, Err
     merge_same_labels(out)
 }
 
-/// Parses a float the way Go's strconv.ParseFloat does for label values such as
-/// `le="0.5"`, `"+Inf"`, `"1e3"`.
-pub(crate) fn parse_go_float(s: &str) -> Option<f64> {
-    let t = s.strip_prefix(['+', '-']).unwrap_or(s);
-    match t.to_ascii_lowercase().as_str() {
-        "inf" | "infinity" => Some(if s.starts_with('-') {
-            f64::NEG_INFINITY
-        } else {
-            f64::INFINITY
-        }),
-        "nan" => Some(f64::NAN),
-        _ => s.parse::<f64>().ok(),
-    }
+/// Go's `strconv.ParseFloat`, as Prometheus reads `le="0.5"`, `"+Inf"`, `"1e3"` and
+/// the API's float parameters: decimal or exponent notation and the `inf`/`infinity`/
+/// `nan` words, but not Rust-only spellings.
+pub fn parse_go_float(s: &str) -> Option<f64> {
+    let body = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let word =
+        body.eq_ignore_ascii_case("inf") || body.eq_ignore_ascii_case("infinity") || body.eq_ignore_ascii_case("nan");
+    let numeric = !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+        && body.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.');
+    if word || numeric { s.parse().ok() } else { None }
 }

@@ -16,7 +16,7 @@ mod eval;
 #[cfg(test)]
 mod tests;
 
-pub use eval::{EngineOpts, instant_query, parse, range_query};
+pub use eval::{EngineOpts, instant_query, parse, parse_go_float, range_query};
 pub use value::{Error, QueryValue};
 
 pub use promql_parser::label::Matcher;

@@ -7,6 +7,7 @@ use super::ApiError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{Method, header};
+use sonde_promql::parse_go_float;
 use std::time::Duration;
 
 /// The form values of a request, body first, in order (`match[]` repeats).
@@ -117,20 +118,6 @@ impl SignedDuration {
     pub fn to_std(self) -> Duration {
         Duration::from_nanos(self.0.max(0) as u64)
     }
-}
-
-/// Go's `strconv.ParseFloat`: decimal or exponent notation, `inf`/`nan` words; not
-/// Rust-only spellings such as a bare sign.
-fn parse_go_float(s: &str) -> Option<f64> {
-    let body = s.strip_prefix(['+', '-']).unwrap_or(s);
-    let word =
-        body.eq_ignore_ascii_case("inf") || body.eq_ignore_ascii_case("infinity") || body.eq_ignore_ascii_case("nan");
-    let numeric = !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
-        && body.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.');
-    if word || numeric { s.parse().ok() } else { None }
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date.
