@@ -608,24 +608,12 @@ impl<'a> Evaluator<'a> {
     /// Series matching a selector with their samples in `[mint, maxt]`, values that
     /// collide with the evaluator's absent marker scrubbed to a plain NaN.
     fn select(&mut self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, Error> {
-        let mut sets: Vec<Vec<Matcher>> = if vs.matchers.or_matchers.is_empty() {
-            vec![vs.matchers.matchers.clone()]
-        } else {
-            vs.matchers.or_matchers.clone()
-        };
+        // `parse` refuses `or` between matcher sets (2.42 has none), so one set it is.
+        let mut matchers = vs.matchers.matchers.clone();
         if let Some(name) = &vs.name {
-            for set in &mut sets {
-                set.push(Matcher::new(MatchOp::Equal, METRIC_NAME, name));
-            }
+            matchers.push(Matcher::new(MatchOp::Equal, METRIC_NAME, name));
         }
-        let mut out = Vec::new();
-        for set in &sets {
-            out.extend(self.q.select(set, mint, maxt));
-        }
-        if sets.len() > 1 {
-            out.sort_by(|a, b| a.0.cmp(&b.0));
-            out.dedup_by(|a, b| a.0 == b.0);
-        }
+        let mut out = self.q.select(&matchers, mint, maxt);
         for (_, samples) in &mut out {
             for s in samples.iter_mut() {
                 if is_absent(s.1) {
