@@ -399,4 +399,49 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert!(p[0].starts_with("r.yml:"), "{p:?}");
     }
+
+    /// The shipped TargetDown leaves a Postgres/Redis outage (which also takes its
+    /// target down) to PostgresDown/RedisDown: one page per outage.
+    #[test]
+    fn rules_default_target_down_leaves_database_outages_to_their_own_alerts() {
+        use sonde_promql::{Labels, Matcher, Querier, QueryValue};
+        use std::sync::Arc;
+        struct Mem(Vec<(Labels, Vec<(i64, f64)>)>);
+        impl Querier for Mem {
+            fn select(&self, m: &[Matcher], _: i64, _: i64) -> Vec<(Labels, Vec<(i64, f64)>)> {
+                self.0
+                    .iter()
+                    .filter(|(l, _)| m.iter().all(|m| m.is_match(l.get(&m.name).unwrap_or(""))))
+                    .cloned()
+                    .collect()
+            }
+        }
+        let series = |name: &str, job: &str, v: f64| {
+            let pairs = [("__name__", name), ("instance", "h:1"), ("job", job)];
+            let l = Labels::from_pairs(pairs.iter().map(|(n, v)| (Arc::from(*n), Arc::from(*v))).collect());
+            (l, vec![(1000, v)])
+        };
+        let db = Mem(vec![
+            series("up", "pg", 0.0),
+            series("pg_up", "pg", 0.0),
+            series("up", "redis", 0.0),
+            series("redis_up", "redis", 0.0),
+            series("up", "node", 0.0),
+            series("up", "web", 1.0),
+        ]);
+        let mut p = Vec::new();
+        let groups = parse(Path::new("default.yml"), super::super::DEFAULT_RULES, &mut p);
+        assert!(p.is_empty(), "{p:?}");
+        let rule = groups[0]
+            .rules
+            .iter()
+            .find(|r| r.name == "TargetDown")
+            .expect("TargetDown");
+        let QueryValue::Vector(v) = sonde_promql::instant_query(&db, &rule.parsed, 1000, &Default::default()).unwrap()
+        else {
+            panic!("a vector")
+        };
+        let jobs: Vec<&str> = v.iter().map(|(l, _, _)| l.get("job").unwrap()).collect();
+        assert_eq!(jobs, ["node"]);
+    }
 }
