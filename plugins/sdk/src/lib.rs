@@ -29,14 +29,19 @@ pub mod sql;
 
 pub use registry::{Collection, Family};
 
-/// Bindings generated from `wit/` (the `collector` world). Plugin authors rarely need
-/// these directly; the test plugins use them to send hand-made (even invalid) batches.
+/// Bindings generated from `wit/` (the `receiver` world, which includes `collector`).
+/// Plugin authors rarely need these directly; the test plugins use them to send
+/// hand-made (even invalid) batches.
+///
+/// Every SDK plugin is built against `receiver`: a pull-only [`Plugin`] gets a `push`
+/// export that refuses data (the host only feeds instances granted a listen socket),
+/// which keeps one set of bindings, and one `Batch` type, for both kinds.
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "collector",
+        world: "receiver",
         path: "../../wit",
         pub_export_macro: true,
-        export_macro_name: "__export_collector",
+        export_macro_name: "__export_world",
         default_bindings_module: "sonde_plugin_sdk::bindings",
     });
 }
@@ -74,6 +79,70 @@ pub trait Plugin: Sized + 'static {
     fn collect(&mut self, out: &mut Collection) -> Result<(), Error>;
 }
 
+/// A push source (StatsD and the like). The host owns the socket named in the
+/// instance's `grants.listen_udp` / `grants.listen_tcp`, reads what arrives in batches
+/// and calls [`Receiver::ingest`]; [`Plugin::collect`] then exposes the aggregated
+/// state at the instance's interval. Export with [`export_receiver!`].
+pub trait Receiver: Plugin {
+    /// What arrived since the last call, in arrival order: one UDP datagram per item,
+    /// or, for TCP, a chunk of whole lines (it ends at a `\n`). Malformed input is the
+    /// sender's fault: count it and go on; an `Err` is reported as a failed call.
+    fn ingest(&mut self, data: Datagrams<'_>) -> Result<(), Error>;
+
+    /// State to carry across a hot reload of the plugin; empty for none. Called on the
+    /// old instance just before it is replaced.
+    fn snapshot(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    /// Takes over a [`Receiver::snapshot`] of an earlier version of the plugin, right
+    /// after `configure` of the new instance. State it cannot read: return
+    /// `Error::Config` (the instance then starts empty, and the host logs why).
+    fn restore(&mut self, _state: &[u8]) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// A batch of datagrams as the host hands it over: one flat buffer and the end offset
+/// of each datagram in it.
+#[derive(Debug, Clone, Copy)]
+pub struct Datagrams<'a> {
+    payload: &'a [u8],
+    ends: &'a [u32],
+}
+
+impl<'a> Datagrams<'a> {
+    /// `ends[i]` is where datagram `i` ends in `payload`. Offsets past the end or
+    /// going backwards (a host bug) yield empty datagrams rather than a panic.
+    pub fn new(payload: &'a [u8], ends: &'a [u32]) -> Self {
+        Datagrams { payload, ends }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Total bytes in the batch.
+    pub fn bytes(&self) -> usize {
+        self.payload.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let payload = self.payload;
+        let mut start = 0usize;
+        self.ends.iter().map(move |&end| {
+            let end = (end as usize).min(payload.len());
+            let d = payload.get(start..end).unwrap_or(&[]);
+            start = end.max(start);
+            d
+        })
+    }
+}
+
 /// Parses the JSON config handed to [`Plugin::configure`], turning serde's message
 /// (unknown field, wrong type, ...) into `Error::Config`.
 pub fn parse_config<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, Error> {
@@ -99,7 +168,7 @@ impl Error {
 pub mod runtime {
     //! Glue between the generated `source` exports and a [`Plugin`] value.
     use super::bindings::exports::sonde::plugin::source::{Batch, PluginInfo};
-    use super::{Collection, Error, Plugin, registry::Registry};
+    use super::{Collection, Datagrams, Error, Plugin, Receiver, registry::Registry};
     use std::any::Any;
     use std::cell::RefCell;
 
@@ -133,20 +202,51 @@ pub mod runtime {
         Ok(())
     }
 
-    pub fn collect<P: Plugin>() -> Result<Batch, Error> {
+    /// Runs `f` on the configured plugin value and the series registry.
+    fn with_plugin<P: Plugin, T>(
+        what: &str,
+        f: impl FnOnce(&mut P, &mut Registry) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         STATE.with(|s| {
             let mut guard = s.borrow_mut();
             let state = guard
                 .as_mut()
-                .ok_or_else(|| Error::Failed("collect called before configure".into()))?;
+                .ok_or_else(|| Error::Failed(format!("{what} called before configure")))?;
             let plugin = state
                 .plugin
                 .downcast_mut::<P>()
                 .ok_or_else(|| Error::Failed("plugin state has the wrong type".into()))?;
-            let mut out = Collection::new(&mut state.registry);
+            f(plugin, &mut state.registry)
+        })
+    }
+
+    pub fn collect<P: Plugin>() -> Result<Batch, Error> {
+        with_plugin::<P, _>("collect", |plugin, registry| {
+            let mut out = Collection::new(registry);
             let result = plugin.collect(&mut out);
             out.finish(result)
         })
+    }
+
+    pub fn ingest<P: Receiver>(payload: &[u8], ends: &[u32]) -> Result<(), Error> {
+        with_plugin::<P, _>("ingest", |plugin, _| plugin.ingest(Datagrams::new(payload, ends)))
+    }
+
+    pub fn snapshot<P: Receiver>() -> Vec<u8> {
+        with_plugin::<P, _>("snapshot", |plugin, _| Ok(plugin.snapshot())).unwrap_or_default()
+    }
+
+    pub fn restore<P: Receiver>(state: &[u8]) -> Result<(), Error> {
+        with_plugin::<P, _>("restore", |plugin, _| plugin.restore(state))
+    }
+
+    /// `ingest` of a pull-only plugin: the host feeds only instances granted a listen
+    /// socket, so this is a configuration mistake.
+    pub fn not_a_receiver<P: Plugin>() -> Error {
+        Error::Config(format!(
+            "plugin {} is a pull source and does not take pushed data: remove grants.listen_udp / listen_tcp",
+            P::info().name
+        ))
     }
 }
 
@@ -164,10 +264,24 @@ macro_rules! export_plugin {
     };
 }
 
+/// Exports a [`Receiver`] implementation: the `source` interface plus `push`.
+#[macro_export]
+macro_rules! export_receiver {
+    ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            $crate::__export_plugin_impl!($plugin, receiver);
+        };
+    };
+}
+
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_plugin_impl {
     ($plugin:ty) => {
+        $crate::__export_plugin_impl!($plugin, pull);
+    };
+    ($plugin:ty, $kind:ident) => {
         struct __SondeExport;
         impl $crate::bindings::exports::sonde::plugin::source::Guest for __SondeExport {
             fn describe() -> $crate::bindings::exports::sonde::plugin::source::PluginInfo {
@@ -180,6 +294,57 @@ macro_rules! __export_plugin_impl {
                 $crate::runtime::collect::<$plugin>()
             }
         }
-        $crate::bindings::__export_collector!(__SondeExport with_types_in $crate::bindings);
+        $crate::__export_push_impl!($plugin, $kind);
+        $crate::bindings::__export_world!(__SondeExport with_types_in $crate::bindings);
     };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_push_impl {
+    ($plugin:ty, receiver) => {
+        impl $crate::bindings::exports::sonde::plugin::push::Guest for __SondeExport {
+            fn ingest(payload: Vec<u8>, ends: Vec<u32>) -> Result<(), $crate::Error> {
+                $crate::runtime::ingest::<$plugin>(&payload, &ends)
+            }
+            fn snapshot() -> Vec<u8> {
+                $crate::runtime::snapshot::<$plugin>()
+            }
+            fn restore(state: Vec<u8>) -> Result<(), $crate::Error> {
+                $crate::runtime::restore::<$plugin>(&state)
+            }
+        }
+    };
+    ($plugin:ty, pull) => {
+        impl $crate::bindings::exports::sonde::plugin::push::Guest for __SondeExport {
+            fn ingest(_payload: Vec<u8>, _ends: Vec<u32>) -> Result<(), $crate::Error> {
+                Err($crate::runtime::not_a_receiver::<$plugin>())
+            }
+            fn snapshot() -> Vec<u8> {
+                Vec::new()
+            }
+            fn restore(_state: Vec<u8>) -> Result<(), $crate::Error> {
+                Ok(())
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Datagrams;
+
+    #[test]
+    fn datagrams_split_at_their_end_offsets() {
+        let payload = b"a:1|cbb:2|g\nc:3|ms";
+        let ends = [4, 18, 18];
+        let d: Vec<&[u8]> = Datagrams::new(payload, &ends).iter().collect();
+        assert_eq!(d, vec![&b"a:1|"[..], &b"cbb:2|g\nc:3|ms"[..], &b""[..]]);
+    }
+
+    #[test]
+    fn bad_offsets_give_empty_datagrams_not_a_panic() {
+        let d: Vec<&[u8]> = Datagrams::new(b"abcdef", &[4, 2, 99]).iter().collect();
+        assert_eq!(d, vec![&b"abcd"[..], &b""[..], &b"ef"[..]]);
+    }
 }

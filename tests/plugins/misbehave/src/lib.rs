@@ -13,6 +13,9 @@
 //! wasi:http), `tcp` (connects to `<target>`). The access modes succeed, and emit a
 //! sample, if the host lets them through, so a test only passes when the host really
 //! refuses.
+//!
+//! As a push source (`push` export) it misbehaves on what it is sent: a datagram
+//! `panic` panics in `ingest`, `loop` never returns; anything else is ignored.
 
 use serde::Deserialize;
 use sonde_plugin_sdk::bindings::exports::sonde::plugin::source::{Batch, Guest, PluginInfo};
@@ -215,4 +218,30 @@ fn http_get(authority: &str) -> Result<u16, Error> {
     }
 }
 
-sonde_plugin_sdk::bindings::__export_collector!(Misbehave with_types_in sonde_plugin_sdk::bindings);
+impl sonde_plugin_sdk::bindings::exports::sonde::plugin::push::Guest for Misbehave {
+    fn ingest(payload: Vec<u8>, ends: Vec<u32>) -> Result<(), Error> {
+        for d in sonde_plugin_sdk::Datagrams::new(&payload, &ends).iter() {
+            match d {
+                b"panic" => panic!("misbehave: deliberate panic in ingest"),
+                b"loop" => {
+                    let mut n = 0u64;
+                    loop {
+                        n = std::hint::black_box(n.wrapping_add(1));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot() -> Vec<u8> {
+        Vec::new()
+    }
+
+    fn restore(_state: Vec<u8>) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+sonde_plugin_sdk::bindings::__export_world!(Misbehave with_types_in sonde_plugin_sdk::bindings);
