@@ -20,6 +20,9 @@ struct SeriesRec {
     key: Box<[u8]>,
     /// The collection in which this series was last emitted.
     seen: u64,
+    /// Unique per registration, so a handle (see [`Collection::sample_handle`]) to an
+    /// id that was forgotten and reused is recognised as stale.
+    generation: u32,
 }
 
 impl SeriesRec {
@@ -38,6 +41,7 @@ impl SeriesRec {
             hash,
             key: key.into_boxed_slice(),
             seen: 0,
+            generation: 0,
         }
     }
 
@@ -74,6 +78,8 @@ pub(crate) struct Registry {
     /// emit in the same order every time, so the series at the same position is
     /// checked first, without hashing.
     last_order: Vec<u32>,
+    /// Generation of the latest registration (see `SeriesRec::generation`).
+    generation: u32,
 }
 
 /// The output of one collection, handed to [`crate::Plugin::collect`].
@@ -263,12 +269,57 @@ impl<'a> Collection<'a> {
         self.sample(f, &format!("{name}_count"), labels, count);
     }
 
+    /// Like [`Collection::sample_at`] (`timestamp_ms` = `None`: the collection's
+    /// time), and returns an opaque handle of the series for
+    /// [`Collection::sample_by_handle`]. For plugins that can recognise a series
+    /// cheaply themselves (a scrape keyed by the raw series text) and so skip the
+    /// lookup by name and labels.
+    pub fn sample_handle(
+        &mut self,
+        family: Family,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+        timestamp_ms: Option<i64>,
+    ) -> u64 {
+        let ts = timestamp_ms.unwrap_or(NOW);
+        if ts != NOW && self.batch.timestamps.len() < self.batch.ids.len() {
+            self.batch.timestamps.resize(self.batch.ids.len(), NOW);
+        }
+        let id = self.lookup_or_register(family.0, name, labels);
+        self.push_id(id, value, ts);
+        let generation = self.reg.series[id as usize].as_ref().map_or(0, |r| r.generation);
+        (generation as u64) << 32 | id as u64
+    }
+
+    /// Emits a sample of the series `handle` (from [`Collection::sample_handle`]).
+    /// Returns false, emitting nothing, when the handle is stale: the series was
+    /// released (not emitted in some collection, or registered by one that failed);
+    /// register it again with `sample_handle`.
+    pub fn sample_by_handle(&mut self, handle: u64, value: f64, timestamp_ms: Option<i64>) -> bool {
+        let (id, generation) = (handle as u32, (handle >> 32) as u32);
+        match self.reg.series.get(id as usize) {
+            Some(Some(rec)) if rec.generation == generation => {}
+            _ => return false,
+        }
+        let ts = timestamp_ms.unwrap_or(NOW);
+        if ts != NOW && self.batch.timestamps.len() < self.batch.ids.len() {
+            self.batch.timestamps.resize(self.batch.ids.len(), NOW);
+        }
+        self.push_id(id, value, ts);
+        true
+    }
+
     fn push(&mut self, family: Family, name: &str, labels: &[(&str, &str)], value: f64, ts: i64) {
         let id = self.lookup_or_register(family.0, name, labels);
+        self.push_id(id, value, ts);
+    }
+
+    fn push_id(&mut self, id: u32, value: f64, ts: i64) {
         let rec = self.reg.series[id as usize].as_mut().expect("registered id");
         if rec.seen == self.reg.epoch {
             if self.duplicates.len() < 5 {
-                self.duplicates.push(format!("{name}{}", render_labels(labels)));
+                self.duplicates.push(render_key(&rec.key));
             }
             return;
         }
@@ -297,7 +348,9 @@ impl<'a> Collection<'a> {
                 }
             }
         }
-        let rec = SeriesRec::new(family, hash, name, labels);
+        let mut rec = SeriesRec::new(family, hash, name, labels);
+        self.reg.generation = self.reg.generation.wrapping_add(1);
+        rec.generation = self.reg.generation;
         let id = match self.reg.free.pop() {
             Some(id) => {
                 self.reg.series[id as usize] = Some(rec);
@@ -332,7 +385,8 @@ impl<'a> Collection<'a> {
             self.rollback();
             return Err(e);
         }
-        if !self.duplicates.is_empty() {
+        // Natively (a plugin's unit tests) there is no host to log to.
+        if cfg!(target_arch = "wasm32") && !self.duplicates.is_empty() {
             crate::log::warn(&format!(
                 "series emitted more than once in one collection (first value kept): {}",
                 self.duplicates.join(", ")
@@ -362,7 +416,27 @@ impl<'a> Collection<'a> {
     }
 }
 
+/// Collections outside the component runtime, for a plugin's native unit tests and
+/// benchmarks (the runtime makes the [`Collection`] of a component). Get one from
+/// [`Collection::native_registry`].
+#[derive(Default)]
+pub struct NativeRegistry(Registry);
+
+impl NativeRegistry {
+    /// Runs one collection, as the runtime's `collect` does.
+    pub fn collect(&mut self, f: impl FnOnce(&mut Collection) -> Result<(), Error>) -> Result<Batch, Error> {
+        let mut c = Collection::new(&mut self.0);
+        let result = f(&mut c);
+        c.finish(result)
+    }
+}
+
 impl Collection<'_> {
+    /// A registry for [`NativeRegistry::collect`], in native tests and benchmarks.
+    pub fn native_registry() -> NativeRegistry {
+        NativeRegistry::default()
+    }
+
     fn rollback(&mut self) {
         for s in &self.batch.series {
             if let Some(rec) = self.reg.series[s.id as usize].take() {
@@ -389,9 +463,19 @@ fn with_extra<'l>(labels: &[(&'l str, &'l str)], name: &'l str, value: &'l str) 
     v
 }
 
-fn render_labels(labels: &[(&str, &str)]) -> String {
-    let inner: Vec<String> = labels.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
-    format!("{{{}}}", inner.join(","))
+/// `name{label="value",...}` from a `SeriesRec::key`.
+fn render_key(key: &[u8]) -> String {
+    let mut parts = key.split(|b| *b == 0xFF);
+    let name = String::from_utf8_lossy(parts.next().unwrap_or_default());
+    let inner: Vec<String> = parts
+        .map(|p| {
+            let mut nv = p.splitn(2, |b| *b == 0xFE);
+            let n = String::from_utf8_lossy(nv.next().unwrap_or_default());
+            let v = String::from_utf8_lossy(nv.next().unwrap_or_default());
+            format!("{n}={v:?}")
+        })
+        .collect();
+    format!("{name}{{{}}}", inner.join(","))
 }
 
 /// Formats a bucket bound or quantile the way Prometheus client libraries do
@@ -477,8 +561,38 @@ mod tests {
         let mut c = Collection::new(&mut reg);
         c.gauge("a", "h", &[], 1.0);
         c.gauge("a", "h", &[], 2.0);
-        assert_eq!(c.duplicates, vec!["a{}".to_string()]);
-        assert_eq!(c.batch.values, vec![1.0]);
+        c.gauge("b", "h", &[("x", "1")], 1.0);
+        c.gauge("b", "h", &[("x", "1")], 2.0);
+        assert_eq!(c.duplicates, vec!["a{}".to_string(), "b{x=\"1\"}".to_string()]);
+        assert_eq!(c.batch.values, vec![1.0, 1.0]);
+    }
+
+    #[test]
+    fn handles_skip_the_lookup_until_the_series_is_released() {
+        let mut reg = Registry::default();
+        let mut handles = Vec::new();
+        collect(&mut reg, |c| {
+            let f = c.family("a", MetricKind::Gauge, "h");
+            handles.push(c.sample_handle(f, "a", &[("x", "1")], 1.0, None));
+            handles.push(c.sample_handle(f, "a", &[("x", "2")], 2.0, Some(5)));
+        })
+        .unwrap();
+        let b = collect(&mut reg, |c| {
+            assert!(c.sample_by_handle(handles[1], 20.0, None));
+            assert!(c.sample_by_handle(handles[1], 21.0, None), "a duplicate: kept the first");
+        })
+        .unwrap();
+        assert_eq!((b.ids.len(), b.values[0]), (1, 20.0));
+        assert_eq!(b.forget.len(), 1, "x=1 was not emitted");
+        let b = collect(&mut reg, |c| {
+            assert!(!c.sample_by_handle(handles[0], 1.0, None), "released");
+            let f = c.family("a", MetricKind::Gauge, "h");
+            let h = c.sample_handle(f, "a", &[("x", "3")], 3.0, None);
+            assert_ne!(h, handles[0], "the reused id has a new generation");
+            assert!(c.sample_by_handle(handles[1], 2.0, Some(7)));
+        })
+        .unwrap();
+        assert_eq!(b.timestamps, vec![NOW, 7]);
     }
 
     #[test]
