@@ -3,7 +3,7 @@
 //! compile cache. Loading a plugin yields an `InstancePre`, so re-creating an instance
 //! after a trap costs microseconds.
 
-use crate::bindings::CollectorPre;
+use crate::bindings::{PushIndices, SourceIndices};
 use crate::cache::{CompileCache, sha256_hex};
 use crate::error::LoadError;
 use crate::instance::Plugin;
@@ -68,7 +68,7 @@ impl PluginEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_err)?;
-        crate::bindings::Collector::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
+        crate::bindings::Receiver::add_to_linker::<State, wasmtime::component::HasSelf<State>>(&mut linker, |s| s)
             .map_err(engine_err)?;
         let e = engine.clone();
         let ticker = Ticker::start(move || e.increment_epoch());
@@ -154,11 +154,16 @@ impl PluginEngine {
         };
         let imports = component_imports(&self.engine, &component);
         let pre = self.linker.instantiate_pre(&component).map_err(link_err)?;
-        let pre = CollectorPre::new(pre).map_err(link_err)?;
+        let source = SourceIndices::new(&pre).map_err(link_err)?;
+        // Only push sources export `push`; its absence is not an error here (the agent
+        // refuses a listen grant for a plugin that cannot ingest).
+        let push = PushIndices::new(&pre).ok();
         Ok(Plugin::new(
             self.engine.clone(),
             self.ticker.clone(),
             pre,
+            source,
+            push,
             sha256,
             imports,
         ))

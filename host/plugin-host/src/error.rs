@@ -11,7 +11,7 @@ pub enum LoadError {
     #[error("{path} is not a valid WebAssembly component: {message}")]
     Compile { path: PathBuf, message: String },
     #[error(
-        "{path} cannot run in sonde: {message} (a plugin must target the `collector` world of \
+        "{path} cannot run in sonde: {message} (a plugin must target the `collector` or `receiver` world of \
          sonde:plugin@0.1.0 and import only WASI 0.2 and sonde:plugin interfaces)"
     )]
     Link { path: PathBuf, message: String },
@@ -41,6 +41,9 @@ pub enum CallError {
     /// The instance could not be created (e.g. a granted directory is missing).
     #[error("cannot instantiate plugin: {0}")]
     Instantiate(String),
+    /// `ingest`/`snapshot`/`restore` on a component that does not export `push`.
+    #[error("the plugin does not export sonde:plugin/push, so it cannot take pushed data")]
+    NotAReceiver,
 }
 
 impl CallError {
@@ -57,12 +60,13 @@ impl CallError {
             CallError::Panic(_) => "panic",
             CallError::Trap(_) => "trap",
             CallError::Instantiate(_) => "instantiate",
+            CallError::NotAReceiver => "not_a_receiver",
         }
     }
 
     /// Whether the instance must be re-created before the next call.
     pub fn poisons_instance(&self) -> bool {
-        !matches!(self, CallError::Plugin(_))
+        !matches!(self, CallError::Plugin(_) | CallError::NotAReceiver)
     }
 }
 

@@ -3,7 +3,7 @@
 //! interruption inside wasm (CPU loops) and by a wall-clock timeout around the call
 //! (a guest blocked in a host call).
 
-use crate::bindings::{Batch, Collector, CollectorPre, PluginInfo};
+use crate::bindings::{Batch, PluginInfo, PushGuest, PushIndices, SourceGuest, SourceIndices};
 use crate::error::CallError;
 use crate::grants::Grants;
 use crate::host_api::LOG_LINES_PER_CALL;
@@ -12,6 +12,7 @@ use crate::ticker::{EPOCH_TICK, Ticker};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use wasmtime::component::InstancePre;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 /// A compiled, linked component, ready to instantiate.
@@ -19,7 +20,10 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 pub struct Plugin {
     engine: Engine,
     ticker: Arc<Ticker>,
-    pre: CollectorPre<State>,
+    pre: InstancePre<State>,
+    source: Arc<SourceIndices>,
+    /// Present when the component exports `push` (a push source).
+    push: Option<Arc<PushIndices>>,
     /// SHA-256 of the component bytes.
     pub sha256: String,
     /// Interfaces the component imports (what it could ask for; grants decide what
@@ -39,7 +43,8 @@ pub struct InstanceSpec {
 
 pub struct PluginInstance {
     store: Store<State>,
-    bindings: Collector,
+    source: SourceGuest,
+    push: Option<PushGuest>,
     ticker: Arc<Ticker>,
 }
 
@@ -47,7 +52,9 @@ impl Plugin {
     pub(crate) fn new(
         engine: Engine,
         ticker: Arc<Ticker>,
-        pre: CollectorPre<State>,
+        pre: InstancePre<State>,
+        source: SourceIndices,
+        push: Option<PushIndices>,
         sha256: String,
         imports: Vec<String>,
     ) -> Self {
@@ -55,9 +62,16 @@ impl Plugin {
             engine,
             ticker,
             pre,
+            source: Arc::new(source),
+            push: push.map(Arc::new),
             sha256,
             imports,
         }
+    }
+
+    /// Whether the component exports `push` (can take datagrams in `ingest`).
+    pub fn is_receiver(&self) -> bool {
+        self.push.is_some()
     }
 
     /// Creates a fresh instance (new store, new WASI context from the grants).
@@ -75,15 +89,22 @@ impl Plugin {
         store.data_mut().deadline = Some(Instant::now() + timeout);
         let _busy = self.ticker.busy();
         let fut = self.pre.instantiate_async(&mut store);
-        let bindings = match tokio::time::timeout(timeout + EPOCH_TICK * 2, fut).await {
-            Ok(Ok(b)) => b,
+        let instance = match tokio::time::timeout(timeout + EPOCH_TICK * 2, fut).await {
+            Ok(Ok(i)) => i,
             Ok(Err(e)) => return Err(CallError::Instantiate(format!("{e:#}"))),
             Err(_) => return Err(CallError::Timeout(timeout)),
+        };
+        let load_err = |e: wasmtime::Error| CallError::Instantiate(format!("{e:#}"));
+        let source = self.source.load(&mut store, &instance).map_err(load_err)?;
+        let push = match &self.push {
+            Some(p) => Some(p.load(&mut store, &instance).map_err(load_err)?),
+            None => None,
         };
         store.data_mut().deadline = None;
         Ok(PluginInstance {
             store,
-            bindings,
+            source,
+            push,
             ticker: self.ticker.clone(),
         })
     }
@@ -92,40 +113,58 @@ impl Plugin {
 impl PluginInstance {
     pub async fn describe(&mut self, timeout: Duration) -> Result<PluginInfo, CallError> {
         let PluginInstance {
-            store,
-            bindings,
-            ticker,
+            store, source, ticker, ..
         } = self;
-        guarded(store, ticker, timeout, |s| {
-            bindings.sonde_plugin_source().call_describe(s)
-        })
-        .await
+        guarded(store, ticker, timeout, |s| source.call_describe(s)).await
     }
 
     pub async fn configure(&mut self, config_json: &str, timeout: Duration) -> Result<(), CallError> {
         let PluginInstance {
-            store,
-            bindings,
-            ticker,
+            store, source, ticker, ..
         } = self;
-        guarded(store, ticker, timeout, |s| {
-            bindings.sonde_plugin_source().call_configure(s, config_json)
-        })
-        .await?
-        .map_err(CallError::Plugin)
+        guarded(store, ticker, timeout, |s| source.call_configure(s, config_json))
+            .await?
+            .map_err(CallError::Plugin)
     }
 
     pub async fn collect(&mut self, timeout: Duration) -> Result<Batch, CallError> {
         let PluginInstance {
-            store,
-            bindings,
-            ticker,
+            store, source, ticker, ..
         } = self;
-        guarded(store, ticker, timeout, |s| {
-            bindings.sonde_plugin_source().call_collect(s)
-        })
-        .await?
-        .map_err(CallError::Plugin)
+        guarded(store, ticker, timeout, |s| source.call_collect(s))
+            .await?
+            .map_err(CallError::Plugin)
+    }
+
+    /// Hands a batch of datagrams to a push source (see `push.ingest` in the WIT).
+    pub async fn ingest(&mut self, payload: &[u8], ends: &[u32], timeout: Duration) -> Result<(), CallError> {
+        let PluginInstance {
+            store, push, ticker, ..
+        } = self;
+        let push = push.as_ref().ok_or(CallError::NotAReceiver)?;
+        guarded(store, ticker, timeout, |s| push.call_ingest(s, payload, ends))
+            .await?
+            .map_err(CallError::Plugin)
+    }
+
+    /// The push source's state, to hand to its successor after a hot reload.
+    pub async fn snapshot(&mut self, timeout: Duration) -> Result<Vec<u8>, CallError> {
+        let PluginInstance {
+            store, push, ticker, ..
+        } = self;
+        let push = push.as_ref().ok_or(CallError::NotAReceiver)?;
+        guarded(store, ticker, timeout, |s| push.call_snapshot(s)).await
+    }
+
+    /// Gives a freshly configured push source the state of its predecessor.
+    pub async fn restore(&mut self, state: &[u8], timeout: Duration) -> Result<(), CallError> {
+        let PluginInstance {
+            store, push, ticker, ..
+        } = self;
+        let push = push.as_ref().ok_or(CallError::NotAReceiver)?;
+        guarded(store, ticker, timeout, |s| push.call_restore(s, state))
+            .await?
+            .map_err(CallError::Plugin)
     }
 
     /// Largest linear memory this instance has grown to, in bytes.
