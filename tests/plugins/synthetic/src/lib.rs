@@ -1,6 +1,10 @@
 //! Test plugin: emits `series` synthetic gauges with `labels` labels each, so tests
 //! and benchmarks can measure the boundary and the host pipeline at a chosen size.
-//! Config: `{"series": 1000, "labels": 3, "churn": false}`.
+//! Config: `{"series": 1000, "labels": 3, "churn": false}`, plus the keys sonde adds
+//! for an entry with `targets`/`file_sd` (`__address__`, `__scheme__`,
+//! `__metrics_path__`, `__scrape_timeout_ms__`): it then also reports
+//! `synthetic_target_info{address, scheme, metrics_path} 1` and
+//! `synthetic_scrape_timeout_seconds`, so tests can see what a target was given.
 //!
 //! It also reports `synthetic_guest_seconds`: how long the previous collection spent
 //! inside `collect` (label handling and the SDK's registry), measured by the guest, so
@@ -18,6 +22,14 @@ struct Config {
     labels: u32,
     /// Replace every series with a new one on each collection (new label value).
     churn: bool,
+    #[serde(rename = "__address__")]
+    address: Option<String>,
+    #[serde(rename = "__scheme__")]
+    scheme: Option<String>,
+    #[serde(rename = "__metrics_path__")]
+    metrics_path: Option<String>,
+    #[serde(rename = "__scrape_timeout_ms__")]
+    scrape_timeout_ms: Option<u64>,
 }
 
 impl Default for Config {
@@ -26,6 +38,10 @@ impl Default for Config {
             series: 100,
             labels: 3,
             churn: false,
+            address: None,
+            scheme: None,
+            metrics_path: None,
+            scrape_timeout_ms: None,
         }
     }
 }
@@ -71,6 +87,24 @@ impl Plugin for Synthetic {
             &[],
             self.last_guest_seconds,
         );
+        if let Some(address) = &self.cfg.address {
+            let mut labels = vec![("address", address.as_str())];
+            if let Some(s) = &self.cfg.scheme {
+                labels.push(("scheme", s));
+            }
+            if let Some(p) = &self.cfg.metrics_path {
+                labels.push(("metrics_path", p));
+            }
+            out.gauge("synthetic_target_info", "The target sonde gave this instance.", &labels, 1.0);
+        }
+        if let Some(ms) = self.cfg.scrape_timeout_ms {
+            out.gauge(
+                "synthetic_scrape_timeout_seconds",
+                "The collection timeout sonde gave this instance.",
+                &[],
+                ms as f64 / 1000.0,
+            );
+        }
         let f = out.family("synthetic_value", Kind::Gauge, "A synthetic gauge.");
         let round = self.round.to_string();
         let mut labels: Vec<(&str, &str)> = self
