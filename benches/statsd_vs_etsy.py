@@ -11,7 +11,8 @@ client that buffers does). It reports the lines it actually sent.
 
 Two measurements per scenario (one line per datagram; --per lines per datagram):
   - highest rate with < 0.1 % loss: offered rates step up (--rates-1, --rates-n), each
-    for --step-seconds; loss = 1 - lines the daemon counted / lines sent. The daemon's
+    for --step-seconds (a step that misses the goal is tried once more, --tries: the
+    machine is shared); loss = 1 - lines the daemon counted / lines sent. The daemon's
     own count is the truth: Etsy's `statsd.metrics_received` (summed over its flushes
     by a 10-line backend this script writes, read through the admin port's `stats`
     command); sonde's `statsd_exporter_lines_total` from /api/v1/query, read after a
@@ -226,8 +227,10 @@ def fmt_rate(r):
     return f"{r / 1e6:.2f}M" if r >= 1e6 else f"{r / 1e3:.0f}k"
 
 
-def ladder(daemons, rates, seconds, per, log):
-    """Steps up the offered rate; a daemon leaves the ladder after a step with ≥ 10 % loss."""
+def ladder(daemons, rates, seconds, per, tries, log):
+    """Steps up the offered rate. A step over the loss goal is tried again (up to `tries`
+    times: the machine is shared, and a neighbour's burst should not end a ladder); a
+    daemon leaves the ladder after a step whose every try lost ≥ 10 %."""
     results = {d.name: [] for d in daemons}
     out = {d.name: False for d in daemons}
     for i, rate in enumerate(rates):
@@ -235,11 +238,15 @@ def ladder(daemons, rates, seconds, per, log):
         for d in order:
             if out[d.name]:
                 continue
-            r = step(d, rate, seconds, per)
-            results[d.name].append(r)
-            log(f"    {d.name:12} offered {fmt_rate(rate):>6}/s sent {fmt_rate(r['achieved']):>6}/s"
-                f"{' (sender short)' if r['short'] else '':15} counted {r['counted']:>11,.0f} / {r['sent']:>11,}"
-                f"  loss {r['loss'] * 100:7.3f} %  CPU {r['cpu'] / r['seconds'] * 100:5.1f} % of a core")
+            for t in range(tries):
+                r = step(d, rate, seconds, per)
+                results[d.name].append(r)
+                log(f"    {d.name:12} offered {fmt_rate(rate):>6}/s sent {fmt_rate(r['achieved']):>6}/s"
+                    f"{' (sender short)' if r['short'] else '':15} counted {r['counted']:>11,.0f} / {r['sent']:>11,}"
+                    f"  loss {r['loss'] * 100:7.3f} %  CPU {r['cpu'] / r['seconds'] * 100:5.1f} % of a core"
+                    f"{f'  (try {t + 1})' if t else ''}")
+                if r["loss"] < LOSS_GOAL:
+                    break
             out[d.name] = r["loss"] >= 0.10
     return results
 
@@ -273,6 +280,7 @@ def main():
                     help="lines/s for the CPU figure (Etsy statsd already loses lines at 200k/s here)")
     ap.add_argument("--cpu-seconds", type=float, default=10)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tries", type=int, default=2, help="tries of a ladder step that missed the loss goal")
     ap.add_argument("--daemons", default="etsy,sonde")
     a = ap.parse_args()
     which = a.daemons.split(",")
@@ -303,7 +311,7 @@ def main():
                 rates = [float(r) for r in rates.split(",")]
                 log(f"\n== {per} line(s) per datagram: highest rate with < {LOSS_GOAL * 100:g} % loss "
                     f"({a.step_seconds:g} s steps) ==")
-                lad = ladder(daemons, rates, a.step_seconds, per, log)
+                lad = ladder(daemons, rates, a.step_seconds, per, a.tries, log)
                 log(f"== {per} line(s) per datagram: CPU per line at {fmt_rate(a.cpu_rate)} lines/s "
                     f"({a.rounds} rounds x {a.cpu_seconds:g} s) ==")
                 cpu = cpu_rounds(daemons, a.cpu_rate, a.cpu_seconds, per, a.rounds, log)
