@@ -1,0 +1,526 @@
+//! The exposition formats: Prometheus text 0.0.4 and OpenMetrics 1.0, read line by
+//! line from the raw body without copying.
+//!
+//! A sample line is only split into its raw series text (`name{labels}`, the scrape
+//! cache's key), its value and its timestamp; the labels are parsed by
+//! [`parse_series`] only for a series the cache has not seen, as Prometheus's scrape
+//! loop does. Errors name the line and what was expected there.
+
+use memchr::{memchr, memchr2};
+use std::borrow::Cow;
+use std::fmt;
+
+/// The two formats, chosen by the response's Content-Type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `text/plain; version=0.0.4` (and anything that is not OpenMetrics, as
+    /// Prometheus 2.42 falls back to it).
+    Text,
+    /// `application/openmetrics-text; version=1.0.0` (or 0.0.1).
+    OpenMetrics,
+}
+
+impl Format {
+    pub fn from_content_type(content_type: &str) -> Format {
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        if media.eq_ignore_ascii_case("application/openmetrics-text") {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+}
+
+/// `# TYPE` of a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+    GaugeHistogram,
+    Summary,
+    Info,
+    StateSet,
+    Unknown,
+}
+
+impl Kind {
+    fn parse(s: &[u8], format: Format) -> Option<Kind> {
+        Some(match (s, format) {
+            (b"counter", _) => Kind::Counter,
+            (b"gauge", _) => Kind::Gauge,
+            (b"histogram", _) => Kind::Histogram,
+            (b"summary", _) => Kind::Summary,
+            (b"untyped", Format::Text) => Kind::Unknown,
+            (b"unknown", Format::OpenMetrics) => Kind::Unknown,
+            (b"gaugehistogram", Format::OpenMetrics) => Kind::GaugeHistogram,
+            (b"info", Format::OpenMetrics) => Kind::Info,
+            (b"stateset", Format::OpenMetrics) => Kind::StateSet,
+            _ => return None,
+        })
+    }
+
+    /// Suffixes a sample name may add to the family name (`""` first).
+    pub fn suffixes(self, format: Format) -> &'static [&'static str] {
+        match (self, format) {
+            (Kind::Counter, Format::OpenMetrics) => &["_total", "_created"],
+            (Kind::Counter, Format::Text) => &[""],
+            (Kind::Histogram, _) => &["_bucket", "_sum", "_count", "_created"],
+            (Kind::GaugeHistogram, _) => &["_bucket", "_gsum", "_gcount"],
+            (Kind::Summary, _) => &["", "_sum", "_count", "_created"],
+            (Kind::Info, Format::OpenMetrics) => &["_info"],
+            _ => &[""],
+        }
+    }
+}
+
+/// One meaningful line of an exposition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Line<'a> {
+    Sample {
+        /// The raw series text: the metric name and its `{...}`, unparsed.
+        series: &'a [u8],
+        /// Length of the metric name at the start of `series`.
+        name_len: usize,
+        value: f64,
+        /// Milliseconds since the epoch, when the line carries a timestamp.
+        timestamp_ms: Option<i64>,
+    },
+    /// `# HELP name text`; `text` is still escaped (see [`unescape_help`]).
+    Help { name: &'a [u8], text: &'a [u8] },
+    Type { name: &'a [u8], kind: Kind },
+    Unit { name: &'a [u8], unit: &'a [u8] },
+}
+
+/// A malformed exposition: the 1-based line and what was wrong there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub line: usize,
+    pub msg: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.msg)
+    }
+}
+
+/// The lines of one body.
+pub struct Lines<'a> {
+    body: &'a [u8],
+    pos: usize,
+    line: usize,
+    format: Format,
+    /// `# EOF` was read (OpenMetrics).
+    eof: bool,
+    done: bool,
+}
+
+impl<'a> Lines<'a> {
+    pub fn new(body: &'a [u8], format: Format) -> Self {
+        Lines {
+            body,
+            pos: 0,
+            line: 0,
+            format,
+            eof: false,
+            done: false,
+        }
+    }
+
+    /// The number of the line last returned (1-based).
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    fn error(&mut self, msg: impl Into<String>) -> Option<Result<Line<'a>, ParseError>> {
+        self.done = true;
+        Some(Err(ParseError {
+            line: self.line,
+            msg: msg.into(),
+        }))
+    }
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = Result<Line<'a>, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let om = self.format == Format::OpenMetrics;
+        loop {
+            if self.done {
+                return None;
+            }
+            if self.pos >= self.body.len() {
+                if om && !self.eof {
+                    self.line += 1;
+                    return self.error("the exposition does not end with \"# EOF\" (OpenMetrics requires it)");
+                }
+                return None;
+            }
+            let rest = &self.body[self.pos..];
+            let end = memchr(b'\n', rest).unwrap_or(rest.len());
+            let line = &rest[..end];
+            self.pos += end + 1;
+            self.line += 1;
+            if self.eof {
+                return self.error("unexpected content after \"# EOF\"");
+            }
+            let line = if om { line } else { trim_start(line) };
+            match line.first() {
+                None if om => return self.error("empty line (OpenMetrics allows none)"),
+                None => continue,
+                Some(b'#') => match comment(line, self.format) {
+                    Ok(Comment::Line(l)) => return Some(Ok(l)),
+                    Ok(Comment::Eof) => self.eof = true,
+                    Ok(Comment::Other) => {}
+                    Err(msg) => return self.error(msg),
+                },
+                Some(_) => {
+                    return match sample(line, self.format) {
+                        Ok(l) => Some(Ok(l)),
+                        Err(msg) => self.error(msg),
+                    };
+                }
+            }
+        }
+    }
+}
+
+enum Comment<'a> {
+    Line(Line<'a>),
+    Eof,
+    /// A plain comment (text format only).
+    Other,
+}
+
+fn comment(line: &[u8], format: Format) -> Result<Comment<'_>, String> {
+    let om = format == Format::OpenMetrics;
+    if om && line == b"# EOF" {
+        return Ok(Comment::Eof);
+    }
+    let body = if om {
+        line.strip_prefix(b"# ").unwrap_or(b"")
+    } else {
+        trim_start(&line[1..])
+    };
+    let (keyword, rest) = split_token(body);
+    if !matches!(keyword, b"HELP" | b"TYPE" | b"UNIT") || (keyword == b"UNIT" && !om) {
+        return if om {
+            Err(format!(
+                "unexpected comment {:?}: OpenMetrics allows only # HELP, # TYPE, # UNIT and # EOF",
+                lossy(line)
+            ))
+        } else {
+            Ok(Comment::Other)
+        };
+    }
+    let (name, rest) = split_token(rest);
+    if name.is_empty() || !is_metric_name(name) {
+        return Err(format!(
+            "expected a metric name after # {}, found {:?}",
+            lossy(keyword),
+            lossy(name)
+        ));
+    }
+    Ok(Comment::Line(match keyword {
+        b"HELP" => Line::Help { name, text: rest },
+        b"UNIT" => Line::Unit { name, unit: rest },
+        _ => {
+            let (kind, extra) = split_token(rest);
+            if !extra.is_empty() {
+                return Err(format!("unexpected text after the type: {:?}", lossy(extra)));
+            }
+            let kind = Kind::parse(kind, format)
+                .ok_or_else(|| format!("invalid metric type {:?} for {}", lossy(kind), lossy(name)))?;
+            Line::Type { name, kind }
+        }
+    }))
+}
+
+/// Splits one sample line into series text, value and timestamp; the labels are
+/// skipped over (quotes and escapes respected), not parsed.
+fn sample(line: &[u8], format: Format) -> Result<Line<'_>, String> {
+    let name_len = line.iter().take_while(|b| is_name_byte(**b)).count();
+    if name_len == 0 || line[0].is_ascii_digit() {
+        return Err(format!("expected a metric name, found {:?}", lossy(line)));
+    }
+    let mut i = name_len;
+    if format == Format::Text {
+        i += line[i..].iter().take_while(|b| is_space(**b)).count();
+    }
+    let (series_end, after) = if line.get(i) == Some(&b'{') {
+        let close = closing_brace(line, i + 1)?;
+        (close + 1, "labels")
+    } else {
+        (name_len, "metric name")
+    };
+    let series = &line[..series_end];
+    let rest = &line[series_end..];
+    let spaces = rest.iter().take_while(|b| is_space(**b)).count();
+    let (value, rest) = split_token(&rest[spaces..]);
+    if value.is_empty() {
+        return Err(format!("expected a value after the {after}"));
+    }
+    if spaces == 0 {
+        return Err(format!(
+            "expected a space between the {after} and the value, found {:?}",
+            lossy(value)
+        ));
+    }
+    let value = parse_float(value).ok_or_else(|| format!("invalid value {:?}", lossy(value)))?;
+    let mut timestamp_ms = None;
+    let (ts, rest) = split_token(rest);
+    let rest = if ts.is_empty() || ts[0] == b'#' {
+        // No timestamp; `#` opens an OpenMetrics exemplar.
+        if ts.is_empty() { rest } else { line_tail(line, ts) }
+    } else {
+        timestamp_ms = Some(parse_timestamp(ts, format)?);
+        rest
+    };
+    if !rest.is_empty() {
+        if format == Format::OpenMetrics && rest[0] == b'#' {
+            // An exemplar: not stored (Prometheus 2.42 stores none without the
+            // exemplar-storage feature).
+            exemplar(rest)?;
+        } else {
+            return Err(format!("unexpected text after the sample: {:?}", lossy(rest)));
+        }
+    }
+    Ok(Line::Sample {
+        series,
+        name_len,
+        value,
+        timestamp_ms,
+    })
+}
+
+/// `ts` is a token inside `line`: the rest of the line from it.
+fn line_tail<'a>(line: &'a [u8], ts: &'a [u8]) -> &'a [u8] {
+    let start = ts.as_ptr() as usize - line.as_ptr() as usize;
+    &line[start..]
+}
+
+/// Checks an OpenMetrics exemplar `# {labels} value [timestamp]`.
+fn exemplar(text: &[u8]) -> Result<(), String> {
+    let bad = || format!("invalid exemplar {:?}", lossy(text));
+    let body = text.strip_prefix(b"# {").ok_or_else(bad)?;
+    let close = closing_brace(body, 0).map_err(|_| bad())?;
+    let (value, rest) = split_token(trim_start(&body[close + 1..]));
+    parse_float(value).ok_or_else(bad)?;
+    let (ts, rest) = split_token(rest);
+    if !ts.is_empty() {
+        parse_float(ts).ok_or_else(bad)?;
+    }
+    if !rest.is_empty() {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// Index of the `}` closing the label set that starts at `from`.
+fn closing_brace(line: &[u8], from: usize) -> Result<usize, String> {
+    let mut k = from;
+    loop {
+        let rest = line.get(k..).unwrap_or_default();
+        match memchr2(b'"', b'}', rest) {
+            None => return Err("expected '}' after the labels".into()),
+            Some(o) if rest[o] == b'}' => return Ok(k + o),
+            Some(o) => {
+                k += o + 1;
+                loop {
+                    let rest = line.get(k..).unwrap_or_default();
+                    match memchr2(b'"', b'\\', rest) {
+                        None => return Err("unterminated label value (no closing '\"')".into()),
+                        Some(o) if rest[o] == b'\\' => k += o + 2,
+                        Some(o) => {
+                            k += o + 1;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Name and labels of a raw series text (from [`Line::Sample`]), label values
+/// unescaped. Labels are in the order of the text.
+pub fn parse_series(series: &[u8], name_len: usize, format: Format) -> Result<(&str, Vec<(&str, Cow<'_, str>)>), String> {
+    let name = std::str::from_utf8(&series[..name_len]).map_err(|_| "metric name is not UTF-8".to_string())?;
+    let mut labels: Vec<(&str, Cow<'_, str>)> = Vec::new();
+    let text = format == Format::Text;
+    let skip = |i: &mut usize| {
+        if text {
+            while series.get(*i).is_some_and(|b| is_space(*b)) {
+                *i += 1;
+            }
+        }
+    };
+    let mut i = name_len;
+    skip(&mut i);
+    if i == series.len() {
+        return Ok((name, labels));
+    }
+    // `sample` found the braces, so series[i] is '{' and the text ends with '}'.
+    i += 1;
+    loop {
+        skip(&mut i);
+        match series.get(i) {
+            Some(b'}') => break,
+            None => return Err("expected '}' after the labels".into()),
+            Some(_) => {}
+        }
+        let start = i;
+        while series.get(i).is_some_and(|b| is_name_byte(*b) && *b != b':') {
+            i += 1;
+        }
+        let lname = &series[start..i];
+        if lname.is_empty() || lname[0].is_ascii_digit() {
+            return Err(format!(
+                "expected a label name, found {:?}",
+                lossy(&series[start..(start + 1).min(series.len())])
+            ));
+        }
+        let lname = std::str::from_utf8(lname).expect("ASCII");
+        skip(&mut i);
+        if series.get(i) != Some(&b'=') {
+            return Err(format!("expected '=' after label name {lname}"));
+        }
+        i += 1;
+        skip(&mut i);
+        if series.get(i) != Some(&b'"') {
+            return Err(format!("expected '\"' to open the value of label {lname}"));
+        }
+        i += 1;
+        let vstart = i;
+        let mut escaped = false;
+        loop {
+            match series.get(i) {
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    escaped = true;
+                    i += 2;
+                }
+                Some(_) => i += 1,
+                None => return Err(format!("unterminated value of label {lname}")),
+            }
+        }
+        let raw = &series[vstart..i];
+        i += 1;
+        let value = if escaped {
+            Cow::Owned(unescape(raw, true))
+        } else {
+            Cow::Borrowed(raw)
+        };
+        let value = match value {
+            Cow::Borrowed(b) => Cow::Borrowed(std::str::from_utf8(b).map_err(|_| invalid_utf8(lname))?),
+            Cow::Owned(v) => Cow::Owned(String::from_utf8(v).map_err(|_| invalid_utf8(lname))?),
+        };
+        if labels.iter().any(|(n, _)| *n == lname) {
+            return Err(format!("label {lname} appears twice"));
+        }
+        labels.push((lname, value));
+        skip(&mut i);
+        match series.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => {}
+            _ => return Err(format!("expected ',' or '}}' after the value of label {lname}")),
+        }
+    }
+    Ok((name, labels))
+}
+
+fn invalid_utf8(label: &str) -> String {
+    format!("the value of label {label} is not valid UTF-8")
+}
+
+/// Undoes the escapes of a label value (`\\`, `\"`, `\n`) or, with `quote` false, a
+/// text-format HELP (`\\`, `\n`). Other backslashes stay, as in Prometheus.
+fn unescape(raw: &[u8], quote: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match (raw[i], raw.get(i + 1)) {
+            (b'\\', Some(b'\\')) => out.push(b'\\'),
+            (b'\\', Some(b'n')) => out.push(b'\n'),
+            (b'\\', Some(b'"')) if quote => out.push(b'"'),
+            (b, _) => {
+                out.push(b);
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    out
+}
+
+/// The text of a `# HELP` line, unescaped.
+pub fn unescape_help(raw: &[u8], format: Format) -> String {
+    let quote = format == Format::OpenMetrics;
+    if !raw.contains(&b'\\') {
+        return String::from_utf8_lossy(raw).into_owned();
+    }
+    String::from_utf8_lossy(&unescape(raw, quote)).into_owned()
+}
+
+/// A sample value as Go's `strconv.ParseFloat` reads it (`NaN`, `+Inf`, `-Inf`,
+/// exponents), which Prometheus uses.
+pub fn parse_float(s: &[u8]) -> Option<f64> {
+    // The common case, a small integer, without the general parser.
+    if !s.is_empty() && s.len() <= 15 && s.iter().all(u8::is_ascii_digit) {
+        return Some(s.iter().fold(0u64, |n, d| n * 10 + (d - b'0') as u64) as f64);
+    }
+    let s = std::str::from_utf8(s).ok()?;
+    // Rust also accepts "infinity" and "inf" in any case, as Go does; it rejects "+nan" too.
+    s.parse::<f64>().ok()
+}
+
+fn parse_timestamp(ts: &[u8], format: Format) -> Result<i64, String> {
+    let bad = || format!("invalid timestamp {:?}", lossy(ts));
+    match format {
+        Format::Text => std::str::from_utf8(ts).ok().and_then(|s| s.parse::<i64>().ok()).ok_or_else(bad),
+        Format::OpenMetrics => {
+            let secs = parse_float(ts).filter(|s| s.is_finite()).ok_or_else(bad)?;
+            Ok((secs * 1000.0) as i64)
+        }
+    }
+}
+
+/// The first space-separated token and what follows it (leading spaces skipped).
+fn split_token(s: &[u8]) -> (&[u8], &[u8]) {
+    let s = trim_start(s);
+    let end = s.iter().position(|b| is_space(*b)).unwrap_or(s.len());
+    let (tok, rest) = s.split_at(end);
+    (tok, trim_start(rest))
+}
+
+fn trim_start(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|b| is_space(**b)).count();
+    &s[n..]
+}
+
+fn is_space(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b':'
+}
+
+pub fn is_metric_name(s: &[u8]) -> bool {
+    !s.is_empty() && !s[0].is_ascii_digit() && s.iter().all(|b| is_name_byte(*b))
+}
+
+pub fn is_label_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty() && !b[0].is_ascii_digit() && b.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+}
+
+fn lossy(b: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(b)
+}
+
+#[cfg(test)]
+mod tests;

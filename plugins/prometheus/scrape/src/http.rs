@@ -1,0 +1,223 @@
+//! One scrape request over `wasi:http/outgoing-handler`, called directly (the `wstd`
+//! client lost 2-30% of requests on wasmtime 48, /work notes): headers as
+//! Prometheus 2.42 sends them, a deadline over the whole exchange, gzip decoding and
+//! the body size limit.
+
+use sonde_plugin_sdk::Error;
+use std::io::Read;
+use std::time::Duration;
+
+/// The Accept header of Prometheus 2.42.
+pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// A successful (2xx) response.
+pub struct Response {
+    pub content_type: String,
+    /// Decompressed.
+    pub body: Vec<u8>,
+}
+
+/// The request headers of a scrape.
+pub fn request_headers(timeout: Duration) -> Vec<(&'static str, String)> {
+    vec![
+        ("Accept", ACCEPT.to_string()),
+        ("Accept-Encoding", "gzip".to_string()),
+        ("User-Agent", concat!("sonde/", env!("CARGO_PKG_VERSION")).to_string()),
+        ("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", timeout.as_secs_f64())),
+    ]
+}
+
+/// `body` decoded per Content-Encoding, refused past `limit` bytes (0 = none).
+pub fn decode(body: Vec<u8>, encoding: &str, limit: u64, url: &str) -> Result<Vec<u8>, Error> {
+    let body = match encoding.trim() {
+        "" | "identity" => body,
+        e if e.eq_ignore_ascii_case("gzip") => {
+            let mut out = Vec::with_capacity(body.len() * 4);
+            let decoder = flate2::read::GzDecoder::new(body.as_slice());
+            // One byte past the limit tells "too big" from "exactly the limit".
+            let cap = if limit == 0 { u64::MAX } else { limit + 1 };
+            decoder
+                .take(cap)
+                .read_to_end(&mut out)
+                .map_err(|e| Error::failed(format!("{url}: cannot decode the gzip body: {e}")))?;
+            out
+        }
+        e => return Err(Error::failed(format!("{url}: unsupported Content-Encoding {e:?}"))),
+    };
+    check_limit(body.len() as u64, limit, url)?;
+    Ok(body)
+}
+
+fn check_limit(len: u64, limit: u64, url: &str) -> Result<(), Error> {
+    if limit > 0 && len > limit {
+        return Err(Error::failed(format!(
+            "{url}: body size limit exceeded: the response is larger than body_size_limit ({limit} bytes)"
+        )));
+    }
+    Ok(())
+}
+
+/// `server returned HTTP status 500 Internal Server Error`, as Prometheus words it.
+pub fn status_error(status: u16) -> Error {
+    Error::unreachable(format!("server returned HTTP status {status} {}", reason(status)))
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        408 => "Request Timeout",
+        410 => "Gone",
+        413 => "Request Entity Too Large",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+pub use wasi::get;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub fn get(endpoint: &crate::config::Endpoint, _timeout: Duration, _limit: u64) -> Result<Response, Error> {
+    Err(Error::failed(format!(
+        "{}: HTTP needs the wasm32-wasip2 component",
+        endpoint.url()
+    )))
+}
+
+#[cfg(target_arch = "wasm32")]
+mod wasi {
+    use super::{Response, check_limit, decode, request_headers, status_error};
+    use crate::config::Endpoint;
+    use sonde_plugin_sdk::Error;
+    use std::time::Duration;
+    use wasip2::clocks::monotonic_clock;
+    use wasip2::http::outgoing_handler;
+    use wasip2::http::types::{ErrorCode, Fields, Method, OutgoingRequest, RequestOptions, Scheme};
+    use wasip2::io::poll::{Pollable, poll};
+    use wasip2::io::streams::StreamError;
+
+    /// Bytes asked for per read of the body stream.
+    const READ_CHUNK: u64 = 256 * 1024;
+
+    pub fn get(endpoint: &Endpoint, timeout: Duration, limit: u64) -> Result<Response, Error> {
+        let url = endpoint.url();
+        let deadline = monotonic_clock::now().saturating_add(timeout.as_nanos() as u64);
+        let timed_out = || Error::Timeout(format!("{url}: no complete answer within {timeout:?}"));
+        let wait = |p: &Pollable| -> Result<(), Error> {
+            if monotonic_clock::now() >= deadline {
+                return Err(timed_out());
+            }
+            let timer = monotonic_clock::subscribe_instant(deadline);
+            if poll(&[p, &timer]).contains(&0) { Ok(()) } else { Err(timed_out()) }
+        };
+
+        let headers: Vec<(String, Vec<u8>)> = request_headers(timeout)
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.into_bytes()))
+            .collect();
+        let fields = Fields::from_list(&headers).map_err(|e| Error::failed(format!("{url}: bad header: {e:?}")))?;
+        let req = OutgoingRequest::new(fields);
+        let scheme = if endpoint.https { Scheme::Https } else { Scheme::Http };
+        let bad = |what: &str| Error::config(format!("{url}: the host refused the {what}"));
+        req.set_method(&Method::Get).map_err(|()| bad("method"))?;
+        req.set_scheme(Some(&scheme)).map_err(|()| bad("scheme"))?;
+        req.set_authority(Some(&endpoint.authority)).map_err(|()| bad("authority"))?;
+        req.set_path_with_query(Some(&endpoint.path_with_query))
+            .map_err(|()| bad("path"))?;
+        let options = RequestOptions::new();
+        let ns = timeout.as_nanos() as u64;
+        // Best effort: a host may not support a timeout; the deadline above holds anyway.
+        let _ = options.set_connect_timeout(Some(ns));
+        let _ = options.set_first_byte_timeout(Some(ns));
+        let _ = options.set_between_bytes_timeout(Some(ns));
+
+        let future = outgoing_handler::handle(req, Some(options)).map_err(|e| http_error(&url, &endpoint.authority, e))?;
+        let response = loop {
+            if let Some(r) = future.get() {
+                break r
+                    .map_err(|()| Error::failed(format!("{url}: response taken twice")))?
+                    .map_err(|e| http_error(&url, &endpoint.authority, e))?;
+            }
+            wait(&future.subscribe())?;
+        };
+        let status = response.status();
+        let (content_type, encoding) = {
+            let h = response.headers();
+            let first = |name: &str| {
+                h.get(name)
+                    .first()
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            };
+            (first("content-type"), first("content-encoding"))
+        };
+        if !(200..300).contains(&status) {
+            return Err(status_error(status));
+        }
+        let body = response
+            .consume()
+            .map_err(|()| Error::failed(format!("{url}: response body taken twice")))?;
+        let mut raw = Vec::new();
+        {
+            let stream = body
+                .stream()
+                .map_err(|()| Error::failed(format!("{url}: body stream taken twice")))?;
+            loop {
+                match stream.read(READ_CHUNK) {
+                    Ok(chunk) if chunk.is_empty() => wait(&stream.subscribe())?,
+                    Ok(chunk) => {
+                        raw.extend_from_slice(&chunk);
+                        // A compressed body is checked again once decoded.
+                        check_limit(raw.len() as u64, limit, &url)?;
+                    }
+                    Err(StreamError::Closed) => break,
+                    Err(StreamError::LastOperationFailed(e)) => {
+                        return Err(Error::unreachable(format!(
+                            "{url}: reading the body failed: {}",
+                            e.to_debug_string()
+                        )));
+                    }
+                }
+            }
+        }
+        drop(body);
+        drop(response);
+        let body = decode(raw, &encoding, limit, &url)?;
+        Ok(Response { content_type, body })
+    }
+
+    fn http_error(url: &str, authority: &str, e: ErrorCode) -> Error {
+        match e {
+            ErrorCode::HttpRequestDenied => Error::denied(format!(
+                "HTTP request to {authority} denied: add \"{authority}\" to grants.http in plugins.toml"
+            )),
+            ErrorCode::ConnectionRefused => Error::unreachable(format!("{url}: connection refused")),
+            ErrorCode::ConnectionTimeout
+            | ErrorCode::ConnectionReadTimeout
+            | ErrorCode::HttpResponseTimeout
+            | ErrorCode::DnsTimeout => Error::Timeout(format!("{url}: {e:?}")),
+            ErrorCode::DnsError(d) => Error::unreachable(format!(
+                "{url}: DNS lookup failed: {}",
+                d.rcode.unwrap_or_default()
+            )),
+            ErrorCode::InternalError(Some(m)) => Error::unreachable(format!("{url}: {m}")),
+            e => Error::unreachable(format!("{url}: {e:?}")),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! From a scraped body to samples in the batch: the scrape cache (raw series text →
+//! SDK series handle, as Prometheus's scrape cache maps it to a storage ref), family
+//! metadata, metric relabelling and the label rules of the WIT.
+//!
+//! A series seen in an earlier scrape costs a hash of its raw text, a float parse and
+//! a push of `(id, value)`: its labels are neither parsed, relabelled nor hashed
+//! again. Only a new series takes the slow path through [`Scraper::register`].
+
+use crate::exposition::{self, Format, Kind, Line, Lines, ParseError};
+use crate::relabel::{self, Rule};
+use rustc_hash::FxHashMap;
+use sonde_plugin_sdk::{Collection, Kind as WireKind};
+
+/// Limits of the host's batch validation (host/agent/src/scrape/table.rs): a series
+/// beyond them would fail the whole batch, so the scrape reports it instead.
+const MAX_LABELS: usize = 64;
+const MAX_LABEL_VALUE: usize = 16 * 1024;
+const MAX_NAME_LEN: usize = 1024;
+
+/// Cache entry value for a series that metric relabelling drops.
+const DROPPED: u64 = u64::MAX;
+
+struct Entry {
+    /// `Collection::sample_handle` of the series, or [`DROPPED`].
+    handle: u64,
+    /// The scrape that last saw this series.
+    seen: u32,
+}
+
+/// Per-target state kept across scrapes.
+pub struct Scraper {
+    rules: Vec<Rule>,
+    honor_timestamps: bool,
+    cache: FxHashMap<Box<[u8]>, Entry>,
+    epoch: u32,
+    /// Kind of each family registered: a later sample outside its `# TYPE` block
+    /// (or renamed onto it by relabelling) joins it instead of clashing with it.
+    kinds: FxHashMap<String, WireKind>,
+}
+
+/// What one scrape stored.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Sample lines in the body.
+    pub scraped: usize,
+    /// Samples dropped by metric relabelling.
+    pub dropped: usize,
+    /// Series new to the cache in this scrape.
+    pub new_series: usize,
+}
+
+/// The current `# TYPE` / `# HELP` / `# UNIT` context.
+#[derive(Default)]
+struct Meta<'a> {
+    name: &'a [u8],
+    kind: Option<Kind>,
+    help: &'a [u8],
+    unit: &'a [u8],
+}
+
+impl<'a> Meta<'a> {
+    /// The metadata for `name`, starting a new family when it is another one.
+    fn for_name(&mut self, name: &'a [u8]) -> &mut Self {
+        if self.name != name {
+            *self = Meta {
+                name,
+                ..Meta::default()
+            };
+        }
+        self
+    }
+
+    /// The family a sample named `sample` belongs to: `(family name, kind, help, unit)`.
+    fn family_of(&self, sample: &str, format: Format) -> (String, WireKind, String, String) {
+        if !self.name.is_empty() {
+            let kind = self.kind.unwrap_or(Kind::Unknown);
+            let belongs = sample
+                .as_bytes()
+                .strip_prefix(self.name)
+                .is_some_and(|suffix| kind.suffixes(format).iter().any(|s| s.as_bytes() == suffix));
+            if belongs {
+                let base = String::from_utf8_lossy(self.name);
+                // The WIT names families as the text format does: counters with their
+                // `_total`, OpenMetrics info families with `_info`.
+                let name = match (kind, format) {
+                    (Kind::Counter, Format::OpenMetrics) if !base.ends_with("_total") => format!("{base}_total"),
+                    (Kind::Info, Format::OpenMetrics) => format!("{base}_info"),
+                    _ => base.into_owned(),
+                };
+                return (
+                    name,
+                    wire_kind(kind),
+                    exposition::unescape_help(self.help, format),
+                    String::from_utf8_lossy(self.unit).into_owned(),
+                );
+            }
+        }
+        (sample.to_string(), WireKind::Unknown, String::new(), String::new())
+    }
+}
+
+fn wire_kind(k: Kind) -> WireKind {
+    match k {
+        Kind::Counter => WireKind::Counter,
+        Kind::Gauge => WireKind::Gauge,
+        Kind::Histogram => WireKind::Histogram,
+        Kind::GaugeHistogram => WireKind::GaugeHistogram,
+        Kind::Summary => WireKind::Summary,
+        Kind::Info => WireKind::Info,
+        Kind::StateSet => WireKind::StateSet,
+        Kind::Unknown => WireKind::Unknown,
+    }
+}
+
+impl Scraper {
+    pub fn new(rules: Vec<Rule>, honor_timestamps: bool) -> Self {
+        Scraper {
+            rules,
+            honor_timestamps,
+            cache: FxHashMap::default(),
+            epoch: 0,
+            kinds: FxHashMap::default(),
+        }
+    }
+
+    /// Parses `body` and emits its samples into `out`. A malformed body fails as a
+    /// whole (nothing is stored), as in Prometheus.
+    pub fn emit(&mut self, body: &[u8], format: Format, out: &mut Collection) -> Result<Stats, ParseError> {
+        self.epoch = self.epoch.wrapping_add(1);
+        let epoch = self.epoch;
+        let mut stats = Stats::default();
+        let mut meta = Meta::default();
+        let mut live = 0usize;
+        let mut lines = Lines::new(body, format);
+        while let Some(line) = lines.next() {
+            let (series, name_len, value, timestamp_ms) = match line? {
+                Line::Sample {
+                    series,
+                    name_len,
+                    value,
+                    timestamp_ms,
+                } => (series, name_len, value, timestamp_ms),
+                Line::Help { name, text } => {
+                    meta.for_name(name).help = text;
+                    continue;
+                }
+                Line::Type { name, kind } => {
+                    meta.for_name(name).kind = Some(kind);
+                    continue;
+                }
+                Line::Unit { name, unit } => {
+                    meta.for_name(name).unit = unit;
+                    continue;
+                }
+            };
+            stats.scraped += 1;
+            let ts = if self.honor_timestamps { timestamp_ms } else { None };
+            if let Some(e) = self.cache.get_mut(series) {
+                if e.seen != epoch {
+                    e.seen = epoch;
+                    live += 1;
+                }
+                if e.handle == DROPPED {
+                    stats.dropped += 1;
+                    continue;
+                }
+                if out.sample_by_handle(e.handle, value, ts) {
+                    continue;
+                }
+            } else {
+                live += 1;
+            }
+            // A new series, or one the SDK released since (absent from a scrape, or
+            // registered by a scrape that failed).
+            stats.new_series += 1;
+            let handle = self
+                .register(series, name_len, format, &meta, value, ts, out)
+                .map_err(|msg| ParseError {
+                    line: lines.line(),
+                    msg,
+                })?;
+            if handle == DROPPED {
+                stats.dropped += 1;
+            }
+            match self.cache.get_mut(series) {
+                Some(e) => e.handle = handle,
+                None => {
+                    self.cache.insert(series.into(), Entry { handle, seen: epoch });
+                }
+            }
+        }
+        if self.cache.len() > live {
+            self.cache.retain(|_, e| e.seen == epoch);
+        }
+        Ok(stats)
+    }
+
+    /// The slow path: parses the labels, relabels, registers the series and emits
+    /// the sample. Returns the handle or [`DROPPED`].
+    #[allow(clippy::too_many_arguments)]
+    fn register(
+        &mut self,
+        series: &[u8],
+        name_len: usize,
+        format: Format,
+        meta: &Meta,
+        value: f64,
+        ts: Option<i64>,
+        out: &mut Collection,
+    ) -> Result<u64, String> {
+        let (name, labels) = exposition::parse_series(series, name_len, format)?;
+        let mut set: Vec<(String, String)>;
+        let name = if self.rules.is_empty() {
+            set = labels
+                .into_iter()
+                .filter(|(n, _)| !n.starts_with("__"))
+                .map(|(n, v)| (n.to_string(), v.into_owned()))
+                .collect();
+            name.to_string()
+        } else {
+            set = Vec::with_capacity(labels.len() + 1);
+            set.push(("__name__".to_string(), name.to_string()));
+            set.extend(labels.into_iter().map(|(n, v)| (n.to_string(), v.into_owned())));
+            if !relabel::process(&self.rules, &mut set) {
+                return Ok(DROPPED);
+            }
+            let Some(pos) = set.iter().position(|(n, _)| n == "__name__") else {
+                return Ok(DROPPED);
+            };
+            let (_, name) = set.remove(pos);
+            if !exposition::is_metric_name(name.as_bytes()) {
+                return Ok(DROPPED);
+            }
+            // The WIT reserves `__`: such labels do not leave the plugin.
+            set.retain(|(n, v)| !n.starts_with("__") && !v.is_empty());
+            name
+        };
+        set.retain(|(_, v)| !v.is_empty());
+        set.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        if set.len() > MAX_LABELS {
+            return Err(format!("series {name} has {} labels (at most {MAX_LABELS})", set.len()));
+        }
+        if name.len() > MAX_NAME_LEN {
+            return Err(format!("metric name longer than {MAX_NAME_LEN} bytes"));
+        }
+        if let Some((n, _)) = set.iter().find(|(_, v)| v.len() > MAX_LABEL_VALUE) {
+            return Err(format!(
+                "series {name}: the value of label {n} is longer than {MAX_LABEL_VALUE} bytes"
+            ));
+        }
+        let (family, kind, help, unit) = meta.family_of(&name, format);
+        let kind = *self.kinds.entry(family.clone()).or_insert(kind);
+        let f = out.family_with_unit(&family, kind, &help, &unit);
+        let pairs: Vec<(&str, &str)> = set.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        Ok(out.sample_handle(f, &name, &pairs, value, ts))
+    }
+
+    /// Series in the cache (for tests and the benchmark).
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

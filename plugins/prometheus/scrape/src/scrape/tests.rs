@@ -1,0 +1,230 @@
+use super::*;
+use crate::relabel::{RelabelConfig, compile};
+use sonde_plugin_sdk::bindings::sonde::plugin::types::Batch;
+
+fn scraper(relabel: &str, honor_timestamps: bool) -> Scraper {
+    let configs: Vec<RelabelConfig> = serde_json::from_str(relabel).unwrap();
+    Scraper::new(compile(&configs).unwrap(), honor_timestamps)
+}
+
+/// `name{labels}` of each series a batch defines, with its family's name and kind.
+fn defined(b: &Batch) -> Vec<String> {
+    b.series
+        .iter()
+        .map(|s| {
+            let f = b.families.iter().find(|f| f.id == s.family);
+            let fam = f.map_or("?".to_string(), |f| format!("{}:{}", f.name, format!("{:?}", f.kind).trim_start_matches("MetricKind::")));
+            let labels: Vec<String> = s.labels.iter().map(|l| format!("{}={:?}", l.name, l.value)).collect();
+            format!("{fam} {}{{{}}}", s.name, labels.join(","))
+        })
+        .collect()
+}
+
+const DJANGO: &str = r#"# HELP django_http_requests_latency_seconds_by_view_method Histogram of request processing time labelled by view.
+# TYPE django_http_requests_latency_seconds_by_view_method histogram
+django_http_requests_latency_seconds_by_view_method_bucket{le="0.01",method="GET",view="ok"} 7.0
+django_http_requests_latency_seconds_by_view_method_bucket{le="+Inf",method="GET",view="ok"} 7.0
+django_http_requests_latency_seconds_by_view_method_count{method="GET",view="ok"} 7.0
+django_http_requests_latency_seconds_by_view_method_sum{method="GET",view="ok"} 0.021
+# HELP django_http_responses_total_by_status_total Count of responses by status.
+# TYPE django_http_responses_total_by_status_total counter
+django_http_responses_total_by_status_total{status="200"} 7.0
+django_http_responses_total_by_status_total{status="404"} 3.0
+# HELP django_http_responses_total_by_status_created Count of responses by status.
+# TYPE django_http_responses_total_by_status_created gauge
+django_http_responses_total_by_status_created{status="200"} 1.7e9
+untyped_one{__meta="x",z="1",a="2"} 5
+"#;
+
+#[test]
+fn families_series_and_then_only_ids() {
+    let mut s = scraper("[]", true);
+    let mut reg = Collection::native_registry();
+    let mut stats = Stats::default();
+    let b1 = reg
+        .collect(|c| {
+            stats = s.emit(DJANGO.as_bytes(), Format::Text, c).unwrap();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        stats,
+        Stats {
+            scraped: 8,
+            dropped: 0,
+            new_series: 8
+        }
+    );
+    let h = "django_http_requests_latency_seconds_by_view_method:Histogram";
+    let c = "django_http_responses_total_by_status_total:Counter";
+    assert_eq!(
+        defined(&b1),
+        [
+            format!(r#"{h} django_http_requests_latency_seconds_by_view_method_bucket{{le="0.01",method="GET",view="ok"}}"#),
+            format!(r#"{h} django_http_requests_latency_seconds_by_view_method_bucket{{le="+Inf",method="GET",view="ok"}}"#),
+            format!(r#"{h} django_http_requests_latency_seconds_by_view_method_count{{method="GET",view="ok"}}"#),
+            format!(r#"{h} django_http_requests_latency_seconds_by_view_method_sum{{method="GET",view="ok"}}"#),
+            format!(r#"{c} django_http_responses_total_by_status_total{{status="200"}}"#),
+            format!(r#"{c} django_http_responses_total_by_status_total{{status="404"}}"#),
+            r#"django_http_responses_total_by_status_created:Gauge django_http_responses_total_by_status_created{status="200"}"#.to_string(),
+            // `__meta` is dropped (reserved by the WIT), the rest sorted.
+            r#"untyped_one:Unknown untyped_one{a="2",z="1"}"#.to_string(),
+        ]
+    );
+    assert_eq!(b1.families[0].help, "Histogram of request processing time labelled by view.");
+    assert_eq!(b1.values, [7.0, 7.0, 7.0, 0.021, 7.0, 3.0, 1.7e9, 5.0]);
+
+    let next = DJANGO.replace("} 3.0", "} 4.0");
+    let b2 = reg
+        .collect(|c| {
+            stats = s.emit(next.as_bytes(), Format::Text, c).unwrap();
+            Ok(())
+        })
+        .unwrap();
+    assert!(b2.families.is_empty() && b2.series.is_empty() && b2.forget.is_empty());
+    assert_eq!(b2.ids, b1.ids);
+    assert_eq!(b2.values, [7.0, 7.0, 7.0, 0.021, 7.0, 4.0, 1.7e9, 5.0]);
+    assert_eq!(stats.new_series, 0);
+}
+
+#[test]
+fn a_vanished_series_is_forgotten_and_registered_again_when_back() {
+    let mut s = scraper("[]", true);
+    let mut reg = Collection::native_registry();
+    let mut emit = |body: &str| reg.collect(|c| s.emit(body.as_bytes(), Format::Text, c).map(|_| ()).map_err(|e| sonde_plugin_sdk::Error::failed(e.to_string())));
+    let b1 = emit("a 1\nb 2\n").unwrap();
+    let b2 = emit("a 1\n").unwrap();
+    assert_eq!(b2.forget, [b1.ids[1]]);
+    let b3 = emit("a 1\nb 3\n").unwrap();
+    // Family b is known from the first batch: only the series is defined again.
+    assert_eq!(defined(&b3), ["? b{}"]);
+    assert_eq!(b3.values, [1.0, 3.0]);
+    drop(emit);
+    assert_eq!(s.cached(), 2);
+}
+
+#[test]
+fn a_malformed_body_fails_whole_and_the_next_scrape_recovers() {
+    let mut s = scraper("[]", true);
+    let mut reg = Collection::native_registry();
+    let mut emit = |body: &str| reg.collect(|c| s.emit(body.as_bytes(), Format::Text, c).map(|_| ()).map_err(|e| sonde_plugin_sdk::Error::failed(e.to_string())));
+    let e = emit("a 1\nb{x=\"1\"} 2\nc{x=\"1\"}\n").unwrap_err();
+    assert_eq!(format!("{e:?}"), r#"Error::Failed("line 3: expected a value after the labels")"#);
+    // The series of the failed scrape were never sent: they are defined again.
+    let b = emit("a 1\nb{x=\"1\"} 2\n").unwrap();
+    assert_eq!(defined(&b), ["a:Unknown a{}", "b:Unknown b{x=\"1\"}"]);
+}
+
+#[test]
+fn relabelling_drops_renames_and_is_cached() {
+    let rules = r#"[
+        {"source_labels":["__name__"],"regex":"go_.*","action":"drop"},
+        {"source_labels":["__name__"],"regex":"(.*)_seconds","target_label":"__name__","replacement":"${1}_s"},
+        {"regex":"instance","action":"labeldrop"}
+    ]"#;
+    let mut s = scraper(rules, true);
+    let mut reg = Collection::native_registry();
+    let body = "# TYPE go_gc gauge\ngo_gc 1\n# TYPE up_seconds gauge\nup_seconds{instance=\"x\",k=\"v\"} 2\n";
+    for round in 0..2 {
+        let mut stats = Stats::default();
+        let b = reg
+            .collect(|c| {
+                stats = s.emit(body.as_bytes(), Format::Text, c).unwrap();
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(stats.dropped, 1);
+        assert_eq!(b.values, [2.0]);
+        if round == 0 {
+            // The renamed series is outside `up_seconds`'s family: untyped.
+            assert_eq!(defined(&b), ["up_s:Unknown up_s{k=\"v\"}"]);
+        } else {
+            assert_eq!(stats.new_series, 0);
+        }
+    }
+}
+
+#[test]
+fn timestamps_are_kept_or_ignored() {
+    let body = "a 1 1000\nb 2\n";
+    for (honor, want) in [(true, vec![1000, i64::MIN]), (false, vec![])] {
+        let mut s = scraper("[]", honor);
+        let mut reg = Collection::native_registry();
+        for _ in 0..2 {
+            let b = reg
+                .collect(|c| {
+                    s.emit(body.as_bytes(), Format::Text, c).unwrap();
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(b.timestamps, want);
+        }
+    }
+}
+
+#[test]
+fn openmetrics_families_follow_the_text_format_names() {
+    let body = r#"# TYPE foo counter
+# HELP foo Foos.
+foo_total{a="1"} 17.0 1520879607.789
+foo_created{a="1"} 1520430000.0
+# TYPE build info
+build_info{version="1"} 1
+# TYPE q gaugehistogram
+q_bucket{le="+Inf"} 3
+q_gcount 3
+q_gsum 2
+# EOF
+"#;
+    let mut s = scraper("[]", true);
+    let mut reg = Collection::native_registry();
+    let b = reg
+        .collect(|c| {
+            s.emit(body.as_bytes(), Format::OpenMetrics, c).unwrap();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        defined(&b),
+        [
+            "foo_total:Counter foo_total{a=\"1\"}",
+            // Prometheus 2.42 stores `_created` as a series of its own.
+            "foo_total:Counter foo_created{a=\"1\"}",
+            "build_info:Info build_info{version=\"1\"}",
+            "q:GaugeHistogram q_bucket{le=\"+Inf\"}",
+            "q:GaugeHistogram q_gcount{}",
+            "q:GaugeHistogram q_gsum{}",
+        ]
+    );
+    assert_eq!(b.families[0].help, "Foos.");
+    assert_eq!(b.timestamps[0], 1520879607789);
+}
+
+#[test]
+fn a_name_seen_with_two_kinds_joins_the_first_family() {
+    let mut s = scraper("[]", true);
+    let mut reg = Collection::native_registry();
+    let body = "# TYPE x gauge\nx{a=\"1\"} 1\n# TYPE y counter\ny 1\nx{a=\"2\"} 2\n";
+    let b = reg
+        .collect(|c| {
+            s.emit(body.as_bytes(), Format::Text, c).unwrap();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(b.families.len(), 2, "{:?}", defined(&b));
+    assert_eq!(defined(&b)[2], "x:Gauge x{a=\"2\"}");
+}
+
+#[test]
+fn too_many_labels_fail_the_scrape_with_the_series_name() {
+    let labels: Vec<String> = (0..65).map(|i| format!("l{i}=\"v\"")).collect();
+    let body = format!("wide{{{}}} 1\n", labels.join(","));
+    let mut s = scraper("[]", true);
+    let mut reg = Collection::native_registry();
+    let mut err = None;
+    let _ = reg.collect(|c| {
+        err = s.emit(body.as_bytes(), Format::Text, c).err();
+        Ok(())
+    });
+    assert_eq!(err.unwrap().to_string(), "line 1: series wide has 65 labels (at most 64)");
+}
