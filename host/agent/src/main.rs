@@ -216,10 +216,15 @@ fn check(args: RunArgs, c: CheckArgs) -> Result<ExitCode> {
         print_problems(&problems);
         return Ok(ExitCode::FAILURE);
     }
+    let sd_problems = cfg.file_sd_problems();
+    if !sd_problems.is_empty() {
+        print_problems(&sd_problems);
+        return Ok(ExitCode::FAILURE);
+    }
     if c.what.as_deref() == Some("plugins") {
         let engine = new_engine(&cfg, None)?;
         let mut failed = false;
-        for t in &cfg.targets {
+        for t in cfg.targets.iter().chain(cfg.discovery.iter().map(|d| &d.template)) {
             if let Err(e) = engine.load(&t.plugin_path) {
                 eprintln!("[{}] {e}", t.name);
                 failed = true;
@@ -229,8 +234,12 @@ fn check(args: RunArgs, c: CheckArgs) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
+    let discovered = match cfg.discovery.len() {
+        0 => String::new(),
+        n => format!(" and {n} with targets/file_sd"),
+    };
     println!(
-        "OK: {} plugin instance(s) from {}",
+        "OK: {} plugin instance(s){discovered} from {}",
         cfg.targets.len(),
         cfg.plugins_origin
     );
@@ -254,11 +263,10 @@ fn new_engine(cfg: &config::Config, cache_dir: Option<PathBuf>) -> Result<Plugin
 }
 
 fn engine_options(cfg: &config::Config, cache_dir: Option<PathBuf>) -> EngineOptions {
-    let max_memory = cfg.targets.iter().map(|t| t.memory_limit).max().unwrap_or(1 << 20);
     EngineOptions {
         // One live instance per target, one being re-created, and one for describe.
-        max_instances: (cfg.targets.len() as u32) * 2 + 2,
-        max_memory_bytes: max_memory as usize,
+        max_instances: (cfg.target_capacity() as u32) * 2 + 2,
+        max_memory_bytes: cfg.max_memory_limit() as usize,
         cache_dir,
     }
 }
@@ -413,6 +421,15 @@ async fn serve(cfg: config::Config, status: api::prom::StatusInfo, rules: Arc<ru
     let scrapers = scrape::load_targets(&cfg, &engine, &opts).await;
     release_freed_memory();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let targets = scrape::TargetSet::new(scrapers.iter().map(|s| s.target.clone()));
+    let manager = scrape::TargetManager::new(
+        &cfg,
+        targets.clone(),
+        head.clone(),
+        engine.clone(),
+        opts.clone(),
+        &scrapers,
+    );
     // The rule evaluator registers it as one of its `AlertSink`s.
     let notifier = cfg
         .sonde
@@ -423,7 +440,7 @@ async fn serve(cfg: config::Config, status: api::prom::StatusInfo, rules: Arc<ru
     let state = Arc::new(api::AppState {
         rules: rules.clone(),
         notifier,
-        targets: scrapers.iter().map(|s| s.target.clone()).collect(),
+        targets,
         head: head.clone(),
         ready: false.into(),
         started: SystemTime::now(),
@@ -433,6 +450,7 @@ async fn serve(cfg: config::Config, status: api::prom::StatusInfo, rules: Arc<ru
     for s in scrapers {
         tasks.push(tokio::spawn(s.run(head.clone(), shutdown_rx.clone())));
     }
+    tasks.push(manager.spawn(cfg.discovery.clone(), shutdown_rx.clone()));
     let fsync_every = cfg
         .sonde
         .storage

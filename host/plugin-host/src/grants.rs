@@ -22,6 +22,13 @@ pub struct Grants {
     /// uses (the sonde.toml `[connections.<name>]` key). Holds where the password is,
     /// not the password.
     pub sql: BTreeMap<String, SqlConnection>,
+    /// UDP addresses the host listens on for this instance and feeds to its `push`
+    /// export (StatsD and the like). The socket stays in the host: the guest never
+    /// gets network access from this grant, only the datagrams.
+    pub listen_udp: Vec<SocketAddr>,
+    /// TCP addresses the host listens on for this instance; it hands over what
+    /// clients send, cut at line ends (`\n`).
+    pub listen_tcp: Vec<SocketAddr>,
 }
 
 impl Grants {
@@ -34,6 +41,11 @@ impl Grants {
             let (gh, gp) = split_authority(g, default_port);
             gh.eq_ignore_ascii_case(host) && gp == port
         })
+    }
+
+    /// Whether the host owns a socket for this instance (it is a push source).
+    pub fn listens(&self) -> bool {
+        !self.listen_udp.is_empty() || !self.listen_tcp.is_empty()
     }
 
     /// Whether a TCP connect to `addr` is granted.

@@ -10,7 +10,7 @@ mod targets;
 pub use exposition::format_value;
 pub use federate::parse_selector;
 
-use crate::scrape::Target;
+use crate::scrape::TargetSet;
 use crate::storage::Storage;
 use axum::Router;
 use axum::extract::State;
@@ -26,7 +26,8 @@ pub struct AppState {
     pub rules: Arc<crate::rules::Manager>,
     /// The built-in notifier, when `[notifier]` is configured.
     pub notifier: Option<Arc<crate::notify::Notifier>>,
-    pub targets: Vec<Arc<Target>>,
+    /// The targets being scraped; discovery adds and removes some at run time.
+    pub targets: TargetSet,
     pub head: Arc<Storage>,
     /// Set once every plugin has been loaded and scheduled.
     pub ready: AtomicBool,

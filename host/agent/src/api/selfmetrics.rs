@@ -24,6 +24,7 @@ pub async fn handler(State(s): State<Shared>) -> impl IntoResponse {
 }
 
 fn plugins(s: &Shared, w: &mut Writer) {
+    let targets = s.targets.snapshot();
     type Get = fn(&crate::scrape::Target) -> f64;
     let simple: [(&str, &str, &str, Get); 7] = [
         (
@@ -71,7 +72,7 @@ fn plugins(s: &Shared, w: &mut Writer) {
     ];
     for (name, kind, help, get) in simple {
         w.family(name, kind, help);
-        for t in &s.targets {
+        for t in &targets {
             w.sample(name, [("plugin", t.spec.name.as_str())], get(t), None);
         }
     }
@@ -80,7 +81,7 @@ fn plugins(s: &Shared, w: &mut Writer) {
         "counter",
         "Failed collections by reason (config, denied, unreachable, failed, timeout, out_of_memory, panic, trap, invalid_output, instantiate, load).",
     );
-    for t in &s.targets {
+    for t in &targets {
         for (reason, n) in t.stats.failures.lock().unwrap().iter() {
             w.sample(
                 "sonde_plugin_collection_failures_total",
@@ -95,7 +96,7 @@ fn plugins(s: &Shared, w: &mut Writer) {
         "histogram",
         "Duration of collections, including instantiation after a restart.",
     );
-    for t in &s.targets {
+    for t in &targets {
         let p = t.spec.name.as_str();
         for (i, le) in DURATION_BUCKETS.iter().enumerate() {
             let le = super::format_value(*le);
@@ -122,6 +123,57 @@ fn plugins(s: &Shared, w: &mut Writer) {
             count,
             None,
         );
+    }
+    receivers(&targets, w);
+}
+
+/// The sockets sonde owns for push plugins (`grants.listen_udp` / `listen_tcp`).
+fn receivers(targets: &[std::sync::Arc<crate::scrape::Target>], w: &mut Writer) {
+    type Get = fn(&crate::scrape::ReceiverStats) -> u64;
+    let counters: [(&str, &str, Get); 7] = [
+        (
+            "sonde_receiver_datagrams_total",
+            "UDP datagrams (or TCP line chunks) received.",
+            |r| r.datagrams.load(Ordering::Relaxed),
+        ),
+        ("sonde_receiver_bytes_total", "Bytes received.", |r| {
+            r.bytes.load(Ordering::Relaxed)
+        }),
+        (
+            "sonde_receiver_batches_total",
+            "Batches handed to the plugin's ingest.",
+            |r| r.batches.load(Ordering::Relaxed),
+        ),
+        (
+            "sonde_receiver_udp_drops_total",
+            "Datagrams the kernel dropped because the socket buffer was full (the plugin fell behind).",
+            |r| r.udp_drops.load(Ordering::Relaxed),
+        ),
+        (
+            "sonde_receiver_tcp_connections_total",
+            "TCP connections accepted.",
+            |r| r.tcp_connections.load(Ordering::Relaxed),
+        ),
+        (
+            "sonde_receiver_tcp_oversize_lines_total",
+            "TCP lines over 64 KiB, dropped.",
+            |r| r.tcp_oversize.load(Ordering::Relaxed),
+        ),
+        (
+            "sonde_receiver_ingest_failures_total",
+            "Batches the plugin failed to ingest (trap, timeout or error); their data is lost.",
+            |r| r.ingest_failures.load(Ordering::Relaxed),
+        ),
+    ];
+    let push: Vec<_> = targets.iter().filter(|t| t.spec.grants.listens()).collect();
+    if push.is_empty() {
+        return;
+    }
+    for (name, help, get) in counters {
+        w.family(name, "counter", help);
+        for t in &push {
+            w.sample(name, [("plugin", t.spec.name.as_str())], get(&t.receiver) as f64, None);
+        }
     }
 }
 

@@ -20,14 +20,15 @@ pub struct Params {
 pub async fn handler(State(s): State<Shared>, Query(p): Query<Params>) -> Json<Value> {
     let want_active = !matches!(p.state.as_deref(), Some("dropped"));
     let mut active = Vec::new();
-    for t in s.targets.iter().filter(|_| want_active) {
-        if p.scrape_pool.as_ref().is_some_and(|pool| *pool != t.spec.name) {
+    for t in s.targets.snapshot().iter().filter(|_| want_active) {
+        if p.scrape_pool.as_ref().is_some_and(|pool| *pool != t.spec.entry) {
             continue;
         }
         let st = t.status.lock().unwrap().clone();
         let labels: Map<String, Value> = t.labels().into_iter().map(|(k, v)| (k, Value::String(v))).collect();
         let mut discovered = labels.clone();
-        discovered.insert("__address__".into(), Value::String(t.spec.name.clone()));
+        let address = t.spec.address.as_ref().unwrap_or(&t.spec.name);
+        discovered.insert("__address__".into(), Value::String(address.clone()));
         discovered.insert(
             "__plugin__".into(),
             Value::String(t.spec.plugin_path.display().to_string()),
@@ -36,7 +37,7 @@ pub async fn handler(State(s): State<Shared>, Query(p): Query<Params>) -> Json<V
         active.push(json!({
             "discoveredLabels": discovered,
             "labels": labels,
-            "scrapePool": t.spec.name,
+            "scrapePool": t.spec.entry,
             "scrapeUrl": t.url(),
             "globalUrl": t.url(),
             "lastError": st.last_error,

@@ -2,11 +2,14 @@
 //! instances and their grants). Loading reports every problem with its file, line and
 //! column, like `promtool check config`.
 
+pub mod discovery;
+pub mod file_sd;
 mod plugins;
 mod sonde;
 mod source;
 pub mod units;
 
+pub use discovery::DiscoverySpec;
 pub use plugins::{TargetSpec, check_label_name};
 pub use sonde::{AlertingConfig, DEFAULT_LISTEN, RulesConfig, SondeConfig, StorageConfig};
 pub use source::{Problem, SourceFile};
@@ -33,7 +36,11 @@ pub struct Config {
     pub sonde: SondeConfig,
     pub listen: String,
     pub data_dir: PathBuf,
+    /// Entries that are one plugin instance each.
     pub targets: Vec<TargetSpec>,
+    /// Entries with `targets`/`file_sd`, whose instances are started (and, for
+    /// file_sd, stopped) at run time.
+    pub discovery: Vec<DiscoverySpec>,
     /// Which plugins.toml was used (a path, or "built-in default").
     pub plugins_origin: String,
 }
@@ -91,20 +98,62 @@ pub fn load(src: &Sources) -> Result<Config, Vec<Problem>> {
             "built-in default".to_string(),
         ),
     };
-    let targets = match &plugins_file {
+    let entries = match &plugins_file {
         Some(f) => plugins::parse(f, &sonde, &plugin_dir, &mut problems),
-        None => Vec::new(),
+        None => Default::default(),
     };
     if problems.is_empty() {
         Ok(Config {
             sonde,
             listen,
             data_dir,
-            targets,
+            targets: entries.targets,
+            discovery: entries.discovery,
             plugins_origin,
         })
     } else {
         Err(problems)
+    }
+}
+
+impl Config {
+    /// How many targets may run at once: the single instances, each entry's static
+    /// targets, and room for what file_sd adds at run time. Sizes the engine's pool.
+    pub fn target_capacity(&self) -> usize {
+        let discovered: usize = self
+            .discovery
+            .iter()
+            .map(|d| {
+                d.targets.len()
+                    + if d.file_sd.is_empty() {
+                        0
+                    } else {
+                        discovery::RUNTIME_TARGETS_PER_ENTRY
+                    }
+            })
+            .sum();
+        self.targets.len() + discovered
+    }
+
+    /// The largest memory limit of any instance.
+    pub fn max_memory_limit(&self) -> u64 {
+        let templates = self.discovery.iter().map(|d| &d.template);
+        self.targets
+            .iter()
+            .chain(templates)
+            .map(|t| t.memory_limit)
+            .max()
+            .unwrap_or(1 << 20)
+    }
+
+    /// Problems of the file_sd files as they are now. Not fatal at start-up (a file
+    /// may be fixed later; its targets are then picked up), but `sonde check` fails.
+    pub fn file_sd_problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for d in &self.discovery {
+            d.read_files(&mut problems);
+        }
+        problems
     }
 }
 

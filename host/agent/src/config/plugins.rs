@@ -10,12 +10,14 @@
 //! ```
 
 use super::SondeConfig;
+use super::discovery::{self, DiscoverySpec};
+use super::file_sd;
 use super::source::{Problem, SourceFile, subtable, value_span};
 use super::units::{ByteSize, PromDuration};
 use serde::Deserialize;
 use sonde_plugin_host::Grants;
 use std::collections::BTreeMap;
-use std::net::ToSocketAddrs;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
@@ -53,6 +55,17 @@ pub struct InstanceConfig {
     pub grants: GrantsConfig,
     /// Plugin-specific settings, handed to the plugin's `configure` as JSON.
     pub config: Option<serde_json::Value>,
+    /// Static targets, `"host:port"` (or `"host"` for the scheme's default port): the
+    /// entry runs one plugin instance per address, which gets `__address__` in its
+    /// config, HTTP access to that address, and `instance` = the address.
+    pub targets: Vec<String>,
+    /// Prometheus file_sd files (`.json`, `.yml` or `.yaml`, a glob allowed in the
+    /// file name, relative to this file's directory) listing more targets as
+    /// `[{targets: [...], labels: {...}}]`; targets come and go as the files change.
+    pub file_sd: Vec<String>,
+    /// How often the file_sd files are read again even when unchanged (default 30s;
+    /// a changed file is seen within 5s).
+    pub file_sd_refresh: Option<PromDuration>,
 }
 
 /// The `[name.grants]` table.
@@ -70,13 +83,24 @@ pub struct GrantsConfig {
     /// Database connections (names of sonde.toml `[connections.<name>]` tables) the
     /// plugin may send read-only statements to.
     pub sql: Vec<String>,
+    /// UDP addresses (`ip:port`) sonde listens on for a push plugin (StatsD): the
+    /// host owns the socket and hands the datagrams to the plugin's `ingest`.
+    pub listen_udp: Vec<String>,
+    /// TCP addresses (`ip:port`) sonde listens on for a push plugin; what clients
+    /// send is handed over in whole lines.
+    pub listen_tcp: Vec<String>,
 }
 
 /// A validated plugin instance: one scrape target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetSpec {
-    /// The plugins.toml table name.
+    /// Unique name of the target: the plugins.toml table name, or
+    /// `<table>/<address>` for one of an entry's `targets` or `file_sd` targets.
     pub name: String,
+    /// The plugins.toml table name (the scrape pool).
+    pub entry: String,
+    /// The address of a `targets`/`file_sd` target.
+    pub address: Option<String>,
     pub plugin_path: PathBuf,
     /// None: use the plugin's default interval, else the global default.
     pub interval: Option<Duration>,
@@ -105,20 +129,22 @@ pub fn resolve_plugin_path(plugin: &str, plugin_dir: &Path, config_dir: &Path) -
     }
 }
 
-pub fn parse(
-    file: &SourceFile,
-    sonde: &SondeConfig,
-    plugin_dir: &Path,
-    problems: &mut Vec<Problem>,
-) -> Vec<TargetSpec> {
+/// The entries of plugins.toml: single instances, and templates of `targets`/`file_sd`.
+#[derive(Debug, Default)]
+pub struct Entries {
+    pub targets: Vec<TargetSpec>,
+    pub discovery: Vec<DiscoverySpec>,
+}
+
+pub fn parse(file: &SourceFile, sonde: &SondeConfig, plugin_dir: &Path, problems: &mut Vec<Problem>) -> Entries {
     let before = problems.len();
     let doc = file.parse(problems);
+    let mut entries = Entries::default();
     if problems.len() > before {
         // After a syntax error the rest of the file is guesswork: report only that.
-        return Vec::new();
+        return entries;
     }
     let config_dir = file.path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut targets = Vec::new();
     for (key, value) in doc.get_ref().iter() {
         let name = key.get_ref().to_string();
         let Some(table) = subtable(&doc, &name) else {
@@ -139,17 +165,36 @@ pub fn parse(
         let Some(inst) = file.deserialize_all::<InstanceConfig>(&table, &["grants"], problems) else {
             continue;
         };
-        let check = Check {
+        let mut check = Check {
             file,
             table: &table,
             name: &name,
             problems,
         };
-        if let Some(t) = check.target(inst, sonde, plugin_dir, &config_dir) {
-            targets.push(t);
+        let discovered = !inst.targets.is_empty() || !inst.file_sd.is_empty();
+        let sd = (
+            inst.targets.clone(),
+            inst.file_sd.clone(),
+            inst.file_sd_refresh,
+            inst.instance.clone(),
+        );
+        let config = inst.config.clone();
+        if inst.file_sd_refresh.is_some() && inst.file_sd.is_empty() {
+            check.report(
+                "file_sd_refresh",
+                "file_sd_refresh without file_sd: add file_sd = [\"<file>.yml\"] or remove it".into(),
+            );
+        }
+        let Some(t) = check.target(inst, sonde, plugin_dir, &config_dir) else {
+            continue;
+        };
+        if !discovered {
+            entries.targets.push(t);
+        } else if let Some(d) = check.discovery(t, sd, config, &config_dir) {
+            entries.discovery.push(d);
         }
     }
-    targets
+    entries
 }
 
 struct Check<'a, 'i> {
@@ -176,7 +221,7 @@ impl Check<'_, '_> {
     }
 
     fn target(
-        mut self,
+        &mut self,
         inst: InstanceConfig,
         sonde: &SondeConfig,
         plugin_dir: &Path,
@@ -251,6 +296,8 @@ impl Check<'_, '_> {
         }
         Some(TargetSpec {
             name: self.name.to_string(),
+            entry: self.name.to_string(),
+            address: None,
             plugin_path: plugin_path?,
             interval,
             timeout,
@@ -260,6 +307,69 @@ impl Check<'_, '_> {
             labels: inst.labels,
             grants,
             config_json,
+        })
+    }
+
+    /// An entry with `targets`/`file_sd`: checks the addresses and patterns.
+    fn discovery(
+        &mut self,
+        template: TargetSpec,
+        (targets, file_sd, refresh, instance): (Vec<String>, Vec<String>, Option<PromDuration>, Option<String>),
+        config: Option<serde_json::Value>,
+        config_dir: &Path,
+    ) -> Option<DiscoverySpec> {
+        let before = self.problems.len();
+        for t in &targets {
+            if let Err(e) = file_sd::check_address(t) {
+                self.report("targets", format!("target {t:?}: {e}"));
+            }
+        }
+        for p in &file_sd {
+            if let Err(e) = file_sd::check_pattern(p) {
+                self.report("file_sd", e);
+            }
+        }
+        let refresh = refresh.map_or(discovery::DEFAULT_REFRESH, |d| d.0);
+        if refresh < discovery::MIN_REFRESH {
+            self.report(
+                "file_sd_refresh",
+                format!(
+                    "file_sd_refresh {} is shorter than the minimum of 1s",
+                    PromDuration(refresh)
+                ),
+            );
+        }
+        let config = match config {
+            None => serde_json::Map::new(),
+            Some(serde_json::Value::Object(m)) => m,
+            Some(_) => {
+                self.report(
+                    "config",
+                    "with targets or file_sd, config must be a table (each target's address is added to it)".into(),
+                );
+                serde_json::Map::new()
+            }
+        };
+        if self.problems.len() > before {
+            return None;
+        }
+        let file_sd = file_sd
+            .iter()
+            .map(|p| {
+                if Path::new(p).is_absolute() {
+                    PathBuf::from(p)
+                } else {
+                    config_dir.join(p)
+                }
+            })
+            .collect();
+        Some(DiscoverySpec {
+            template,
+            instance,
+            config,
+            targets,
+            file_sd,
+            refresh,
         })
     }
 
@@ -298,13 +408,36 @@ impl Check<'_, '_> {
                 Err(e) => self.report_grant("tcp", format!("tcp grant {a:?} is not host:port ({e})")),
             }
         }
+        let listen_udp = self.listen_addrs("listen_udp", &g.listen_udp);
+        let listen_tcp = self.listen_addrs("listen_tcp", &g.listen_tcp);
         Grants {
             read: g.read.clone(),
             http: g.http.clone(),
             tcp,
             statfs: g.statfs,
             sql,
+            listen_udp,
+            listen_tcp,
         }
+    }
+
+    /// Listen addresses must be literal `ip:port` (binding a name would pick one of
+    /// its addresses arbitrarily).
+    fn listen_addrs(&mut self, key: &str, addrs: &[String]) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        for a in addrs {
+            match a.parse::<SocketAddr>() {
+                Ok(sa) if out.contains(&sa) => self.report_grant(key, format!("{key} {a:?} is listed twice")),
+                Ok(sa) => out.push(sa),
+                Err(_) => self.report_grant(
+                    key,
+                    format!(
+                        "{key} {a:?} is not ip:port (e.g. \"127.0.0.1:9125\"; use 0.0.0.0 to listen on every interface)"
+                    ),
+                ),
+            }
+        }
+        out
     }
 }
 
@@ -357,7 +490,7 @@ mod tests {
         };
         let mut problems = vec![];
         let t = parse(&file, &SondeConfig::default(), &dir, &mut problems);
-        (t, problems)
+        (t.targets, problems)
     }
 
     #[test]

@@ -2,9 +2,14 @@
 //! its interval, and the series table that turns batches into stored samples with
 //! Prometheus's target semantics (job/instance labels, `up`, `scrape_*`, staleness).
 
+mod discovery;
+mod manager;
+mod receiver;
 mod scheduler;
 mod table;
 mod target;
 
+pub use manager::{TargetManager, TargetSet};
+pub use receiver::ReceiverStats;
 pub use scheduler::{CompileJob, load_targets, now_ms};
 pub use target::{DURATION_BUCKETS, Target};

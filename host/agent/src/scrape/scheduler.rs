@@ -2,10 +2,11 @@
 //! the target's interval, under its timeout, re-creating the instance after a trap.
 //! Targets never wait for each other: each has its own task and its own store.
 
+use super::receiver::{self, Listeners, Received};
 use super::table::{Applied, SeriesTable, TargetLabels};
 use super::target::{Health, Target};
 use crate::config::Config;
-use crate::storage::{Metadata, SeriesRef, Storage};
+use crate::storage::{Metadata, STALE_NAN, SeriesRef, Storage};
 use sonde_plugin_host::{CallError, EngineOptions, InstanceSpec, LoadStats, Plugin, PluginEngine, PluginInstance};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ pub fn now_ms(t: SystemTime) -> i64 {
 /// A target and the plugin it runs (or why the plugin could not be loaded).
 pub struct Scraper {
     pub target: Arc<Target>,
-    plugin: Result<Plugin, String>,
+    pub(super) plugin: Result<Plugin, String>,
 }
 
 /// Compiles (or loads from cache) every distinct plugin once, asks each instance's
@@ -92,7 +93,7 @@ pub async fn load_targets(cfg: &Config, engine: &Arc<PluginEngine>, opts: &Engin
 
 /// Runs `sonde compile-plugin` for `path`; true if it put the result in the cache.
 /// On any failure the caller compiles in-process, which reports the real error.
-async fn compile_in_child(opts: &EngineOptions, path: &std::path::Path) -> bool {
+pub(super) async fn compile_in_child(opts: &EngineOptions, path: &std::path::Path) -> bool {
     let Ok(exe) = std::env::current_exe() else { return false };
     let Some(cache_dir) = &opts.cache_dir else { return false };
     let status = tokio::process::Command::new(exe)
@@ -144,7 +145,10 @@ fn instance_spec(spec: &crate::config::TargetSpec) -> InstanceSpec {
     }
 }
 
-async fn describe(p: &Plugin, spec: &crate::config::TargetSpec) -> Result<sonde_plugin_host::PluginInfo, CallError> {
+pub(super) async fn describe(
+    p: &Plugin,
+    spec: &crate::config::TargetSpec,
+) -> Result<sonde_plugin_host::PluginInfo, CallError> {
     let timeout = Duration::from_secs(5);
     let mut inst = p.instantiate(&instance_spec(spec), timeout).await?;
     inst.describe(timeout).await
@@ -204,6 +208,18 @@ impl HostSeries {
             tracing::warn!("{e}");
         }
     }
+
+    /// Staleness markers for the target's own series, which are then let go.
+    fn retire(&self, head: &Storage, t: i64) {
+        let refs = [self.up, self.duration, self.scraped, self.post_relabel, self.added];
+        let samples: Vec<_> = refs.iter().map(|r| (*r, t, STALE_NAN)).collect();
+        if let Err(e) = head.append(&samples) {
+            tracing::warn!("staleness markers lost: {e}");
+        }
+        for r in refs {
+            head.release(r);
+        }
+    }
 }
 
 impl Scraper {
@@ -218,13 +234,52 @@ impl Scraper {
             table: SeriesTable::default(),
             instance: None,
             labels,
+            last_ingest_warning: None,
         };
         let mut ticker = tokio::time::interval_at(first_tick(&target), target.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut listeners: Option<Listeners> = None;
         loop {
+            // A push source also takes what its sockets receive between collections;
+            // both run on this task, so the instance sees one call at a time.
+            let received = async {
+                match listeners.as_mut() {
+                    Some(l) => l.rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = ticker.tick() => {}
+                Some(batch) = received => {
+                    tokio::select! {
+                        _ = run.ingest(batch) => {}
+                        _ = shutdown.changed() => break,
+                    }
+                    continue;
+                }
                 _ = shutdown.changed() => break,
+            }
+            match run.ensure_listening(&listeners).await {
+                Ok(Some(l)) => listeners = Some(l),
+                Ok(None) => {}
+                Err(e) => {
+                    let now = now_ms(SystemTime::now());
+                    run.table.mark_all_stale(&head, now);
+                    let outcome = Outcome {
+                        applied: Applied::default(),
+                        error: Some(e),
+                    };
+                    if host.is_none() {
+                        host = HostSeries::new(&head, &run.labels)
+                            .map_err(|e| tracing::warn!("{e}"))
+                            .ok();
+                    }
+                    if let Some(h) = &host {
+                        h.record(&head, now, &outcome, Duration::ZERO);
+                    }
+                    run.report(SystemTime::now(), Duration::ZERO, outcome);
+                    continue;
+                }
             }
             let started = SystemTime::now();
             let t0 = Instant::now();
@@ -245,6 +300,9 @@ impl Scraper {
                 h.record(&head, t, &outcome, took);
             }
             run.report(started, took, outcome);
+        }
+        if target.is_removed() {
+            run.retire(host.as_ref());
         }
     }
 }
@@ -301,6 +359,7 @@ struct Run {
     table: SeriesTable,
     instance: Option<PluginInstance>,
     labels: TargetLabels,
+    last_ingest_warning: Option<Instant>,
 }
 
 impl Run {
@@ -318,9 +377,9 @@ impl Run {
     }
 
     async fn try_collect(&mut self, now: i64) -> Result<Outcome, String> {
-        let target = &self.scraper.target;
+        let target = self.scraper.target.clone();
         let plugin = match &self.scraper.plugin {
-            Ok(p) => p,
+            Ok(p) => p.clone(),
             Err(e) => {
                 target.stats.fail("load");
                 return Err(e.clone());
@@ -332,17 +391,7 @@ impl Run {
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(1))
         };
-        if self.instance.is_none() {
-            let spec = instance_spec(&target.spec);
-            let mut inst = plugin
-                .instantiate(&spec, remaining())
-                .await
-                .map_err(|e| self.fail(&e, &[]))?;
-            if let Err(e) = inst.configure(&target.spec.config_json, remaining()).await {
-                return Err(self.fail(&e, &inst.take_denials()));
-            }
-            self.instance = Some(inst);
-        }
+        self.ensure_instance(&plugin, deadline).await?;
         let inst = self.instance.as_mut().expect("created above");
         let result = inst.collect(remaining()).await;
         let denials = inst.take_denials();
@@ -376,6 +425,115 @@ impl Run {
         }
     }
 
+    /// Creates and configures the instance if there is none (the first call, or the
+    /// first after a trap dropped it).
+    async fn ensure_instance(&mut self, plugin: &Plugin, deadline: Instant) -> Result<(), String> {
+        if self.instance.is_some() {
+            return Ok(());
+        }
+        let remaining = || {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1))
+        };
+        let spec = instance_spec(&self.scraper.target.spec);
+        let mut inst = plugin
+            .instantiate(&spec, remaining())
+            .await
+            .map_err(|e| self.fail(&e, &[]))?;
+        if let Err(e) = inst.configure(&self.scraper.target.spec.config_json, remaining()).await {
+            return Err(self.fail(&e, &inst.take_denials()));
+        }
+        self.instance = Some(inst);
+        Ok(())
+    }
+
+    /// Binds the target's listen sockets if it is a push source and they are not
+    /// bound yet (a failed bind is retried at the next interval).
+    fn ensure_listening(
+        &self,
+        listeners: &Option<Listeners>,
+    ) -> impl Future<Output = Result<Option<Listeners>, String>> + Send + use<> {
+        let target = self.scraper.target.clone();
+        let needed = listeners.is_none() && target.spec.grants.listens();
+        let pull_only = self.scraper.plugin.as_ref().is_ok_and(|p| !p.is_receiver());
+        async move {
+            if !needed {
+                return Ok(None);
+            }
+            if pull_only {
+                target.stats.fail("load");
+                return Err(format!(
+                    "plugin {} does not export sonde:plugin/push, so it cannot take the data of \
+                     grants.listen_udp/listen_tcp: use a push plugin (e.g. statsd) or remove the grant",
+                    target.spec.plugin_path.display()
+                ));
+            }
+            let grants = &target.spec.grants;
+            let l = receiver::listen(
+                &grants.listen_udp,
+                &grants.listen_tcp,
+                &target.spec.name,
+                target.receiver.clone(),
+            )
+            .await
+            .inspect_err(|_| target.stats.fail("listen"))?;
+            tracing::info!(target_name = %target.spec.name, udp = ?grants.listen_udp, tcp = ?grants.listen_tcp, "listening");
+            Ok(Some(l))
+        }
+    }
+
+    /// Hands one batch of received datagrams to the plugin. A failure costs this
+    /// batch (and, after a trap, the state the instance had aggregated: the fresh
+    /// instance starts empty and counters restart, which `rate()` treats as a reset).
+    async fn ingest(&mut self, batch: Received) {
+        let target = self.scraper.target.clone();
+        let plugin = match &self.scraper.plugin {
+            Ok(p) => p.clone(),
+            Err(_) => return,
+        };
+        let deadline = Instant::now() + target.timeout;
+        let result = match self.ensure_instance(&plugin, deadline).await {
+            Ok(()) => {
+                let inst = self.instance.as_mut().expect("created above");
+                match inst.ingest(&batch.payload, &batch.ends, target.timeout).await {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        let denials = inst.take_denials();
+                        Err((e.poisons_instance(), self.fail(&e, &denials)))
+                    }
+                }
+            }
+            Err(e) => Err((false, e)),
+        };
+        if let Err((poisoned, e)) = result {
+            target.receiver.ingest_failures.fetch_add(1, Ordering::Relaxed);
+            if poisoned {
+                // Keep the series table: the fresh instance registers its series anew
+                // and the table is rebuilt at the next collection.
+                if self.instance.take().is_some() {
+                    target.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            self.warn_ingest(&e);
+        }
+    }
+
+    /// Logs a failed ingest, at most once a minute per target (a sender repeating a
+    /// poisonous packet must not flood the log).
+    fn warn_ingest(&mut self, e: &str) {
+        let now = Instant::now();
+        if self
+            .last_ingest_warning
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(60))
+        {
+            return;
+        }
+        self.last_ingest_warning = Some(now);
+        let failures = self.scraper.target.receiver.ingest_failures.load(Ordering::Relaxed);
+        tracing::warn!(target_name = %self.scraper.target.spec.name, failures, "ingest failed: {e}");
+    }
+
     /// Counts a failed call and words its error, adding any access the sandbox denied
     /// during the call (often the real reason a plugin failed).
     fn fail(&self, e: &CallError, denials: &[String]) -> String {
@@ -391,6 +549,18 @@ impl Run {
             e.to_string()
         } else {
             format!("{e} ({})", denials.join("; "))
+        }
+    }
+
+    /// The target was removed by discovery: what it reported, `up` and the
+    /// `scrape_*` series get staleness markers now (as Prometheus marks a vanished
+    /// target's series) rather than lingering for the 5-minute lookback.
+    fn retire(&mut self, host: Option<&HostSeries>) {
+        let now = now_ms(SystemTime::now());
+        self.table.mark_all_stale(&self.head, now);
+        self.table.reset(&self.head);
+        if let Some(h) = host {
+            h.retire(&self.head, now);
         }
     }
 

@@ -1,10 +1,12 @@
 //! A scrape target (one plugin instance): its labels, its last status as shown by
 //! /api/v1/targets, and its counters for sonde's own /metrics.
 
+use super::receiver::ReceiverStats;
 use crate::config::TargetSpec;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 /// Upper bounds of the collect-duration histogram, in seconds.
@@ -76,6 +78,11 @@ pub struct Target {
     pub description: Mutex<String>,
     pub status: Mutex<Status>,
     pub stats: Stats,
+    /// Counters of the sockets the host owns for a push source.
+    pub receiver: Arc<ReceiverStats>,
+    /// Set when discovery dropped the target: its scraper then marks the target's
+    /// series stale as it stops, instead of leaving them as a shutdown does.
+    pub removed: AtomicBool,
 }
 
 impl Target {
@@ -93,7 +100,13 @@ impl Target {
                 last_samples: 0,
             }),
             stats: Stats::default(),
+            receiver: Default::default(),
+            removed: AtomicBool::new(false),
         }
+    }
+
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
     }
 
     /// `job`, `instance` and configured labels, sorted by name.

@@ -229,6 +229,23 @@ pub fn render_config(cfg: &Config) -> String {
     for t in &cfg.targets {
         plugins.insert(t.name.clone(), Value::Table(target_table(t)));
     }
+    for d in &cfg.discovery {
+        let mut tt = target_table(&d.template);
+        match &d.instance {
+            Some(i) => tt.insert("instance".into(), i.clone().into()),
+            None => tt.remove("instance"),
+        };
+        let list = |v: Vec<String>| Value::Array(v.into_iter().map(Value::from).collect());
+        tt.insert("targets".into(), list(d.targets.clone()));
+        if !d.file_sd.is_empty() {
+            tt.insert(
+                "file_sd".into(),
+                list(d.file_sd.iter().map(|p| p.display().to_string()).collect()),
+            );
+            tt.insert("file_sd_refresh".into(), duration(d.refresh));
+        }
+        plugins.insert(d.template.name.clone(), Value::Table(tt));
+    }
     text.push_str(&format!("\n# plugins.toml ({})\n{plugins}", cfg.plugins_origin));
     text
 }
@@ -395,6 +412,8 @@ mod tests {
             data_dir: "data".into(),
             targets: vec![TargetSpec {
                 name: "db".into(),
+                entry: "db".into(),
+                address: None,
                 plugin_path: "plugins/postgres.wasm".into(),
                 interval: None,
                 timeout: Some(Duration::from_secs(5)),
@@ -405,6 +424,7 @@ mod tests {
                 grants: Default::default(),
                 config_json: r#"{"dsn":"postgres://u:hunter2@h/db","api_token":"t0k"}"#.into(),
             }],
+            discovery: vec![],
             plugins_origin: "plugins.toml".into(),
         };
         let text = render_config(&cfg);

@@ -1,0 +1,125 @@
+//! file_sd at run time: polls one entry's files for changes (modification time and
+//! size every few seconds, a full re-read every `file_sd_refresh`) and hands the
+//! entry's new target set to the [`TargetManager`]. A file that no longer parses keeps
+//! the targets it gave before, as in Prometheus; a deleted file's targets go.
+
+use super::manager::TargetManager;
+use crate::config::discovery::POLL;
+use crate::config::file_sd::{self, Group};
+use crate::config::{DiscoverySpec, Problem};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use tokio::sync::watch;
+
+/// Runs until `shutdown` flips.
+pub async fn watch(spec: DiscoverySpec, manager: Arc<TargetManager>, mut shutdown: watch::Receiver<bool>) {
+    let entry = spec.template.entry.clone();
+    let mut files = Files::default();
+    let mut last_full: Option<Instant> = None;
+    let mut first = true;
+    loop {
+        let full = last_full.is_none_or(|t| t.elapsed() >= spec.refresh);
+        if full {
+            last_full = Some(Instant::now());
+        }
+        let patterns = spec.file_sd.clone();
+        let (f, changed, problems) = tokio::task::spawn_blocking(move || {
+            let mut problems = Vec::new();
+            let changed = files.refresh(&patterns, full, &mut problems);
+            (files, changed, problems)
+        })
+        .await
+        .expect("file_sd refresh does not panic");
+        files = f;
+        for p in problems {
+            tracing::error!(entry = %entry, "file_sd: {p} (the file's previous targets are kept)");
+        }
+        if changed || first {
+            let targets = spec.expand(files.groups());
+            tracing::debug!(entry = %entry, targets = targets.len(), "file_sd targets");
+            manager.sync(&entry, targets).await;
+            first = false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL.min(spec.refresh)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The files an entry's patterns match, with the groups each gave last time it parsed.
+#[derive(Default)]
+struct Files(BTreeMap<PathBuf, FileState>);
+
+struct FileState {
+    stamp: Option<(SystemTime, u64)>,
+    groups: Vec<Group>,
+}
+
+impl Files {
+    /// Reads the files that are new or changed (every file when `full`); true when
+    /// the set of groups changed.
+    fn refresh(&mut self, patterns: &[PathBuf], full: bool, problems: &mut Vec<Problem>) -> bool {
+        let now = file_sd::files(patterns);
+        let before = self.0.len();
+        self.0.retain(|p, _| now.contains(p));
+        let mut changed = self.0.len() != before;
+        for path in now {
+            let stamp = std::fs::metadata(&path)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())));
+            let st = self.0.entry(path.clone()).or_insert(FileState {
+                stamp: None,
+                groups: Vec::new(),
+            });
+            if !full && stamp.is_some() && st.stamp == stamp {
+                continue;
+            }
+            st.stamp = stamp;
+            if let Some(groups) = file_sd::read(&path, problems)
+                && groups != st.groups
+            {
+                st.groups = groups;
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.0.values().flat_map(|f| f.groups.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_sd_refresh_keeps_a_broken_files_targets_and_drops_a_deleted_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.yml"), dir.path().join("b.json"));
+        std::fs::write(&a, "- targets: ['x:1']\n").unwrap();
+        std::fs::write(&b, r#"[{"targets": ["y:2"], "labels": {"k": "v"}}]"#).unwrap();
+        let patterns = [dir.path().join("*.yml"), dir.path().join("*.json")];
+        let mut files = Files::default();
+        let mut p = vec![];
+        assert!(files.refresh(&patterns, true, &mut p));
+        let targets = |f: &Files| f.groups().flat_map(|g| g.targets.clone()).collect::<Vec<_>>();
+        assert_eq!(targets(&files), ["x:1", "y:2"]);
+        assert!(!files.refresh(&patterns, true, &mut p), "nothing changed");
+
+        std::fs::write(&a, "- targets: ['x:1', oops: [\n").unwrap();
+        assert!(!files.refresh(&patterns, false, &mut p));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].to_string().contains("a.yml:"), "{}", p[0]);
+        assert_eq!(targets(&files), ["x:1", "y:2"], "the broken file's targets stay");
+
+        std::fs::remove_file(&b).unwrap();
+        std::fs::write(&a, "- targets: ['x:1', 'z:3']\n").unwrap();
+        assert!(files.refresh(&patterns, false, &mut p));
+        assert_eq!(targets(&files), ["x:1", "z:3"]);
+    }
+}
