@@ -130,7 +130,9 @@ impl Settings {
             Some(t) => match duration(t) {
                 Some(d) => Some(d),
                 None => {
-                    problems.push(format!("timeout = {t:?} is not a duration like \"500ms\", \"5s\" or \"1m\""));
+                    problems.push(format!(
+                        "timeout = {t:?} is not a duration like \"500ms\", \"5s\" or \"1m\""
+                    ));
                     None
                 }
             },
@@ -175,13 +177,21 @@ impl Config {
             }
             (Some(url), None) => parse_url(url)?,
             (None, Some(address)) => {
-                let scheme = self.scheme_label.as_deref().or(self.scheme.as_deref()).unwrap_or("http");
+                let scheme = self
+                    .scheme_label
+                    .as_deref()
+                    .or(self.scheme.as_deref())
+                    .unwrap_or("http");
                 let https = match scheme {
                     "http" => false,
                     "https" => true,
                     s => return Err(format!("scheme = {s:?}: only http and https are supported")),
                 };
-                let path = self.path_label.as_deref().or(self.path.as_deref()).unwrap_or(defaults.path);
+                let path = self
+                    .path_label
+                    .as_deref()
+                    .or(self.path.as_deref())
+                    .unwrap_or(defaults.path);
                 if !path.starts_with('/') {
                     return Err(format!("path = {path:?} must start with '/'"));
                 }
@@ -218,7 +228,11 @@ impl Config {
             }
         }
         if !query.is_empty() {
-            let sep = if endpoint.path_with_query.contains('?') { '&' } else { '?' };
+            let sep = if endpoint.path_with_query.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
             endpoint.path_with_query.push(sep);
             endpoint.path_with_query.push_str(&query);
         }
@@ -239,7 +253,11 @@ fn parse_url(url: &str) -> Result<Endpoint, String> {
         None => (rest, "/"),
     };
     check_authority(authority).map_err(|e| format!("url = {url:?}: {e}"))?;
-    let path = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
+    let path = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_string()
+    };
     Ok(Endpoint {
         https,
         authority: authority.to_string(),
@@ -358,7 +376,10 @@ mod tests {
         let e = settings(r#"{"url":"http://h:1","bogus":1}"#).err().unwrap();
         assert!(e.starts_with("plugin config: unknown field `bogus`"), "{e}");
         let e = settings(r#"{"url":"ftp://h"}"#).err().unwrap();
-        assert_eq!(e, "plugin config: url = \"ftp://h\" must start with http:// or https://");
+        assert_eq!(
+            e,
+            "plugin config: url = \"ftp://h\" must start with http:// or https://"
+        );
     }
 
     #[test]

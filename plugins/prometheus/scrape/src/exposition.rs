@@ -78,18 +78,27 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Line<'a> {
     Sample {
+        /// The whole line.
+        line: &'a [u8],
         /// The raw series text: the metric name and its `{...}`, unparsed.
         series: &'a [u8],
-        /// Length of the metric name at the start of `series`.
-        name_len: usize,
         value: f64,
         /// Milliseconds since the epoch, when the line carries a timestamp.
         timestamp_ms: Option<i64>,
     },
     /// `# HELP name text`; `text` is still escaped (see [`unescape_help`]).
-    Help { name: &'a [u8], text: &'a [u8] },
-    Type { name: &'a [u8], kind: Kind },
-    Unit { name: &'a [u8], unit: &'a [u8] },
+    Help {
+        name: &'a [u8],
+        text: &'a [u8],
+    },
+    Type {
+        name: &'a [u8],
+        kind: Kind,
+    },
+    Unit {
+        name: &'a [u8],
+        unit: &'a [u8],
+    },
 }
 
 /// A malformed exposition: the 1-based line and what was wrong there.
@@ -239,21 +248,31 @@ fn comment(line: &[u8], format: Format) -> Result<Comment<'_>, String> {
 }
 
 /// Splits one sample line into series text, value and timestamp; the labels are
-/// skipped over (quotes and escapes respected), not parsed.
+/// skipped over, not parsed.
+///
+/// The text format takes a shortcut: nothing after the labels (value, timestamp) can
+/// hold a `}`, so the last `}` of the line closes them, whatever the label values
+/// contain. That split is checked properly by [`parse_series`] the first time a
+/// series is seen, and a later line can only reuse the cached series when its text
+/// is byte for byte the same.
 fn sample(line: &[u8], format: Format) -> Result<Line<'_>, String> {
-    let name_len = line.iter().take_while(|b| is_name_byte(**b)).count();
-    if name_len == 0 || line[0].is_ascii_digit() {
-        return Err(format!("expected a metric name, found {:?}", lossy(line)));
-    }
-    let mut i = name_len;
-    if format == Format::Text {
-        i += line[i..].iter().take_while(|b| is_space(**b)).count();
-    }
-    let (series_end, after) = if line.get(i) == Some(&b'{') {
-        let close = closing_brace(line, i + 1)?;
-        (close + 1, "labels")
-    } else {
-        (name_len, "metric name")
+    sample_split(line, format, true)
+}
+
+fn sample_split(line: &[u8], format: Format, shortcut: bool) -> Result<Line<'_>, String> {
+    let fast = match format {
+        Format::Text if shortcut => match memchr::memrchr(b'}', line) {
+            Some(close) => Some(close + 1),
+            None => {
+                let n = name_len(line);
+                line.get(n).is_some_and(|b| is_space(*b)).then_some(n)
+            }
+        },
+        _ => None,
+    };
+    let (series_end, after) = match fast {
+        Some(end) => (end, if line[end - 1] == b'}' { "labels" } else { "metric name" }),
+        None => series_end(line, format)?,
     };
     let series = &line[..series_end];
     let rest = &line[series_end..];
@@ -288,11 +307,33 @@ fn sample(line: &[u8], format: Format) -> Result<Line<'_>, String> {
         }
     }
     Ok(Line::Sample {
+        line,
         series,
-        name_len,
         value,
         timestamp_ms,
     })
+}
+
+/// End of the series text of `line` found the careful way, from the front (quotes
+/// and escapes respected), and what precedes the value ("labels" or "metric name").
+fn series_end(line: &[u8], format: Format) -> Result<(usize, &'static str), String> {
+    let name_len = name_len(line);
+    if name_len == 0 || line[0].is_ascii_digit() {
+        return Err(format!("expected a metric name, found {:?}", lossy(line)));
+    }
+    let mut i = name_len;
+    if format == Format::Text {
+        i += line[i..].iter().take_while(|b| is_space(**b)).count();
+    }
+    if line.get(i) == Some(&b'{') {
+        Ok((closing_brace(line, i + 1)? + 1, "labels"))
+    } else {
+        Ok((name_len, "metric name"))
+    }
+}
+
+fn name_len(line: &[u8]) -> usize {
+    line.iter().take_while(|b| is_name_byte(**b)).count()
 }
 
 /// `ts` is a token inside `line`: the rest of the line from it.
@@ -344,10 +385,24 @@ fn closing_brace(line: &[u8], from: usize) -> Result<usize, String> {
     }
 }
 
-/// Name and labels of a raw series text (from [`Line::Sample`]), label values
-/// unescaped. Labels are in the order of the text.
-pub fn parse_series(series: &[u8], name_len: usize, format: Format) -> Result<(&str, Vec<(&str, Cow<'_, str>)>), String> {
-    let name = std::str::from_utf8(&series[..name_len]).map_err(|_| "metric name is not UTF-8".to_string())?;
+/// Name and labels of the series of a [`Line::Sample`], label values unescaped, in
+/// the order of the text. Checks the line's split as well (see `sample`).
+pub fn parse_series<'a>(
+    line: &'a [u8],
+    series: &'a [u8],
+    format: Format,
+) -> Result<(&'a str, Vec<(&'a str, Cow<'a, str>)>), String> {
+    let (end, _) = series_end(line, format)?;
+    if end != series.len() {
+        // The shortcut split differently: the careful split says what is wrong.
+        sample_split(line, format, false)?;
+        return Err(format!(
+            "unexpected text after the labels: {:?}",
+            lossy(&line[end..series.len()])
+        ));
+    }
+    let name_len = name_len(series);
+    let name = std::str::from_utf8(&series[..name_len]).expect("ASCII");
     let mut labels: Vec<(&str, Cow<'_, str>)> = Vec::new();
     let text = format == Format::Text;
     let skip = |i: &mut usize| {
@@ -480,7 +535,10 @@ pub fn parse_float(s: &[u8]) -> Option<f64> {
 fn parse_timestamp(ts: &[u8], format: Format) -> Result<i64, String> {
     let bad = || format!("invalid timestamp {:?}", lossy(ts));
     match format {
-        Format::Text => std::str::from_utf8(ts).ok().and_then(|s| s.parse::<i64>().ok()).ok_or_else(bad),
+        Format::Text => std::str::from_utf8(ts)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or_else(bad),
         Format::OpenMetrics => {
             let secs = parse_float(ts).filter(|s| s.is_finite()).ok_or_else(bad)?;
             Ok((secs * 1000.0) as i64)
@@ -505,8 +563,20 @@ fn is_space(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
+/// `[a-zA-Z0-9_:]`, by table: this runs for every byte of every metric name.
+static NAME_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b':';
+        b += 1;
+    }
+    t
+};
+
 fn is_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b':'
+    NAME_BYTE[b as usize]
 }
 
 pub fn is_metric_name(s: &[u8]) -> bool {

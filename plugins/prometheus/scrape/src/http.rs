@@ -23,7 +23,10 @@ pub fn request_headers(timeout: Duration) -> Vec<(&'static str, String)> {
         ("Accept", ACCEPT.to_string()),
         ("Accept-Encoding", "gzip".to_string()),
         ("User-Agent", concat!("sonde/", env!("CARGO_PKG_VERSION")).to_string()),
-        ("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", timeout.as_secs_f64())),
+        (
+            "X-Prometheus-Scrape-Timeout-Seconds",
+            format!("{}", timeout.as_secs_f64()),
+        ),
     ]
 }
 
@@ -124,7 +127,11 @@ mod wasi {
                 return Err(timed_out());
             }
             let timer = monotonic_clock::subscribe_instant(deadline);
-            if poll(&[p, &timer]).contains(&0) { Ok(()) } else { Err(timed_out()) }
+            if poll(&[p, &timer]).contains(&0) {
+                Ok(())
+            } else {
+                Err(timed_out())
+            }
         };
 
         let headers: Vec<(String, Vec<u8>)> = request_headers(timeout)
@@ -137,7 +144,8 @@ mod wasi {
         let bad = |what: &str| Error::config(format!("{url}: the host refused the {what}"));
         req.set_method(&Method::Get).map_err(|()| bad("method"))?;
         req.set_scheme(Some(&scheme)).map_err(|()| bad("scheme"))?;
-        req.set_authority(Some(&endpoint.authority)).map_err(|()| bad("authority"))?;
+        req.set_authority(Some(&endpoint.authority))
+            .map_err(|()| bad("authority"))?;
         req.set_path_with_query(Some(&endpoint.path_with_query))
             .map_err(|()| bad("path"))?;
         let options = RequestOptions::new();
@@ -147,7 +155,8 @@ mod wasi {
         let _ = options.set_first_byte_timeout(Some(ns));
         let _ = options.set_between_bytes_timeout(Some(ns));
 
-        let future = outgoing_handler::handle(req, Some(options)).map_err(|e| http_error(&url, &endpoint.authority, e))?;
+        let future =
+            outgoing_handler::handle(req, Some(options)).map_err(|e| http_error(&url, &endpoint.authority, e))?;
         let response = loop {
             if let Some(r) = future.get() {
                 break r
@@ -212,10 +221,9 @@ mod wasi {
             | ErrorCode::ConnectionReadTimeout
             | ErrorCode::HttpResponseTimeout
             | ErrorCode::DnsTimeout => Error::Timeout(format!("{url}: {e:?}")),
-            ErrorCode::DnsError(d) => Error::unreachable(format!(
-                "{url}: DNS lookup failed: {}",
-                d.rcode.unwrap_or_default()
-            )),
+            ErrorCode::DnsError(d) => {
+                Error::unreachable(format!("{url}: DNS lookup failed: {}", d.rcode.unwrap_or_default()))
+            }
             ErrorCode::InternalError(Some(m)) => Error::unreachable(format!("{url}: {m}")),
             e => Error::unreachable(format!("{url}: {e:?}")),
         }

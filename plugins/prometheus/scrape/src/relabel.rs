@@ -122,7 +122,9 @@ impl Rule {
                 | Action::DropEqual
         );
         if needs_target && target.is_empty() {
-            return Err(format!("relabel configuration for {name} action requires 'target_label' value"));
+            return Err(format!(
+                "relabel configuration for {name} action requires 'target_label' value"
+            ));
         }
         if matches!(action, Action::Replace) && !is_relabel_target(&target) {
             return Err(format!("{target:?} is invalid 'target_label' for {name} action"));

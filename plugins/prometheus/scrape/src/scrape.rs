@@ -133,13 +133,13 @@ impl Scraper {
         let mut live = 0usize;
         let mut lines = Lines::new(body, format);
         while let Some(line) = lines.next() {
-            let (series, name_len, value, timestamp_ms) = match line? {
+            let (text, series, value, timestamp_ms) = match line? {
                 Line::Sample {
+                    line,
                     series,
-                    name_len,
                     value,
                     timestamp_ms,
-                } => (series, name_len, value, timestamp_ms),
+                } => (line, series, value, timestamp_ms),
                 Line::Help { name, text } => {
                     meta.for_name(name).help = text;
                     continue;
@@ -174,7 +174,7 @@ impl Scraper {
             // registered by a scrape that failed).
             stats.new_series += 1;
             let handle = self
-                .register(series, name_len, format, &meta, value, ts, out)
+                .register(text, series, format, &meta, value, ts, out)
                 .map_err(|msg| ParseError {
                     line: lines.line(),
                     msg,
@@ -200,15 +200,15 @@ impl Scraper {
     #[allow(clippy::too_many_arguments)]
     fn register(
         &mut self,
+        line: &[u8],
         series: &[u8],
-        name_len: usize,
         format: Format,
         meta: &Meta,
         value: f64,
         ts: Option<i64>,
         out: &mut Collection,
     ) -> Result<u64, String> {
-        let (name, labels) = exposition::parse_series(series, name_len, format)?;
+        let (name, labels) = exposition::parse_series(line, series, format)?;
         let mut set: Vec<(String, String)>;
         let name = if self.rules.is_empty() {
             set = labels

@@ -8,13 +8,13 @@ fn lines(body: &str, format: Format) -> Result<Vec<String>, String> {
         let l = l.map_err(|e| e.to_string())?;
         out.push(match l {
             Line::Sample {
+                line,
                 series,
-                name_len,
                 value,
                 timestamp_ms,
             } => {
                 let (name, labels) =
-                    parse_series(series, name_len, format).map_err(|e| format!("line {}: {e}", lines.line()))?;
+                    parse_series(line, series, format).map_err(|e| format!("line {}: {e}", lines.line()))?;
                 let labels: Vec<String> = labels.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
                 let ts = timestamp_ms.map_or(String::new(), |t| format!(" @{t}"));
                 format!("{name}{{{}}} {value}{ts}", labels.join(","))
@@ -129,8 +129,14 @@ fn openmetrics_strictness() {
         om("a 1\n").unwrap_err(),
         "line 2: the exposition does not end with \"# EOF\" (OpenMetrics requires it)"
     );
-    assert_eq!(om("a 1\n# EOF\nb 2\n").unwrap_err(), "line 3: unexpected content after \"# EOF\"");
-    assert_eq!(om("a 1\n\n# EOF\n").unwrap_err(), "line 2: empty line (OpenMetrics allows none)");
+    assert_eq!(
+        om("a 1\n# EOF\nb 2\n").unwrap_err(),
+        "line 3: unexpected content after \"# EOF\""
+    );
+    assert_eq!(
+        om("a 1\n\n# EOF\n").unwrap_err(),
+        "line 2: empty line (OpenMetrics allows none)"
+    );
     assert_eq!(
         om("# random comment\n# EOF\n").unwrap_err(),
         "line 1: unexpected comment \"# random comment\": OpenMetrics allows only # HELP, # TYPE, # UNIT and # EOF"
@@ -156,22 +162,34 @@ fn malformed_lines_name_the_line_and_the_problem() {
     let cases: &[(&str, &str)] = &[
         ("a{b=\"c\"}\n", "line 1: expected a value after the labels"),
         ("ok 1\na\n", "line 2: expected a value after the metric name"),
-        ("a{b=\"c\"}x\n", "line 1: expected a space between the labels and the value, found \"x\""),
+        (
+            "a{b=\"c\"}x\n",
+            "line 1: expected a space between the labels and the value, found \"x\"",
+        ),
         ("a abc\n", "line 1: invalid value \"abc\""),
         ("a 1 2.5\n", "line 1: invalid timestamp \"2.5\""),
         ("a 1 2 3\n", "line 1: unexpected text after the sample: \"3\""),
         ("a{b=\"c} 1\n", "line 1: unterminated label value (no closing '\"')"),
         ("a{b=\"c\" 1\n", "line 1: expected '}' after the labels"),
-        ("{b=\"c\"} 1\n", "line 1: expected a metric name, found \"{b=\\\"c\\\"} 1\""),
+        (
+            "{b=\"c\"} 1\n",
+            "line 1: expected a metric name, found \"{b=\\\"c\\\"} 1\"",
+        ),
         ("1a 1\n", "line 1: expected a metric name, found \"1a 1\""),
         ("a{b} 1\n", "line 1: expected '=' after label name b"),
         ("a{b=c} 1\n", "line 1: expected '\"' to open the value of label b"),
-        ("a{b=\"1\" c=\"2\"} 1\n", "line 1: expected ',' or '}' after the value of label b"),
+        (
+            "a{b=\"1\" c=\"2\"} 1\n",
+            "line 1: expected ',' or '}' after the value of label b",
+        ),
         ("a{b=\"1\",b=\"2\"} 1\n", "line 1: label b appears twice"),
         ("a{,} 1\n", "line 1: expected a label name, found \",\""),
         ("a{1b=\"x\"} 1\n", "line 1: expected a label name, found \"1\""),
         ("# TYPE\n", "line 1: expected a metric name after # TYPE, found \"\""),
-        ("# TYPE a counter extra\n", "line 1: unexpected text after the type: \"extra\""),
+        (
+            "# TYPE a counter extra\n",
+            "line 1: unexpected text after the type: \"extra\"",
+        ),
     ];
     for (body, want) in cases {
         assert_eq!(text(body).unwrap_err(), *want, "body {body:?}");
@@ -184,7 +202,10 @@ fn content_type_picks_the_format() {
         Format::from_content_type("application/openmetrics-text; version=1.0.0; charset=utf-8"),
         Format::OpenMetrics
     );
-    assert_eq!(Format::from_content_type("text/plain; version=0.0.4; charset=utf-8"), Format::Text);
+    assert_eq!(
+        Format::from_content_type("text/plain; version=0.0.4; charset=utf-8"),
+        Format::Text
+    );
     assert_eq!(Format::from_content_type(""), Format::Text);
 }
 

@@ -21,11 +21,7 @@ fn run(rules: &str, input: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
     Some(l)
 }
 
-const SERIES: &[(&str, &str)] = &[
-    ("__name__", "http_requests_total"),
-    ("code", "200"),
-    ("method", "GET"),
-];
+const SERIES: &[(&str, &str)] = &[("__name__", "http_requests_total"), ("code", "200"), ("method", "GET")];
 
 #[test]
 fn keep_and_drop_match_the_whole_value() {
@@ -63,7 +59,10 @@ fn replace_expands_groups_in_value_and_target() {
     assert_eq!(run(r, SERIES).unwrap(), labels(SERIES));
     // Renaming the metric.
     let r = r#"[{"source_labels":["__name__"],"regex":"http_(.*)","target_label":"__name__","replacement":"web_$1"}]"#;
-    assert_eq!(run(r, SERIES).unwrap()[0], ("__name__".into(), "web_requests_total".into()));
+    assert_eq!(
+        run(r, SERIES).unwrap()[0],
+        ("__name__".into(), "web_requests_total".into())
+    );
 }
 
 #[test]
@@ -122,7 +121,8 @@ fn invalid_configs_say_what_prometheus_says() {
         ]
     );
     assert!(
-        p[2].starts_with("metric_relabel_configs[2]: invalid regex \"(\": regex parse error:") && p[2].ends_with("error: unclosed group"),
+        p[2].starts_with("metric_relabel_configs[2]: invalid regex \"(\": regex parse error:")
+            && p[2].ends_with("error: unclosed group"),
         "{}",
         p[2]
     );

@@ -13,7 +13,13 @@ fn defined(b: &Batch) -> Vec<String> {
         .iter()
         .map(|s| {
             let f = b.families.iter().find(|f| f.id == s.family);
-            let fam = f.map_or("?".to_string(), |f| format!("{}:{}", f.name, format!("{:?}", f.kind).trim_start_matches("MetricKind::")));
+            let fam = f.map_or("?".to_string(), |f| {
+                format!(
+                    "{}:{}",
+                    f.name,
+                    format!("{:?}", f.kind).trim_start_matches("MetricKind::")
+                )
+            });
             let labels: Vec<String> = s.labels.iter().map(|l| format!("{}={:?}", l.name, l.value)).collect();
             format!("{fam} {}{{{}}}", s.name, labels.join(","))
         })
@@ -71,7 +77,10 @@ fn families_series_and_then_only_ids() {
             r#"untyped_one:Unknown untyped_one{a="2",z="1"}"#.to_string(),
         ]
     );
-    assert_eq!(b1.families[0].help, "Histogram of request processing time labelled by view.");
+    assert_eq!(
+        b1.families[0].help,
+        "Histogram of request processing time labelled by view."
+    );
     assert_eq!(b1.values, [7.0, 7.0, 7.0, 0.021, 7.0, 3.0, 1.7e9, 5.0]);
 
     let next = DJANGO.replace("} 3.0", "} 4.0");
@@ -91,7 +100,13 @@ fn families_series_and_then_only_ids() {
 fn a_vanished_series_is_forgotten_and_registered_again_when_back() {
     let mut s = scraper("[]", true);
     let mut reg = Collection::native_registry();
-    let mut emit = |body: &str| reg.collect(|c| s.emit(body.as_bytes(), Format::Text, c).map(|_| ()).map_err(|e| sonde_plugin_sdk::Error::failed(e.to_string())));
+    let mut emit = |body: &str| {
+        reg.collect(|c| {
+            s.emit(body.as_bytes(), Format::Text, c)
+                .map(|_| ())
+                .map_err(|e| sonde_plugin_sdk::Error::failed(e.to_string()))
+        })
+    };
     let b1 = emit("a 1\nb 2\n").unwrap();
     let b2 = emit("a 1\n").unwrap();
     assert_eq!(b2.forget, [b1.ids[1]]);
@@ -107,9 +122,18 @@ fn a_vanished_series_is_forgotten_and_registered_again_when_back() {
 fn a_malformed_body_fails_whole_and_the_next_scrape_recovers() {
     let mut s = scraper("[]", true);
     let mut reg = Collection::native_registry();
-    let mut emit = |body: &str| reg.collect(|c| s.emit(body.as_bytes(), Format::Text, c).map(|_| ()).map_err(|e| sonde_plugin_sdk::Error::failed(e.to_string())));
+    let mut emit = |body: &str| {
+        reg.collect(|c| {
+            s.emit(body.as_bytes(), Format::Text, c)
+                .map(|_| ())
+                .map_err(|e| sonde_plugin_sdk::Error::failed(e.to_string()))
+        })
+    };
     let e = emit("a 1\nb{x=\"1\"} 2\nc{x=\"1\"}\n").unwrap_err();
-    assert_eq!(format!("{e:?}"), r#"Error::Failed("line 3: expected a value after the labels")"#);
+    assert_eq!(
+        format!("{e:?}"),
+        r#"Error::Failed("line 3: expected a value after the labels")"#
+    );
     // The series of the failed scrape were never sent: they are defined again.
     let b = emit("a 1\nb{x=\"1\"} 2\n").unwrap();
     assert_eq!(defined(&b), ["a:Unknown a{}", "b:Unknown b{x=\"1\"}"]);
@@ -226,5 +250,8 @@ fn too_many_labels_fail_the_scrape_with_the_series_name() {
         err = s.emit(body.as_bytes(), Format::Text, c).err();
         Ok(())
     });
-    assert_eq!(err.unwrap().to_string(), "line 1: series wide has 65 labels (at most 64)");
+    assert_eq!(
+        err.unwrap().to_string(),
+        "line 1: series wide has 65 labels (at most 64)"
+    );
 }
