@@ -3,7 +3,9 @@
 
 use crate::cache::{Cache, Outcome, Resolved};
 use crate::escape::escape_metric_name;
-use crate::line::{Event, Labels, LineCounters, Parser, Replay, SampleError, StatType, TagStyles, fast_shape, memchr, parse_float};
+use crate::line::{
+    Event, Labels, LineCounters, Parser, Replay, SampleError, StatType, TagStyles, fast_shape, memchr, parse_float,
+};
 use crate::mapping::{Action, MappingConfig, MetricType, ObserverType};
 use crate::stats::{EventError, Stats};
 use crate::store::{Kind, Lookup, SeriesSpec, Store};
@@ -150,7 +152,9 @@ impl Aggregator {
             .parse_line(line, &mut self.counters, &mut self.labels, |ev| {
                 resolved = Some(core.handle(ev, now_ms));
             });
-        let (Some(replay), Some((hash, name, rest))) = (replay, cache_as) else { return };
+        let (Some(replay), Some((hash, name, rest))) = (replay, cache_as) else {
+            return;
+        };
         let resolved = resolved.unwrap_or(Resolved {
             outcome: Outcome::Pending,
             mapped: false,
@@ -183,7 +187,11 @@ impl Aggregator {
         self.sweep(now_ms);
         self.core.stats.line = self.counters.clone();
         let families = self.core.store.families_by_kind();
-        let (series, cache, mappings) = (self.core.store.live(), self.cache.len(), self.core.mapping.mappings.len());
+        let (series, cache, mappings) = (
+            self.core.store.live(),
+            self.cache.len(),
+            self.core.mapping.mappings.len(),
+        );
         self.core.stats.emit(out, series, cache, families, mappings);
         self.core.store.emit(out, now_ms);
     }

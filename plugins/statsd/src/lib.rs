@@ -92,7 +92,11 @@ impl Config {
             (None, None) => return Ok(mapping::MappingConfig::default()),
         };
         mapping::parse(&source, &text).map_err(|problems| {
-            Error::config(format!("statsd mapping has {} problem(s):\n{}", problems.len(), problems.join("\n")))
+            Error::config(format!(
+                "statsd mapping has {} problem(s):\n{}",
+                problems.len(),
+                problems.join("\n")
+            ))
         })
     }
 
@@ -172,7 +176,8 @@ impl Receiver for Statsd {
 
     fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
         let now = self.now_ms();
-        let n = snapshot::read(&mut self.agg, state, now).map_err(|e| Error::config(format!("statsd snapshot: {e}")))?;
+        let n =
+            snapshot::read(&mut self.agg, state, now).map_err(|e| Error::config(format!("statsd snapshot: {e}")))?;
         log::info(&format!("statsd: restored {n} series from the previous instance"));
         Ok(())
     }

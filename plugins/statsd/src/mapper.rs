@@ -94,7 +94,11 @@ impl MappingConfig {
             if m.match_type != MatchType::Glob || m.glob.len() != fields.len() || !type_ok(m.match_metric_type) {
                 continue;
             }
-            let hit = m.glob.iter().zip(&fields).all(|(g, f)| g.as_deref().is_none_or(|g| g == *f));
+            let hit = m
+                .glob
+                .iter()
+                .zip(&fields)
+                .all(|(g, f)| g.as_deref().is_none_or(|g| g == *f));
             if !hit {
                 continue;
             }
@@ -216,7 +220,8 @@ mappings:
 
     #[test]
     fn globs_win_over_earlier_regexes() {
-        let yaml = "mappings:\n- match: '(.*)\\.(.*)'\n  match_type: regex\n  name: re_$2\n- match: '*.*'\n  name: glob_$2\n";
+        let yaml =
+            "mappings:\n- match: '(.*)\\.(.*)'\n  match_type: regex\n  name: re_$2\n- match: '*.*'\n  name: glob_$2\n";
         assert_eq!(map(yaml, "a.b", MetricType::Counter).unwrap().0, "glob_b");
     }
 

@@ -116,9 +116,8 @@ pub struct MappingConfig {
 static METRIC_LINE_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(\*|[a-zA-Z_][a-zA-Z0-9_\-]*)(\.\*|\.[a-zA-Z0-9_][a-zA-Z0-9_\-]*)*$").expect("valid")
 });
-static METRIC_NAME_RE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^([a-zA-Z_]|(\$\{?\d+\}?))([a-zA-Z0-9_]|(\$\{?\d+\}?))*$").expect("valid")
-});
+static METRIC_NAME_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^([a-zA-Z_]|(\$\{?\d+\}?))([a-zA-Z0-9_]|(\$\{?\d+\}?))*$").expect("valid"));
 /// statsd_exporter's label name check: note the `+`, so one-letter names are refused.
 static LABEL_NAME_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z_][a-zA-Z0-9_]+$").expect("valid"));
 
@@ -147,7 +146,11 @@ const MAPPING_FIELDS: &[&str] = &[
     "scale",
 ];
 const SUMMARY_FIELDS: &[&str] = &["quantiles", "max_age", "age_buckets", "buf_cap"];
-const HISTOGRAM_FIELDS: &[&str] = &["buckets", "native_histogram_bucket_factor", "native_histogram_max_buckets"];
+const HISTOGRAM_FIELDS: &[&str] = &[
+    "buckets",
+    "native_histogram_bucket_factor",
+    "native_histogram_max_buckets",
+];
 
 /// Summary/histogram options as written, before defaults.
 #[derive(Default)]
@@ -239,7 +242,10 @@ impl Ctx<'_> {
         match parse_go_duration_ms(&s) {
             Some(ms) => Some(ms),
             None => {
-                self.report(node, format!("{what}: invalid duration {s:?} (use Go syntax such as 90s, 10m, 1h30m)"));
+                self.report(
+                    node,
+                    format!("{what}: invalid duration {s:?} (use Go syntax such as 90s, 10m, 1h30m)"),
+                );
                 None
             }
         }
@@ -258,7 +264,10 @@ impl Ctx<'_> {
         for (k, v) in entries {
             let Some(key) = self.text(&k, "key") else { continue };
             if !fields.is_empty() && !fields.contains(&key.as_str()) {
-                self.report(&k, format!("field {key} not found in {what} (known: {})", fields.join(", ")));
+                self.report(
+                    &k,
+                    format!("field {key} not found in {what} (known: {})", fields.join(", ")),
+                );
                 continue;
             }
             out.push((key, v));
@@ -348,9 +357,21 @@ impl Ctx<'_> {
 
 fn summary_with_defaults(raw: RawSummary, d: &SummaryOptions) -> SummaryOptions {
     SummaryOptions {
-        quantiles: if raw.quantiles.is_empty() { d.quantiles.clone() } else { raw.quantiles },
-        max_age_ms: if raw.max_age_ms == 0 { d.max_age_ms } else { raw.max_age_ms },
-        age_buckets: if raw.age_buckets == 0 { d.age_buckets } else { raw.age_buckets },
+        quantiles: if raw.quantiles.is_empty() {
+            d.quantiles.clone()
+        } else {
+            raw.quantiles
+        },
+        max_age_ms: if raw.max_age_ms == 0 {
+            d.max_age_ms
+        } else {
+            raw.max_age_ms
+        },
+        age_buckets: if raw.age_buckets == 0 {
+            d.age_buckets
+        } else {
+            raw.age_buckets
+        },
     }
 }
 
@@ -360,7 +381,12 @@ pub fn parse(source: &str, text: &str) -> Result<MappingConfig, Vec<String>> {
         Ok(d) => d,
         Err(e) => {
             let m = e.marker();
-            return Err(vec![format!("{source}:{}:{}: YAML syntax: {}", m.line(), m.col() + 1, e.info())]);
+            return Err(vec![format!(
+                "{source}:{}:{}: YAML syntax: {}",
+                m.line(),
+                m.col() + 1,
+                e.info()
+            )]);
         }
     };
     let mut cx = Ctx {
@@ -383,7 +409,11 @@ pub fn parse(source: &str, text: &str) -> Result<MappingConfig, Vec<String>> {
             }
         }
     }
-    if cx.problems.is_empty() { Ok(config) } else { Err(cx.problems) }
+    if cx.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(cx.problems)
+    }
 }
 
 fn defaults(cx: &mut Ctx, node: &Node) -> Defaults {
@@ -420,9 +450,15 @@ fn mapping(cx: &mut Ctx, node: &Node, index: usize, d: &Defaults) -> Option<Mapp
     let match_ = get("match").and_then(|v| cx.text(v, "match")).unwrap_or_default();
     let name = get("name").and_then(|v| cx.text(v, "name")).unwrap_or_default();
     if name.is_empty() {
-        cx.report(node, format!("mapping {index} (match {match_:?}) didn't set a metric name"));
+        cx.report(
+            node,
+            format!("mapping {index} (match {match_:?}) didn't set a metric name"),
+        );
     } else if !METRIC_NAME_RE.is_match(&name) {
-        cx.report(get("name").unwrap_or(node), format!("metric name '{name}' is not a valid metric name (letters, digits, '_' and $n)"));
+        cx.report(
+            get("name").unwrap_or(node),
+            format!("metric name '{name}' is not a valid metric name (letters, digits, '_' and $n)"),
+        );
     }
     let match_type = get("match_type").and_then(|v| cx.match_type(v)).unwrap_or(d.match_type);
     let mut glob = Vec::new();
@@ -433,7 +469,10 @@ fn mapping(cx: &mut Ctx, node: &Node, index: usize, d: &Defaults) -> Option<Mapp
             if METRIC_LINE_RE.is_match(&match_) {
                 glob = match_.split('.').map(|f| (f != "*").then(|| f.to_string())).collect();
             } else {
-                cx.report(at, format!("invalid match: {match_:?} (glob: dot-separated names or *)"));
+                cx.report(
+                    at,
+                    format!("invalid match: {match_:?} (glob: dot-separated names or *)"),
+                );
             }
         }
         MatchType::Regex => match Regex::new(&match_) {
@@ -449,7 +488,9 @@ fn mapping(cx: &mut Ctx, node: &Node, index: usize, d: &Defaults) -> Option<Mapp
                 cx.report(v, format!("invalid label key: {k}"));
                 continue;
             }
-            let Some(val) = cx.text(&val, "label value") else { continue };
+            let Some(val) = cx.text(&val, "label value") else {
+                continue;
+            };
             labels.push((k, Template::new(&val, match_type, captures)));
         }
     }
@@ -458,32 +499,49 @@ fn mapping(cx: &mut Ctx, node: &Node, index: usize, d: &Defaults) -> Option<Mapp
     let raw_summary = get("summary_options").map(|v| cx.summary(v));
     let raw_buckets = get("histogram_options").map(|v| cx.buckets(v));
     if explicit_observer == Some(ObserverType::Histogram) && raw_summary.is_some() {
-        cx.report(node, "cannot use histogram observer and summary options at the same time");
+        cx.report(
+            node,
+            "cannot use histogram observer and summary options at the same time",
+        );
     }
     if explicit_observer == Some(ObserverType::Summary) && raw_buckets.is_some() {
-        cx.report(node, "cannot use summary observer and histogram options at the same time");
+        cx.report(
+            node,
+            "cannot use summary observer and histogram options at the same time",
+        );
     }
     let action = match get("action").and_then(|v| cx.text(v, "action")).as_deref() {
         None | Some("map") | Some("") => Action::Map,
         Some("drop") => Action::Drop,
         Some(other) => {
-            cx.report(get("action").unwrap_or(node), format!("invalid action type {other:?} (map or drop)"));
+            cx.report(
+                get("action").unwrap_or(node),
+                format!("invalid action type {other:?} (map or drop)"),
+            );
             Action::Map
         }
     };
-    let match_metric_type = match get("match_metric_type").and_then(|v| cx.text(v, "match_metric_type")).as_deref() {
+    let match_metric_type = match get("match_metric_type")
+        .and_then(|v| cx.text(v, "match_metric_type"))
+        .as_deref()
+    {
         None | Some("") => None,
         Some("counter") => Some(MetricType::Counter),
         Some("gauge") => Some(MetricType::Gauge),
         Some("observer") => Some(MetricType::Observer),
         Some(other) => {
             let at = get("match_metric_type").unwrap_or(node);
-            cx.report(at, format!("invalid metric type '{other}' (counter, gauge or observer)"));
+            cx.report(
+                at,
+                format!("invalid metric type '{other}' (counter, gauge or observer)"),
+            );
             None
         }
     };
     let ttl = get("ttl").and_then(|v| cx.duration_ms(v, "ttl")).unwrap_or(0);
-    let honor_labels = get("honor_labels").and_then(|v| cx.bool(v, "honor_labels")).unwrap_or(false);
+    let honor_labels = get("honor_labels")
+        .and_then(|v| cx.bool(v, "honor_labels"))
+        .unwrap_or(false);
     let help = get("help").and_then(|v| cx.text(v, "help")).filter(|h| !h.is_empty());
     let scale = get("scale").and_then(|v| cx.float(v, "scale"));
     if cx.problems.len() > before {
@@ -529,14 +587,18 @@ pub fn parse_go_duration_ms(s: &str) -> Option<u64> {
     }
     let mut total_ns = 0f64;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         let num = &rest[..num_len];
         if num.is_empty() || num == "." {
             return None;
         }
         let n: f64 = num.parse().ok()?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ns" => 1.0,
             "us" | "µs" | "μs" => 1e3,
@@ -575,9 +637,21 @@ mod tests {
         let errs = parse("m.yml", yaml).unwrap_err();
         assert_eq!(errs.len(), 4, "{errs:#?}");
         assert!(errs[0].starts_with("m.yml:2:8: ttl: invalid duration"), "{}", errs[0]);
-        assert!(errs[1].starts_with("m.yml:6:3: field labelz not found in a mapping"), "{}", errs[1]);
-        assert!(errs[2].starts_with("m.yml:10:5: invalid label key: x") || errs[2].contains("invalid label key: x"), "{}", errs[2]);
-        assert!(errs[3].contains("cannot use histogram observer and summary options"), "{}", errs[3]);
+        assert!(
+            errs[1].starts_with("m.yml:6:3: field labelz not found in a mapping"),
+            "{}",
+            errs[1]
+        );
+        assert!(
+            errs[2].starts_with("m.yml:10:5: invalid label key: x") || errs[2].contains("invalid label key: x"),
+            "{}",
+            errs[2]
+        );
+        assert!(
+            errs[3].contains("cannot use histogram observer and summary options"),
+            "{}",
+            errs[3]
+        );
     }
 
     #[test]
@@ -594,7 +668,11 @@ mod tests {
 
     #[test]
     fn bad_globs_and_regexes_are_refused() {
-        let errs = parse("m", "mappings:\n- match: a.b*\n  name: x\n- match: '('\n  match_type: regex\n  name: y\n").unwrap_err();
+        let errs = parse(
+            "m",
+            "mappings:\n- match: a.b*\n  name: x\n- match: '('\n  match_type: regex\n  name: y\n",
+        )
+        .unwrap_err();
         assert_eq!(errs.len(), 2, "{errs:#?}");
         assert!(errs[0].contains("invalid match"));
         assert!(errs[1].contains("invalid regex"));

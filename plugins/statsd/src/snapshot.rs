@@ -135,7 +135,9 @@ pub fn read(agg: &mut Aggregator, buf: &[u8], now_ms: u64) -> Result<usize, Stri
     }
     let version = r.u8()?;
     if version != VERSION {
-        return Err(format!("snapshot version {version} is not supported (this plugin reads {VERSION})"));
+        return Err(format!(
+            "snapshot version {version} is not supported (this plugin reads {VERSION})"
+        ));
     }
     let mut w = [0u64; STAT_WORDS];
     for x in w.iter_mut() {

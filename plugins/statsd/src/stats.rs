@@ -42,7 +42,11 @@ pub struct Stats {
 impl Stats {
     /// The index of the conflict counter for `(t, name)`.
     pub fn conflict(&mut self, t: MetricType, name: &str) -> u32 {
-        let name = if self.conflicts.len() >= MAX_CONFLICT_NAMES { "" } else { name };
+        let name = if self.conflicts.len() >= MAX_CONFLICT_NAMES {
+            ""
+        } else {
+            name
+        };
         let key = (t as u8, Box::<str>::from(name));
         if let Some(i) = self.conflict_index.get(&key) {
             return *i;
@@ -55,10 +59,30 @@ impl Stats {
 
     pub fn emit(&mut self, out: &mut Collection, series: usize, cache: usize, families: [u64; 4], mappings: usize) {
         let c = &self.line;
-        out.counter("statsd_exporter_lines_total", "The total number of StatsD lines received.", &[], self.lines as f64);
-        out.counter("statsd_exporter_samples_total", "The total number of StatsD samples received.", &[], c.samples as f64);
-        out.counter("statsd_exporter_tags_total", "The total number of DogStatsD tags processed.", &[], c.tags as f64);
-        out.counter("statsd_exporter_tag_errors_total", "The number of errors parsing DogStatsD tags.", &[], c.tag_errors as f64);
+        out.counter(
+            "statsd_exporter_lines_total",
+            "The total number of StatsD lines received.",
+            &[],
+            self.lines as f64,
+        );
+        out.counter(
+            "statsd_exporter_samples_total",
+            "The total number of StatsD samples received.",
+            &[],
+            c.samples as f64,
+        );
+        out.counter(
+            "statsd_exporter_tags_total",
+            "The total number of DogStatsD tags processed.",
+            &[],
+            c.tags as f64,
+        );
+        out.counter(
+            "statsd_exporter_tag_errors_total",
+            "The number of errors parsing DogStatsD tags.",
+            &[],
+            c.tag_errors as f64,
+        );
         for e in SampleError::ALL {
             let n = c.sample_errors[e as usize];
             if n > 0 {
@@ -73,7 +97,12 @@ impl Stats {
         for t in [MetricType::Counter, MetricType::Gauge, MetricType::Observer] {
             let n = self.events[t as usize];
             if n > 0 {
-                out.counter("statsd_exporter_events_total", "The total number of StatsD events seen.", &[("type", t.label())], n as f64);
+                out.counter(
+                    "statsd_exporter_events_total",
+                    "The total number of StatsD events seen.",
+                    &[("type", t.label())],
+                    n as f64,
+                );
             }
         }
         out.counter(
@@ -116,7 +145,12 @@ impl Stats {
             let n = families[k as usize];
             self.kinds_seen[k as usize] |= n > 0;
             if self.kinds_seen[k as usize] {
-                out.gauge("statsd_exporter_metrics_total", "The total number of metrics.", &[("type", k.label())], n as f64);
+                out.gauge(
+                    "statsd_exporter_metrics_total",
+                    "The total number of metrics.",
+                    &[("type", k.label())],
+                    n as f64,
+                );
             }
         }
         out.gauge(
@@ -125,7 +159,12 @@ impl Stats {
             &[],
             mappings as f64,
         );
-        out.gauge("sonde_statsd_series", "Series the statsd plugin holds (limit: max_series).", &[], series as f64);
+        out.gauge(
+            "sonde_statsd_series",
+            "Series the statsd plugin holds (limit: max_series).",
+            &[],
+            series as f64,
+        );
         out.counter(
             "sonde_statsd_series_dropped_total",
             "StatsD events dropped because max_series series exist already.",
@@ -138,7 +177,12 @@ impl Stats {
             &[],
             self.lines_too_long as f64,
         );
-        out.gauge("sonde_statsd_cache_entries", "Line shapes in the statsd ingest cache.", &[], cache as f64);
+        out.gauge(
+            "sonde_statsd_cache_entries",
+            "Line shapes in the statsd ingest cache.",
+            &[],
+            cache as f64,
+        );
         out.counter(
             "sonde_statsd_cache_resets_total",
             "Times the statsd ingest cache was full and emptied.",

@@ -37,7 +37,9 @@ impl Kind {
     }
 
     pub fn from_u8(b: u8) -> Option<Kind> {
-        [Kind::Counter, Kind::Gauge, Kind::Histogram, Kind::Summary].get(b as usize).copied()
+        [Kind::Counter, Kind::Gauge, Kind::Histogram, Kind::Summary]
+            .get(b as usize)
+            .copied()
     }
 }
 
@@ -175,7 +177,9 @@ impl Store {
             Kind::Histogram => ["_sum", "_count", "_bucket"]
                 .iter()
                 .any(|s| other(&format!("{name}{s}"), Kind::Histogram)),
-            Kind::Summary => ["_sum", "_count"].iter().any(|s| other(&format!("{name}{s}"), Kind::Summary)),
+            Kind::Summary => ["_sum", "_count"]
+                .iter()
+                .any(|s| other(&format!("{name}{s}"), Kind::Summary)),
         }
     }
 
@@ -219,7 +223,14 @@ impl Store {
         self.insert(fid, labels, value, now_ms, spec.ttl_ms)
     }
 
-    fn insert(&mut self, fid: u32, labels: Box<[(Box<str>, Box<str>)]>, value: Value, now_ms: u64, ttl_ms: u64) -> Lookup {
+    fn insert(
+        &mut self,
+        fid: u32,
+        labels: Box<[(Box<str>, Box<str>)]>,
+        value: Value,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Lookup {
         let key = series_key(fid, labels.iter().map(|(n, v)| (n, v)));
         let s = Series {
             family: fid,
@@ -284,7 +295,9 @@ impl Store {
     /// Applies one event (standing for `n` events) to a live series.
     #[inline]
     pub fn update(&mut self, slot: u32, v: f64, relative: bool, n: u64, now_ms: u64) {
-        let Some(Some(s)) = self.series.get_mut(slot as usize) else { return };
+        let Some(Some(s)) = self.series.get_mut(slot as usize) else {
+            return;
+        };
         s.updated_ms = now_ms;
         match &mut s.value {
             Value::Counter(c) => *c += v * n as f64,
@@ -322,7 +335,9 @@ impl Store {
     }
 
     fn remove(&mut self, slot: u32) {
-        let Some(s) = self.series[slot as usize].take() else { return };
+        let Some(s) = self.series[slot as usize].take() else {
+            return;
+        };
         let key = series_key(s.family, s.labels.iter().map(|(n, v)| (n, v)));
         self.index.remove(&key[..]);
         self.free.push(slot);
@@ -346,8 +361,7 @@ impl Store {
             values.clear();
             sample_values(f, &s.value, now_ms, &mut values);
             let by_handle = s.handles.len() == values.len()
-                && s
-                    .handles
+                && s.handles
                     .iter()
                     .zip(&values)
                     .all(|(h, v)| out.sample_by_handle(*h, *v, None));
@@ -418,7 +432,11 @@ fn register(out: &mut Collection, f: &Family, labels: &[(Box<str>, Box<str>)], v
     match f.kind {
         Kind::Counter | Kind::Gauge => emit(&f.name, &base, values[0]),
         Kind::Histogram | Kind::Summary => {
-            let (label, name) = if f.kind == Kind::Histogram { ("le", &f.bucket_name) } else { ("quantile", &f.name) };
+            let (label, name) = if f.kind == Kind::Histogram {
+                ("le", &f.bucket_name)
+            } else {
+                ("quantile", &f.name)
+            };
             let n = f.bounds.len();
             for (bound, v) in f.bounds.iter().zip(values) {
                 let mut l = base.clone();
@@ -452,7 +470,11 @@ pub fn go_float(v: f64) -> String {
     // %g with the shortest precision: an exponent below -4 or from 6 on.
     if !(-4..6).contains(&exp) {
         let (d0, rest) = digits.split_at(1);
-        let frac = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        let frac = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
         let es = if exp < 0 { '-' } else { '+' };
         return format!("{sign}{d0}{frac}e{es}{:02}", exp.abs());
     }
