@@ -33,7 +33,11 @@ fn datagrams(series: usize, rounds: usize) -> (Vec<Vec<u8>>, usize) {
             let svc = i / 3;
             let line = match i % 3 {
                 0 => format!("app.svc{svc}.requests:1|c"),
-                1 => format!("app.svc{svc}.latency:{}|ms|#env:prod,zone:z{}", 3 + (r * 7 + i) % 250, i % 4),
+                1 => format!(
+                    "app.svc{svc}.latency:{}|ms|#env:prod,zone:z{}",
+                    3 + (r * 7 + i) % 250,
+                    i % 4
+                ),
                 _ => format!("app.svc{svc}.queue:{}|g", (r + i) % 100),
             };
             lines.push(line);
@@ -97,8 +101,14 @@ fn main() {
         .expect("collect");
         collect_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    println!("statsd ingest, native, {series} series, {} datagrams of ~1400 bytes:", hot.len());
-    println!("  known series (cached path): {best:.1} ns/line ({:.1} M lines/s on one core)", 1e3 / best);
+    println!(
+        "statsd ingest, native, {series} series, {} datagrams of ~1400 bytes:",
+        hot.len()
+    );
+    println!(
+        "  known series (cached path): {best:.1} ns/line ({:.1} M lines/s on one core)",
+        1e3 / best
+    );
     println!("  first sight (slow path):    {cold_ns:.0} ns/line");
     println!(
         "  collect of {} series: first {:.2} ms, then {:.2} ms",

@@ -162,10 +162,8 @@ impl Aggregator {
             metric_type: MetricType::Counter,
         });
         let no_event = replay.stat == StatType::Illegal || replay.repeat == 0;
-        if resolved.outcome != Outcome::Pending || no_event {
-            if self.cache.insert(hash, name, rest, replay, resolved) {
-                self.core.stats.cache_resets += 1;
-            }
+        if (resolved.outcome != Outcome::Pending || no_event) && self.cache.insert(hash, name, rest, replay, resolved) {
+            self.core.stats.cache_resets += 1;
         }
     }
 
@@ -315,5 +313,62 @@ impl Core {
             Outcome::Limit => s.series_dropped += n,
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::parse;
+    use crate::store::Value;
+
+    fn agg(yaml: &str, max_series: usize) -> Aggregator {
+        let limits = Limits {
+            max_series,
+            max_line_length: 4096,
+        };
+        Aggregator::new(parse("m", yaml).unwrap(), TagStyles::default(), limits)
+    }
+
+    fn counter(a: &Aggregator, name: &str) -> Option<f64> {
+        a.store().iter().find_map(|(f, s)| match s.value {
+            Value::Counter(v) if &*f.name == name => Some(v),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_slot_freed_by_ttl_and_reused_is_not_reached_through_an_old_cache_entry() {
+        let mut a = agg("defaults:\n  ttl: 1s\n", 100);
+        a.ingest(b"old:1|c", 0);
+        a.ingest(b"old:1|c", 0);
+        assert_eq!(a.cache.len(), 1);
+        a.ingest(b"new:5|c", 3_000); // sweeps `old` first, `new` takes its slot
+        a.ingest(b"old:1|c", 3_000);
+        assert_eq!(counter(&a, "new"), Some(5.0));
+        assert_eq!(counter(&a, "old"), Some(1.0));
+    }
+
+    #[test]
+    fn a_full_cache_is_emptied_and_refilled() {
+        let mut a = agg("", 2);
+        for l in [&b"a:1|c"[..], b"b:1|c", b"c:1|c", b"a:1|c"] {
+            a.ingest(l, 0);
+        }
+        assert_eq!(a.core.stats.cache_resets, 1);
+        assert_eq!(a.core.stats.series_dropped, 1);
+        assert_eq!(counter(&a, "a"), Some(2.0));
+    }
+
+    #[test]
+    fn limit_and_conflict_outcomes_are_retried_after_series_expire() {
+        let mut a = agg("defaults:\n  ttl: 1s\n", 1);
+        a.ingest(b"x:1|g", 0);
+        a.ingest(b"x:1|c", 0); // conflict, cached
+        a.ingest(b"y:1|c", 0); // limit, cached
+        a.ingest(b"x:1|c\ny:2|c", 5_000); // x (gauge) expired: x becomes a counter, y hits the limit
+        assert_eq!(counter(&a, "x"), Some(1.0));
+        assert_eq!(counter(&a, "y"), None);
+        assert_eq!(a.core.stats.series_dropped, 2);
     }
 }

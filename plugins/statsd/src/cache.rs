@@ -62,6 +62,10 @@ impl Cache {
         self.table.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
     #[inline]
     pub fn hash(&self, name: &[u8], rest: &[u8]) -> u64 {
         let mut h = self.hasher.build_hasher();

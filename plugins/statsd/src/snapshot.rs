@@ -218,3 +218,70 @@ pub fn read(agg: &mut Aggregator, buf: &[u8], now_ms: u64) -> Result<usize, Stri
     }
     Ok(restored)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregator::Limits;
+    use crate::line::TagStyles;
+    use crate::mapping::parse;
+
+    fn agg(yaml: &str) -> Aggregator {
+        let limits = Limits {
+            max_series: 100,
+            max_line_length: 4096,
+        };
+        Aggregator::new(parse("m", yaml).unwrap(), TagStyles::default(), limits)
+    }
+
+    fn values(a: &Aggregator) -> Vec<String> {
+        let mut v: Vec<String> = a
+            .store()
+            .iter()
+            .map(|(f, s)| {
+                let val = match &s.value {
+                    Value::Counter(x) | Value::Gauge(x) => format!("{x}"),
+                    Value::Histogram(h) => format!("{:?} {} {}", h.counts, h.sum, h.count),
+                    Value::Summary(sm) => format!("summary {} {}", sm.sum, sm.count),
+                };
+                format!("{}{:?} {val}", f.name, s.labels)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_reload_keeps_counters_gauges_histograms_and_summary_totals() {
+        let yaml = "mappings:\n- match: h.*\n  name: h\n  observer_type: histogram\n  histogram_options: {buckets: [1, 5]}\n  labels: {which: $1}\n";
+        let mut old = agg(yaml);
+        old.ingest(b"c:3|c|#k:v\ng:-4|g\nh.a:2|h\nh.a:7|h\ns:10|ms\n", 0);
+        let bytes = write(&mut old);
+        let mut new = agg(yaml);
+        assert_eq!(read(&mut new, &bytes, 5_000).unwrap(), 4);
+        assert_eq!(values(&new), values(&old));
+        assert_eq!(new.stats_mut().0.lines, 5);
+        // The restored series keep counting.
+        new.ingest(b"c:1|c|#k:v\nh.a:1|h\n", 6_000);
+        let v = values(&new);
+        assert!(v.contains(&"c[(\"k\", \"v\")] 4".to_string()), "{v:?}");
+        assert!(v.contains(&"h[(\"which\", \"a\")] [1, 1, 1] 10 3".to_string()), "{v:?}");
+    }
+
+    #[test]
+    fn bad_snapshots_are_refused_not_trusted() {
+        let mut a = agg("");
+        assert!(read(&mut a, b"", 0).is_err());
+        assert!(read(&mut a, b"XXXX\x01", 0).is_err());
+        assert!(read(&mut a, b"SDST\x09", 0).unwrap_err().contains("version 9"));
+        let mut old = agg("");
+        old.ingest(b"c:1|c", 0);
+        let bytes = write(&mut old);
+        for cut in 0..bytes.len() {
+            assert!(read(&mut agg(""), &bytes[..cut], 0).is_err(), "truncated at {cut}");
+        }
+        let mut huge = bytes.clone();
+        huge[5 + 24 * 8..5 + 24 * 8 + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(read(&mut agg(""), &huge, 0).is_err());
+    }
+}
