@@ -146,6 +146,7 @@ mod tests {
                 job: "webjob".into(),
                 instance: String::new(),
                 labels: BTreeMap::from([("env".into(), "prod".into()), ("team".into(), "a".into())]),
+                honor_labels: false,
                 grants: sonde_plugin_host::Grants {
                     http: vec!["proxy:3128".into()],
                     ..Default::default()

@@ -51,6 +51,11 @@ pub struct InstanceConfig {
     pub instance: Option<String>,
     /// Extra labels added to every series of this target.
     pub labels: BTreeMap<String, String>,
+    /// When a series from the plugin has a label the target also sets (`job`,
+    /// `instance`, `labels`): true keeps the plugin's value (for federation and
+    /// pushgateway-like sources), false (default) renames the plugin's to
+    /// `exported_<name>`, as Prometheus's `honor_labels`.
+    pub honor_labels: Option<bool>,
     /// What the plugin may access; everything else is denied.
     pub grants: GrantsConfig,
     /// Plugin-specific settings, handed to the plugin's `configure` as JSON.
@@ -110,6 +115,8 @@ pub struct TargetSpec {
     pub instance: String,
     /// Extra target labels (besides job and instance).
     pub labels: BTreeMap<String, String>,
+    /// Series labels win over target labels (`honor_labels`).
+    pub honor_labels: bool,
     pub grants: Grants,
     /// The `config` table as JSON (`{}` when absent).
     pub config_json: String,
@@ -185,13 +192,12 @@ pub fn parse(file: &SourceFile, sonde: &SondeConfig, plugin_dir: &Path, problems
                 "file_sd_refresh without file_sd: add file_sd = [\"<file>.yml\"] or remove it".into(),
             );
         }
-        let Some(t) = check.target(inst, sonde, plugin_dir, &config_dir) else {
-            continue;
-        };
-        if !discovered {
-            entries.targets.push(t);
-        } else if let Some(d) = check.discovery(t, sd, config, &config_dir) {
-            entries.discovery.push(d);
+        let t = check.target(inst, sonde, plugin_dir, &config_dir);
+        if discovered {
+            // Checked even when the rest of the entry is wrong: every problem at once.
+            entries.discovery.extend(check.discovery(t, sd, config, &config_dir));
+        } else {
+            entries.targets.extend(t);
         }
     }
     entries
@@ -305,6 +311,7 @@ impl Check<'_, '_> {
             job,
             instance,
             labels: inst.labels,
+            honor_labels: inst.honor_labels.unwrap_or(false),
             grants,
             config_json,
         })
@@ -313,7 +320,7 @@ impl Check<'_, '_> {
     /// An entry with `targets`/`file_sd`: checks the addresses and patterns.
     fn discovery(
         &mut self,
-        template: TargetSpec,
+        template: Option<TargetSpec>,
         (targets, file_sd, refresh, instance): (Vec<String>, Vec<String>, Option<PromDuration>, Option<String>),
         config: Option<serde_json::Value>,
         config_dir: &Path,
@@ -353,6 +360,7 @@ impl Check<'_, '_> {
         if self.problems.len() > before {
             return None;
         }
+        let template = template?;
         let file_sd = file_sd
             .iter()
             .map(|p| {
@@ -538,6 +546,48 @@ mod tests {
         assert_eq!(t[0].interval, Some(Duration::from_secs(30)));
         assert_eq!(t[0].grants.tcp, vec!["127.0.0.1:6379".parse::<SocketAddr>().unwrap()]);
         assert_eq!(t[0].config_json, r#"{"k":[1,2]}"#);
+    }
+
+    #[test]
+    fn targets_and_file_sd_entries_are_checked_and_located() {
+        let (_, p) = run(
+            "[w]\nplugin = \"/nonexistent/w.wasm\"\ntargets = [\"http://a:1\", \"b:2\"]\nfile_sd = [\"sd/*/x.yml\", \"t.txt\"]\nconfig = 3\n[v]\nplugin = \"/nonexistent/v.wasm\"\nfile_sd_refresh = \"1m\"\n",
+        );
+        let msgs: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+        for want in [
+            "plugins.toml:3:11: [w] target \"http://a:1\": write it as",
+            "plugins.toml:4:11: [w] \"sd/*/x.yml\": a glob may only be in the file name",
+            "plugins.toml:4:11: [w] \"t.txt\": file_sd files end in .json",
+            "plugins.toml:5:10: [w] with targets or file_sd, config must be a table",
+            "plugins.toml:8:19: [v] file_sd_refresh without file_sd",
+        ] {
+            assert!(msgs.iter().any(|m| m.starts_with(want)), "{want}\n{msgs:#?}");
+        }
+    }
+
+    #[test]
+    fn a_targets_entry_becomes_a_discovery_template() {
+        let wasm = std::env::temp_dir().join("sonde-config-test-sd.wasm");
+        std::fs::write(&wasm, b"\0asm").unwrap();
+        let file = SourceFile {
+            path: "/etc/sonde/plugins.toml".into(),
+            text: format!(
+                "[web]\nplugin = {wasm:?}\ntargets = [\"a:1\"]\nfile_sd = [\"sd/*.yml\", \"/abs/x.json\"]\nfile_sd_refresh = \"10s\"\n[web.config]\nk = 1\n"
+            ),
+        };
+        let mut problems = vec![];
+        let e = parse(&file, &SondeConfig::default(), &std::env::temp_dir(), &mut problems);
+        assert!(problems.is_empty(), "{problems:#?}");
+        assert!(e.targets.is_empty());
+        let d = &e.discovery[0];
+        assert_eq!(d.template.entry, "web");
+        assert_eq!(d.targets, ["a:1"]);
+        assert_eq!(
+            d.file_sd,
+            [PathBuf::from("/etc/sonde/sd/*.yml"), PathBuf::from("/abs/x.json")]
+        );
+        assert_eq!(d.refresh, Duration::from_secs(10));
+        assert_eq!(d.config["k"], 1);
     }
 
     #[test]

@@ -174,7 +174,7 @@ impl HostSeries {
             };
             head.set_metadata(&[name], meta);
             let mut pairs: Vec<(&str, &str)> = vec![("__name__", name)];
-            pairs.extend(labels.0.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            pairs.extend(labels.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
             head.get_or_create(&pairs)
         };
         Ok(HostSeries {
@@ -226,7 +226,10 @@ impl Scraper {
     /// Runs until `shutdown` flips to true.
     pub async fn run(self, head: Arc<Storage>, mut shutdown: watch::Receiver<bool>) {
         let target = self.target.clone();
-        let labels = TargetLabels(target.labels());
+        let labels = TargetLabels {
+            pairs: target.labels(),
+            honor: target.spec.honor_labels,
+        };
         let mut host: Option<HostSeries> = None;
         let mut run = Run {
             scraper: self,

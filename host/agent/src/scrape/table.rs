@@ -42,9 +42,16 @@ const MAX_NAME_LEN: usize = 1024;
 const MAX_VALUE_LEN: usize = 16 * 1024;
 const MAX_LABELS: usize = 64;
 
-/// Labels every series of the target gets (job, instance, configured labels).
+/// Labels every series of the target gets (job, instance, configured labels), and
+/// who wins when a series carries one of them too.
 #[derive(Debug, Clone)]
-pub struct TargetLabels(pub Vec<(String, String)>);
+pub struct TargetLabels {
+    pub pairs: Vec<(String, String)>,
+    /// `honor_labels`: the plugin's value wins (as Prometheus's `honor_labels: true`,
+    /// for federation and pushgateway-like targets); otherwise the plugin's label is
+    /// renamed `exported_<name>`.
+    pub honor: bool,
+}
 
 struct SeriesEntry {
     sref: SeriesRef,
@@ -97,18 +104,31 @@ impl SeriesTable {
         }
         let mut new_refs = Vec::with_capacity(batch.series.len());
         for s in &batch.series {
-            let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(s.labels.len() + target.0.len() + 1);
+            let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(s.labels.len() + target.pairs.len() + 1);
             pairs.push(("__name__", &s.name));
             let mut renamed: Vec<(String, &str)> = Vec::new();
+            let is_target_label = |name: &str| target.pairs.iter().any(|(n, _)| n == name);
             for l in &s.labels {
-                if target.0.iter().any(|(n, _)| *n == l.name) {
-                    renamed.push((format!("exported_{}", l.name), &l.value));
-                } else {
+                if !is_target_label(&l.name) {
                     pairs.push((&l.name, &l.value));
+                } else if target.honor {
+                    // An empty value is an absent label: the target's applies.
+                    if !l.value.is_empty() {
+                        pairs.push((&l.name, &l.value));
+                    }
+                } else {
+                    renamed.push((format!("exported_{}", l.name), &l.value));
                 }
             }
             pairs.extend(renamed.iter().map(|(n, v)| (n.as_str(), *v)));
-            pairs.extend(target.0.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            let own = |name: &str| target.honor && s.labels.iter().any(|l| l.name == name && !l.value.is_empty());
+            pairs.extend(
+                target
+                    .pairs
+                    .iter()
+                    .filter(|(n, _)| !own(n))
+                    .map(|(n, v)| (n.as_str(), v.as_str())),
+            );
             let sref = match head.get_or_create(&pairs) {
                 Ok(r) => r,
                 Err(e) => {
@@ -303,7 +323,10 @@ mod tests {
     use sonde_plugin_host::{Family, Label, Series};
 
     fn target() -> TargetLabels {
-        TargetLabels(vec![("instance".into(), "h".into()), ("job".into(), "j".into())])
+        TargetLabels {
+            pairs: vec![("instance".into(), "h".into()), ("job".into(), "j".into())],
+            honor: false,
+        }
     }
 
     fn family(id: u32, name: &str) -> Family {
@@ -352,6 +375,33 @@ mod tests {
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
+    }
+
+    #[test]
+    fn honor_labels_lets_the_plugin_value_win() {
+        let (_dir, head) = crate::storage::test_storage();
+        let mut t = SeriesTable::default();
+        let honor = TargetLabels {
+            honor: true,
+            ..target()
+        };
+        let b = batch(
+            vec![family(0, "m")],
+            vec![
+                series(7, "m", &[("job", "inner"), ("x", "1")]),
+                // An empty value is an absent label: the target's instance applies.
+                series(8, "m", &[("instance", ""), ("x", "2")]),
+            ],
+            &[(7, 2.5), (8, 3.5)],
+        );
+        t.apply(&b, &honor, &head, 1000).unwrap();
+        assert_eq!(
+            dump(&head),
+            vec![
+                (r#"m{instance="h",job="inner",x="1"}"#.into(), 1000, 2.5),
+                (r#"m{instance="h",job="j",x="2"}"#.into(), 1000, 3.5),
+            ]
+        );
     }
 
     #[test]

@@ -297,6 +297,9 @@ fn target_table(t: &TargetSpec) -> toml::Table {
             .collect();
         tt.insert("labels".into(), Value::Table(labels));
     }
+    if t.honor_labels {
+        tt.insert("honor_labels".into(), true.into());
+    }
     let g = &t.grants;
     let mut grants = Table::new();
     let list = |v: Vec<String>| Value::Array(v.into_iter().map(Value::from).collect());
@@ -307,6 +310,16 @@ fn target_table(t: &TargetSpec) -> toml::Table {
     grants.insert("http".into(), list(g.http.clone()));
     grants.insert("tcp".into(), list(g.tcp.iter().map(|a| a.to_string()).collect()));
     grants.insert("statfs".into(), g.statfs.into());
+    if g.listens() {
+        grants.insert(
+            "listen_udp".into(),
+            list(g.listen_udp.iter().map(|a| a.to_string()).collect()),
+        );
+        grants.insert(
+            "listen_tcp".into(),
+            list(g.listen_tcp.iter().map(|a| a.to_string()).collect()),
+        );
+    }
     tt.insert("grants".into(), Value::Table(grants));
     if let Ok(serde_json::Value::Object(cfg)) = serde_json::from_str::<serde_json::Value>(&t.config_json)
         && !cfg.is_empty()
@@ -421,6 +434,7 @@ mod tests {
                 job: "postgres".into(),
                 instance: "db-1".into(),
                 labels: Default::default(),
+                honor_labels: false,
                 grants: Default::default(),
                 config_json: r#"{"dsn":"postgres://u:hunter2@h/db","api_token":"t0k"}"#.into(),
             }],
