@@ -89,6 +89,7 @@ fn parse_cases(text: &str) -> Vec<Case> {
         match cmd {
             "config" => case.config = Some(arg.to_string()),
             "mapping" => case.mapping = Some(block(&mut i).join("\n") + "\n"),
+            "mapping-doc" => case.mapping = Some(doc_yaml(arg)),
             "send" => case.steps.push(Step::Send(unescape(arg))),
             "advance" => case
                 .steps
@@ -108,6 +109,19 @@ fn parse_cases(text: &str) -> Vec<Case> {
         }
     }
     cases
+}
+
+/// The first YAML block after the heading `## <heading>` in docs/statsd.md, so the
+/// documented example is the tested one.
+fn doc_yaml(heading: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/statsd.md");
+    let doc = std::fs::read_to_string(path).expect("docs/statsd.md");
+    let after = doc
+        .split_once(&format!("\n## {heading}\n"))
+        .unwrap_or_else(|| panic!("no heading {heading:?} in docs/statsd.md"))
+        .1;
+    let block = after.split_once("```yaml\n").expect("a yaml block").1;
+    block.split_once("```").expect("end of the yaml block").0.to_string()
 }
 
 /// `name{b="2",a="1"}` → `name{a="1",b="2"}`.
