@@ -95,7 +95,12 @@ impl Plugin for Synthetic {
             if let Some(p) = &self.cfg.metrics_path {
                 labels.push(("metrics_path", p));
             }
-            out.gauge("synthetic_target_info", "The target sonde gave this instance.", &labels, 1.0);
+            out.gauge(
+                "synthetic_target_info",
+                "The target sonde gave this instance.",
+                &labels,
+                1.0,
+            );
         }
         if let Some(ms) = self.cfg.scrape_timeout_ms {
             out.gauge(
