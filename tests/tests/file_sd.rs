@@ -1,10 +1,11 @@
 //! `targets = [...]` and Prometheus file_sd in plugins.toml: one plugin instance per
 //! address, targets added and removed while sonde runs (the removed one's series go
 //! stale at once, the others keep running), and a broken file keeping its targets.
-//! The synthetic test plugin reports the `__address__` it was given.
+//! The synthetic test plugin reports the `__address__` it was given; the prometheus
+//! plugin scrapes real node_exporters listed in a file.
 
 use serde_json::Value;
-use sonde_tests::{Sonde, SondeOptions, test_plugin, toml_str, wait_for, wait_until};
+use sonde_tests::{External, Sonde, SondeOptions, plugin, test_plugin, toml_str, wait_for, wait_until};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -195,4 +196,81 @@ fn file_sd_targets_come_and_go_at_run_time() {
     );
     std::thread::sleep(REFRESH * 2);
     assert_eq!(instances(&sonde), ["127.0.0.1:1000", "127.0.0.1:1002"]);
+}
+
+/// The prometheus plugin, one instance per node_exporter in a file_sd file: each
+/// exporter's metrics arrive with its address as `instance`, and a removed exporter's
+/// `up` goes stale while the other keeps being scraped.
+#[test]
+fn file_sd_prometheus_plugin_scrapes_each_listed_exporter() {
+    let a = External::node_exporter(&["loadavg"], &[]);
+    let b = External::node_exporter(&["loadavg"], &[]);
+    let (addr_a, addr_b) = (format!("127.0.0.1:{}", a.port), format!("127.0.0.1:{}", b.port));
+    let dir = tempfile::Builder::new().prefix("sonde-e2e-file-sd-").tempdir().unwrap();
+    let sd = dir.path().join("nodes.json");
+    write_atomic(
+        &sd,
+        &format!(r#"[{{"targets": ["{addr_a}"], "labels": {{"role": "a"}}}}]"#),
+    );
+    let prometheus = toml_str(plugin("prometheus").display().to_string());
+    std::fs::write(
+        dir.path().join("plugins.toml"),
+        format!(
+            "[node]\nplugin = {prometheus}\ninterval = \"1s\"\nfile_sd = [\"nodes.json\"]\nfile_sd_refresh = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    let sonde = Sonde::start_with(SondeOptions {
+        plugins_file: Some(dir.path().join("plugins.toml")),
+        ..Default::default()
+    });
+    let up = |addr: &str| instant(&sonde, &format!(r#"up{{job="node",instance="{addr}"}}"#), None);
+    let load = |addr: &str| instant(&sonde, &format!(r#"node_load1{{instance="{addr}",role!=""}}"#), None);
+    wait_for(WAIT, "node_load1 of the first exporter", || {
+        (!load(&addr_a).is_empty()).then_some(())
+    });
+    assert_eq!(up(&addr_a)[0].1, 1.0);
+
+    write_atomic(
+        &sd,
+        &format!(r#"[{{"targets": ["{addr_b}"], "labels": {{"role": "b"}}}}]"#),
+    );
+    wait_for(WAIT, "node_load1 of the second exporter", || {
+        (!load(&addr_b).is_empty()).then_some(())
+    });
+    assert!(
+        wait_until(Duration::from_secs(5), || up(&addr_a).is_empty()
+            && load(&addr_a).is_empty()),
+        "the removed exporter's series are not stale"
+    );
+    assert_eq!(instances(&sonde), [addr_b.clone()]);
+}
+
+/// A file_sd file that does not parse at start-up is logged with its position but
+/// does not stop sonde; the entry's other targets run, and fixing the file adds its.
+#[test]
+fn file_sd_broken_file_at_start_up_does_not_stop_sonde() {
+    let dir = tempfile::Builder::new().prefix("sonde-e2e-file-sd-").tempdir().unwrap();
+    let sd = dir.path().join("web.yml");
+    write_atomic(&sd, "- targets: ['127.0.0.1:1001'\n");
+    std::fs::write(
+        dir.path().join("plugins.toml"),
+        plugins_toml().replace("sd/*.yml", "web.yml"),
+    )
+    .unwrap();
+    let sonde = Sonde::start_with(SondeOptions {
+        plugins_file: Some(dir.path().join("plugins.toml")),
+        ..Default::default()
+    });
+    sonde.wait_health("web", "up", WAIT);
+    assert!(
+        wait_until(WAIT, || sonde.stderr().contains("web.yml:2:")),
+        "the broken file is logged with its position:\n{}",
+        sonde.stderr_tail(30)
+    );
+    assert_eq!(instances(&sonde), ["127.0.0.1:1000"]);
+    write_atomic(&sd, "- targets: ['127.0.0.1:1001']\n");
+    wait_for(WAIT, "the fixed file's target", || {
+        (instances(&sonde) == ["127.0.0.1:1000", "127.0.0.1:1001"]).then_some(())
+    });
 }
