@@ -7,6 +7,7 @@
 //! `SONDE_PLUGIN_DIR` and `SONDE_TEST_PLUGIN_DIR`.
 
 pub mod alertmanager;
+pub mod django;
 pub mod dump;
 pub mod exposition;
 pub mod external;
