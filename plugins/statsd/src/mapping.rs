@@ -16,6 +16,8 @@ pub const DEF_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 pub const DEF_MAX_AGE_MS: u64 = 10 * 60 * 1000;
 pub const DEF_AGE_BUCKETS: u32 = 5;
 pub const DEF_QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
+/// Most `age_buckets` accepted: each is a sketch in every summary series (memory).
+pub const MAX_AGE_BUCKETS: u32 = 100;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricType {
@@ -329,10 +331,22 @@ impl Ctx<'_> {
                     }
                 }
                 "max_age" => s.max_age_ms = self.duration_ms(&v, "max_age").unwrap_or(0),
-                "age_buckets" => s.age_buckets = self.uint(&v, "age_buckets").unwrap_or(0),
+                "age_buckets" => {
+                    s.age_buckets = self.uint(&v, "age_buckets").unwrap_or(0);
+                    // Each age bucket is a sketch in every summary series.
+                    if s.age_buckets > MAX_AGE_BUCKETS {
+                        self.report(
+                            &v,
+                            format!("age_buckets {} is more than {MAX_AGE_BUCKETS}", s.age_buckets),
+                        );
+                    }
+                }
                 _ => {} // buf_cap: the sketch has no insert buffer
             }
         }
+        // client_golang keeps objectives in a map: one per quantile.
+        s.quantiles.sort_by(f64::total_cmp);
+        s.quantiles.dedup();
         s
     }
 

@@ -18,6 +18,8 @@
 pub const ALPHA: f64 = 0.01;
 /// Bins per sign per age bucket: with α = 1% they span a factor of e^(2048·0.02) ≈ 6e17.
 pub const MAX_BINS: usize = 2048;
+/// Highest bin key: ln(f64::MAX) / ln γ ≈ 35,490, so every finite value fits below it.
+const MAX_KEY: i32 = 36_000;
 /// Magnitudes below this count as zero.
 const MIN_VALUE: f64 = 1e-12;
 
@@ -90,7 +92,9 @@ impl Sketch {
         if a < MIN_VALUE {
             self.zero += n;
         } else {
-            let key = (a.ln() * inv_ln_gamma).ceil() as i32;
+            // Clamped so that ±Inf (and anything near f64::MAX) lands in one top bin
+            // and the key arithmetic cannot overflow.
+            let key = (a.ln() * inv_ln_gamma).ceil().min(MAX_KEY as f64) as i32;
             if v > 0.0 {
                 self.pos.add(key, n)
             } else {
@@ -303,6 +307,17 @@ mod tests {
             (q[0] + 2.0).abs() < 0.03 && q[1] == 0.0 && (q[2] - 5.0).abs() < 0.06,
             "{q:?}"
         );
+    }
+
+    #[test]
+    fn infinities_rank_last_without_overflow() {
+        let mut s = Summary::new(600_000, 5);
+        s.observe(f64::INFINITY, 1, 0);
+        s.observe(-f64::INFINITY, 1, 0);
+        s.observe(f64::MAX, 1, 0);
+        s.observe(1.0, 1, 0);
+        let q = s.quantiles(&[0.0, 1.0], 0);
+        assert!(q[0] < -1e300 && q[1] > 1e300, "{q:?}");
     }
 
     #[test]
