@@ -295,3 +295,33 @@ fn run_refuses_bad_files() {
     );
     assert_problem(&out.all(), "plugins.toml", 4, &["reed"]);
 }
+
+/// `targets` and `file_sd`: bad addresses and patterns are located in plugins.toml,
+/// and a file_sd file that does not parse fails the check with its own position.
+#[test]
+fn file_sd_problems_are_located_in_their_files() {
+    let f = Files::new(
+        GOOD_SONDE,
+        "[web]\nplugin = \"prometheus\"\ntargets = [\"http://a:1\"]\nfile_sd = [\"sd/*.yml\", \"sd/*/x.json\"]\n",
+    );
+    let out = f.check_fails().all();
+    assert_problem(&out, "plugins.toml", 3, &["http://a:1", "host:port"]);
+    assert_problem(&out, "plugins.toml", 4, &["glob", "file name"]);
+
+    let f = Files::new(
+        GOOD_SONDE,
+        "[web]\nplugin = \"prometheus\"\ntargets = [\"127.0.0.1:8000\"]\nfile_sd = [\"sd/*.yml\"]\n",
+    );
+    std::fs::create_dir(f.path("sd")).unwrap();
+    std::fs::write(f.path("sd/web.yml"), "- labels: {env: prod}\n  targets:\n    a: 1\n").unwrap();
+    std::fs::write(f.path("sd/ok.yml"), "- targets: ['127.0.0.1:8001']\n").unwrap();
+    let out = f.check_fails().all();
+    assert!(
+        out.contains("sd/web.yml:3:5: targets must be a list of \"host:port\" strings"),
+        "the file_sd problem with its position:\n{out}"
+    );
+    assert!(out.contains("1 problem found"), "{out}");
+    std::fs::write(f.path("sd/web.yml"), "- targets: ['127.0.0.1:8002']\n").unwrap();
+    let out = f.check();
+    assert_eq!(out.status.code(), Some(0), "{}", out.all());
+}
