@@ -76,6 +76,13 @@ fn a_misbehaving_ingest_costs_only_its_batch() {
     assert!(after - before >= 3.0, "node collections went from {before} to {after}");
     // The push target itself is up again: collect works on the fresh instance.
     s.wait_health("push", "up", Duration::from_secs(10));
+    // The fresh instance registers its series again; the host must not mistake that
+    // for a plugin defining ids twice.
+    let invalid = s.metrics().value(
+        "sonde_plugin_collection_failures_total",
+        &[("plugin", "push"), ("reason", "invalid_output")],
+    );
+    assert_eq!(invalid, None, "collections after the re-created instance were refused");
     let log = s.stderr();
     assert!(
         log.contains("ingest failed") && log.contains("deliberate panic in ingest"),

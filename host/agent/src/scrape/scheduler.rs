@@ -512,11 +512,9 @@ impl Run {
         if let Err((poisoned, e)) = result {
             target.receiver.ingest_failures.fetch_add(1, Ordering::Relaxed);
             if poisoned {
-                // Keep the series table: the fresh instance registers its series anew
-                // and the table is rebuilt at the next collection.
-                if self.instance.take().is_some() {
-                    target.stats.restarts.fetch_add(1, Ordering::Relaxed);
-                }
+                // The fresh instance registers its series anew (same labels, so the
+                // same stored series); the ids of this one mean nothing any more.
+                self.drop_instance();
             }
             self.warn_ingest(&e);
         }
