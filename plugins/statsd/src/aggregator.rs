@@ -39,6 +39,9 @@ pub struct Aggregator {
     labels: Labels,
     max_line_length: usize,
     last_sweep_ms: u64,
+    /// Tests compare the cached path with the slow path by turning the cache off.
+    #[cfg(test)]
+    no_cache: bool,
 }
 
 impl Aggregator {
@@ -57,6 +60,8 @@ impl Aggregator {
             labels: Labels::new(),
             max_line_length: limits.max_line_length,
             last_sweep_ms: 0,
+            #[cfg(test)]
+            no_cache: false,
         }
     }
 
@@ -102,6 +107,11 @@ impl Aggregator {
         self.core.stats.lines += 1;
         if line.len() > self.max_line_length {
             self.core.stats.lines_too_long += 1;
+            return;
+        }
+        #[cfg(test)]
+        if self.no_cache {
+            self.slow(line, None, now_ms);
             return;
         }
         let Some((name, value, rest)) = fast_shape(line) else {
@@ -372,5 +382,100 @@ mod tests {
         assert_eq!(counter(&a, "x"), Some(1.0));
         assert_eq!(counter(&a, "y"), None);
         assert_eq!(a.core.stats.series_dropped, 2);
+    }
+
+    /// Everything observable: self counters and series values.
+    fn state(a: &mut Aggregator) -> String {
+        let mut series: Vec<String> = a
+            .store()
+            .iter()
+            .map(|(f, s)| {
+                let v = match &s.value {
+                    Value::Counter(x) | Value::Gauge(x) => format!("{x:?}"),
+                    Value::Histogram(h) => format!("{:?} {:?} {}", h.counts, h.sum, h.count),
+                    Value::Summary(sm) => format!("{:?} {} {:?}", sm.sum, sm.count, sm.quantiles(&[0.5, 0.99], 0)),
+                };
+                format!("{}{:?}={v}", f.name, s.labels)
+            })
+            .collect();
+        series.sort();
+        let c = &a.counters;
+        let s = &a.core.stats;
+        format!(
+            "lines={} samples={} tags={} tag_errors={} errors={:?} events={:?} unmapped={} actions={:?} event_errors={:?} conflicts={:?} dropped={}\n{}",
+            s.lines,
+            c.samples,
+            c.tags,
+            c.tag_errors,
+            c.sample_errors,
+            s.events,
+            s.unmapped,
+            s.actions,
+            s.event_errors,
+            s.conflicts,
+            s.series_dropped,
+            series.join("\n")
+        )
+    }
+
+    /// Random lines from the protocol's own characters: every shape the cache
+    /// replays must count and update exactly as parsing it again would, and nothing
+    /// may panic.
+    #[test]
+    fn the_cached_path_agrees_with_the_slow_path_on_random_lines() {
+        let yaml = "defaults:\n  observer_type: histogram\nmappings:\n- match: a.*\n  name: m_$1\n  scale: -1\n- match: b.*\n  name: drop\n  action: drop\n- match: '^c(.*)'\n  match_type: regex\n  name: re${1}\n  observer_type: summary\n";
+        let names = [
+            "a.x", "a.y", "b.z", "c1", "c.2", "x", "x_sum", "y,t=1", "y#t=2", "z[t=3]", "é", "",
+        ];
+        let values = ["1", "-2", "+3", "0.5", "x", "1e3", "NaN", "+Inf", "", "1:2", "-0"];
+        let types = ["c", "g", "ms", "h", "d", "s", "q", ""];
+        let extras = [
+            "",
+            "|@0.5",
+            "|@0.1",
+            "|@x",
+            "|@0",
+            "|#k:v",
+            "|#k:v,j:w",
+            "|#k",
+            "|c:id",
+            "|T1",
+            "||",
+            "|@2",
+            "|#k:v|@0.5",
+            "|x",
+        ];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        let mut fast = agg(yaml, 50);
+        let mut slow = agg(yaml, 50);
+        slow.no_cache = true;
+        for round in 0..20_000u64 {
+            let mut d = Vec::new();
+            for _ in 0..1 + next(3) {
+                let line = format!(
+                    "{}:{}|{}{}",
+                    names[next(names.len())],
+                    values[next(values.len())],
+                    types[next(types.len())],
+                    extras[next(extras.len())]
+                );
+                d.extend_from_slice(line.as_bytes());
+                d.push(b'\n');
+            }
+            if next(50) == 0 {
+                d.extend_from_slice(&[0xff, b':', b'1', b'|', b'c']);
+            }
+            let now = round * 7;
+            fast.ingest(&d, now);
+            slow.ingest(&d, now);
+        }
+        assert!(fast.cache.len() > 10, "the cache was used");
+        assert_eq!(state(&mut fast), state(&mut slow));
     }
 }

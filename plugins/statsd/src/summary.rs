@@ -84,16 +84,21 @@ struct Sketch {
     pos: Store,
     neg: Store,
     zero: u64,
+    /// ±Inf are counted apart: in a bin they would stretch the store over the whole
+    /// exponent range and collapse every finite value into one bin.
+    neg_inf: u64,
+    pos_inf: u64,
 }
 
 impl Sketch {
     fn add(&mut self, v: f64, n: u64, inv_ln_gamma: f64) {
         let a = v.abs();
-        if a < MIN_VALUE {
+        if a.is_infinite() {
+            if v > 0.0 { self.pos_inf += n } else { self.neg_inf += n }
+        } else if a < MIN_VALUE {
             self.zero += n;
         } else {
-            // Clamped so that ±Inf (and anything near f64::MAX) lands in one top bin
-            // and the key arithmetic cannot overflow.
+            // Clamped so that the key arithmetic cannot overflow.
             let key = (a.ln() * inv_ln_gamma).ceil().min(MAX_KEY as f64) as i32;
             if v > 0.0 {
                 self.pos.add(key, n)
@@ -161,43 +166,47 @@ impl Summary {
             .collect();
         let mut pos = Merged::default();
         let mut neg = Merged::default();
-        let mut zero = 0;
+        let (mut zero, mut neg_inf, mut pos_inf) = (0, 0, 0);
         for b in &live {
             pos.add(&b.pos);
             neg.add(&b.neg);
             zero += b.zero;
+            neg_inf += b.neg_inf;
+            pos_inf += b.pos_inf;
         }
-        let total = pos.total + neg.total + zero;
+        let total = neg_inf + neg.total + zero + pos.total + pos_inf;
         if total == 0 {
             return vec![f64::NAN; qs.len()];
         }
         let gamma = ln_gamma().exp();
-        let value = |key: i32| 2.0 * gamma.powi(key) / (gamma + 1.0);
+        // Finite values report finite quantiles, even in the top bin.
+        let value = |key: i32| (2.0 * gamma.powi(key) / (gamma + 1.0)).min(f64::MAX);
         qs.iter()
             .map(|&q| {
                 // perks' rank (its exact answer for small sets): ceil(q·n), 1-based.
                 let rank = ((q * total as f64).ceil() as u64).clamp(1, total) - 1;
-                // Negative values first, most negative (highest key) first.
-                if rank < neg.total {
-                    let mut seen = 0;
-                    for (i, c) in neg.counts.iter().enumerate().rev() {
-                        seen += c;
-                        if seen > rank {
-                            return -value(neg.offset + i as i32);
-                        }
+                // In order: -Inf, negatives (most negative first), zero, positives, +Inf.
+                let mut seen = neg_inf;
+                if rank < seen {
+                    return f64::NEG_INFINITY;
+                }
+                for (i, c) in neg.counts.iter().enumerate().rev() {
+                    seen += c;
+                    if seen > rank {
+                        return -value(neg.offset + i as i32);
                     }
                 }
-                if rank < neg.total + zero {
+                seen += zero;
+                if rank < seen {
                     return 0.0;
                 }
-                let mut seen = neg.total + zero;
                 for (i, c) in pos.counts.iter().enumerate() {
                     seen += c;
                     if seen > rank {
                         return value(pos.offset + i as i32);
                     }
                 }
-                f64::NAN
+                f64::INFINITY
             })
             .collect()
     }
@@ -314,10 +323,16 @@ mod tests {
         let mut s = Summary::new(600_000, 5);
         s.observe(f64::INFINITY, 1, 0);
         s.observe(-f64::INFINITY, 1, 0);
-        s.observe(f64::MAX, 1, 0);
+        s.observe(1e10, 1, 0);
         s.observe(1.0, 1, 0);
-        let q = s.quantiles(&[0.0, 1.0], 0);
-        assert!(q[0] < -1e300 && q[1] > 1e300, "{q:?}");
+        let q = s.quantiles(&[0.0, 0.5, 0.75, 1.0], 0);
+        assert_eq!(q[0], f64::NEG_INFINITY);
+        assert!((q[1] - 1.0).abs() < 0.01, "finite values keep their resolution: {q:?}");
+        assert!((q[2] - 1e10).abs() < 1e8, "{q:?}");
+        assert_eq!(q[3], f64::INFINITY);
+        let mut s = Summary::new(600_000, 5);
+        s.observe(f64::MAX, 1, 0);
+        assert_eq!(s.quantiles(&[0.5], 0), [f64::MAX]);
     }
 
     #[test]
