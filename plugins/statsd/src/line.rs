@@ -152,6 +152,17 @@ pub struct Replay {
     pub repeat: u64,
 }
 
+/// What a sample's modifiers did.
+struct Modifiers {
+    rates: u32,
+    /// The counter's rate (1 when none).
+    rate: f64,
+    /// Events for an observer: `int(1/rate)`.
+    repeat: u64,
+    /// `invalid_sample_factor` errors that kept the sample.
+    factor_errors: u32,
+}
+
 /// Splits a line into `(name part, value, rest after the value's '|')` when it is a
 /// one-sample line whose meaning, apart from the value, depends only on the name part
 /// and the rest: the key of the ingest cache.
@@ -277,11 +288,54 @@ impl Parser {
             return None;
         };
         let tag_errors_before = c.tag_errors;
-        let mut factor_errors = 0;
-        let mut rates = 0;
-        let mut rate = 1.0;
-        let mut repeat: u64 = 1;
-        let extra = &comps[2..n];
+        let m = self.modifiers(&comps[2..n], kind, &mut value, labels, c)?;
+        let tagged = !labels.is_empty();
+        if tagged {
+            c.tags += 1;
+        }
+        let stat = StatType::parse(kind);
+        if stat == StatType::Illegal {
+            c.sample_errors[SampleError::IllegalEvent as usize] += m.repeat;
+        } else if m.repeat > 0 {
+            if stat == StatType::Timer {
+                value /= 1000.0;
+            }
+            on_event(&Event {
+                name: metric,
+                labels,
+                stat,
+                value,
+                relative,
+                repeat: m.repeat,
+            });
+        }
+        (m.rates <= 1).then_some(Replay {
+            name_tag_errors: 0,
+            sample_tag_errors: (c.tag_errors - tag_errors_before) as u32,
+            factor_errors: m.factor_errors,
+            tagged,
+            stat,
+            rate: m.rate,
+            repeat: m.repeat,
+        })
+    }
+
+    /// The `|@rate`, `|#tags`, `|c:container` and `|T<ts>` parts of a sample, in
+    /// order, as statsd_exporter applies them. `None`: the sample is dropped (counted).
+    fn modifiers(
+        &self,
+        extra: &[&str],
+        kind: &str,
+        value: &mut f64,
+        labels: &mut Labels,
+        c: &mut LineCounters,
+    ) -> Option<Modifiers> {
+        let mut m = Modifiers {
+            rates: 0,
+            rate: 1.0,
+            repeat: 1,
+            factor_errors: 0,
+        };
         if extra.iter().any(|p| p.is_empty()) {
             c.error(SampleError::MalformedComponent);
             return None;
@@ -289,25 +343,24 @@ impl Parser {
         for comp in extra {
             match comp.as_bytes()[0] {
                 b'@' => {
-                    rates += 1;
+                    m.rates += 1;
                     let mut factor = match parse_float(&comp[1..]) {
                         Ok(f) => f,
                         Err(go_value) => {
+                            // Counted, and the sample kept with Go's fallback value.
                             c.error(SampleError::InvalidSampleFactor);
-                            factor_errors += 1;
+                            m.factor_errors += 1;
                             go_value
                         }
                     };
                     if factor == 0.0 {
                         factor = 1.0;
                     }
-                    if kind == "g" {
-                        continue;
-                    } else if kind == "c" {
-                        value /= factor;
-                        rate = factor;
+                    if kind == "c" {
+                        *value /= factor;
+                        m.rate = factor;
                     } else if StatType::is_observer(kind) {
-                        repeat = go_int(1.0 / factor);
+                        m.repeat = go_int(1.0 / factor);
                     }
                 }
                 b'#' => {
@@ -331,35 +384,7 @@ impl Parser {
                 }
             }
         }
-        let tagged = !labels.is_empty();
-        if tagged {
-            c.tags += 1;
-        }
-        let stat = StatType::parse(kind);
-        if stat == StatType::Illegal {
-            c.sample_errors[SampleError::IllegalEvent as usize] += repeat;
-        } else if repeat > 0 {
-            if stat == StatType::Timer {
-                value /= 1000.0;
-            }
-            on_event(&Event {
-                name: metric,
-                labels,
-                stat,
-                value,
-                relative,
-                repeat,
-            });
-        }
-        (rates <= 1).then_some(Replay {
-            name_tag_errors: 0,
-            sample_tag_errors: (c.tag_errors - tag_errors_before) as u32,
-            factor_errors,
-            tagged,
-            stat,
-            rate,
-            repeat,
-        })
+        Some(m)
     }
 
     /// The metric name with SignalFx, InfluxDB or Librato tags taken out into `labels`.

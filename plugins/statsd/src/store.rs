@@ -114,6 +114,8 @@ pub struct Store {
     /// `family id ++ (name 0xFF value 0xFE)*` → slot.
     index: HashMap<Box<[u8]>, u32>,
     live: usize,
+    /// Live series with a TTL: when none, the sweep has nothing to look for.
+    with_ttl: usize,
     pub max_series: usize,
 }
 
@@ -192,7 +194,13 @@ impl Store {
             let key = series_key(fid, spec.labels.iter().map(|(n, v)| (n, v)));
             if let Some(&slot) = self.index.get(&key[..]) {
                 let s = self.series[slot as usize].as_mut().expect("indexed");
-                s.ttl_ms = spec.ttl_ms; // statsd_exporter takes the TTL of the latest mapping
+                // statsd_exporter takes the TTL of the latest mapping.
+                match (s.ttl_ms > 0, spec.ttl_ms > 0) {
+                    (false, true) => self.with_ttl += 1,
+                    (true, false) => self.with_ttl -= 1,
+                    _ => {}
+                }
+                s.ttl_ms = spec.ttl_ms;
                 return Lookup::Series(slot);
             }
         }
@@ -252,6 +260,7 @@ impl Store {
         };
         self.index.insert(key.into(), slot);
         self.live += 1;
+        self.with_ttl += (ttl_ms > 0) as usize;
         Lookup::Series(slot)
     }
 
@@ -313,7 +322,7 @@ impl Store {
                 // client_golang: the first bucket whose bound is >= v (NaN: +Inf).
                 let i = fam.buckets.iter().position(|b| v <= *b).unwrap_or(fam.buckets.len());
                 h.counts[i] += n;
-                h.sum += v * n as f64;
+                h.sum = crate::summary::add_repeated(h.sum, v, n);
                 h.count += n;
             }
             Value::Summary(sm) => sm.observe(v, n, now_ms),
@@ -324,6 +333,9 @@ impl Store {
     /// now`), and families left empty. Returns whether anything was removed.
     pub fn sweep(&mut self, now_ms: u64) -> bool {
         let mut removed = false;
+        if self.with_ttl == 0 {
+            return false;
+        }
         for slot in 0..self.series.len() {
             let expired = matches!(&self.series[slot], Some(s) if s.ttl_ms > 0 && s.updated_ms + s.ttl_ms < now_ms);
             if expired {
@@ -342,6 +354,7 @@ impl Store {
         self.index.remove(&key[..]);
         self.free.push(slot);
         self.live -= 1;
+        self.with_ttl -= (s.ttl_ms > 0) as usize;
         let f = self.families[s.family as usize].as_mut().expect("live family");
         f.live -= 1;
         if f.live == 0 {
