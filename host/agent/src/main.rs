@@ -447,9 +447,14 @@ async fn serve(cfg: config::Config, status: api::prom::StatusInfo, rules: Arc<ru
         status,
     });
     let mut tasks = Vec::new();
-    for s in scrapers {
+    // Hot reload: a replaced .wasm file is loaded and swapped into its targets.
+    let reloader = scrape::Reloader::new(engine.clone(), opts.clone());
+    for mut s in scrapers {
+        s.follow_reloads(&reloader);
         tasks.push(tokio::spawn(s.run(head.clone(), shutdown_rx.clone())));
     }
+    manager.follow_reloads(reloader.clone());
+    reloader.spawn(shutdown_rx.clone());
     tasks.push(manager.spawn(cfg.discovery.clone(), shutdown_rx.clone()));
     let fsync_every = cfg
         .sonde

@@ -20,6 +20,7 @@ mod state;
 mod ticker;
 
 pub use bindings::{Batch, Family, Label, MetricKind, PluginError, PluginInfo, Series};
+pub use cache::sha256_hex;
 pub use engine::{EngineOptions, LoadStats, PluginEngine};
 pub use error::{CallError, LoadError};
 pub use grants::Grants;

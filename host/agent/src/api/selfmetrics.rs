@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 pub async fn handler(State(s): State<Shared>) -> impl IntoResponse {
     let mut w = Writer::default();
     plugins(&s, &mut w);
+    discovery(&s, &mut w);
     head(&s, &mut w);
     process(&s, &mut w);
     rules(&s, &mut w);
@@ -26,7 +27,7 @@ pub async fn handler(State(s): State<Shared>) -> impl IntoResponse {
 fn plugins(s: &Shared, w: &mut Writer) {
     let targets = s.targets.snapshot();
     type Get = fn(&crate::scrape::Target) -> f64;
-    let simple: [(&str, &str, &str, Get); 7] = [
+    let simple: [(&str, &str, &str, Get); 8] = [
         (
             "sonde_plugin_collections_total",
             "counter",
@@ -38,6 +39,12 @@ fn plugins(s: &Shared, w: &mut Writer) {
             "counter",
             "Instances dropped and re-created after a trap, timeout or invalid output.",
             |t| t.stats.restarts.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "sonde_plugin_reloads_total",
+            "counter",
+            "New versions of the plugin file swapped in without a restart (hot reload).",
+            |t| t.stats.reloads.load(Ordering::Relaxed) as f64,
         ),
         (
             "sonde_plugin_memory_bytes",
@@ -173,6 +180,47 @@ fn receivers(targets: &[std::sync::Arc<crate::scrape::Target>], w: &mut Writer) 
         w.family(name, "counter", help);
         for t in &push {
             w.sample(name, [("plugin", t.spec.name.as_str())], get(&t.receiver) as f64, None);
+        }
+    }
+}
+
+/// `sonde_sd_*`: file_sd per plugins.toml entry (Prometheus's `prometheus_sd_file_*`).
+fn discovery(s: &Shared, w: &mut Writer) {
+    let entries = s.targets.sd_stats().snapshot();
+    if entries.is_empty() {
+        return;
+    }
+    type Get = fn(&crate::scrape::EntryStats) -> f64;
+    let families: [(&str, &str, &str, Get); 4] = [
+        (
+            "sonde_sd_files",
+            "gauge",
+            "file_sd files the entry's patterns match.",
+            |e| e.files as f64,
+        ),
+        (
+            "sonde_sd_discovered_targets",
+            "gauge",
+            "Targets of the entry, its static ones included.",
+            |e| e.targets as f64,
+        ),
+        (
+            "sonde_sd_file_read_errors_total",
+            "counter",
+            "Reads of a file_sd file that failed (unreadable or not parsing; its previous targets were kept).",
+            |e| e.read_errors as f64,
+        ),
+        (
+            "sonde_sd_updates_total",
+            "counter",
+            "Changes of the entry's target set after start.",
+            |e| e.updates as f64,
+        ),
+    ];
+    for (name, kind, help, get) in families {
+        w.family(name, kind, help);
+        for (entry, e) in &entries {
+            w.sample(name, [("entry", entry.as_str())], get(e), None);
         }
     }
 }

@@ -9,13 +9,41 @@ use crate::config::file_sd::{self, Group};
 use crate::config::{DiscoverySpec, Problem};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
+
+/// What file_sd did, per entry, for sonde's own `/metrics` (`sonde_sd_*`).
+#[derive(Default)]
+pub struct SdStats(Mutex<BTreeMap<String, EntryStats>>);
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EntryStats {
+    /// Files the patterns match now.
+    pub files: usize,
+    /// Targets the entry has now (its static ones included).
+    pub targets: usize,
+    /// Reads of a file that failed (unreadable, or did not parse).
+    pub read_errors: u64,
+    /// Times the entry's target set changed after start.
+    pub updates: u64,
+}
+
+impl SdStats {
+    /// Every entry with file_sd, by name.
+    pub fn snapshot(&self) -> Vec<(String, EntryStats)> {
+        self.0.lock().unwrap().iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    fn update(&self, entry: &str, f: impl FnOnce(&mut EntryStats)) {
+        f(self.0.lock().unwrap().entry(entry.to_string()).or_default());
+    }
+}
 
 /// Runs until `shutdown` flips.
 pub async fn watch(spec: DiscoverySpec, manager: Arc<TargetManager>, mut shutdown: watch::Receiver<bool>) {
     let entry = spec.template.entry.clone();
+    let stats = manager.sd_stats();
     let mut files = Files::default();
     let mut last_full: Option<Instant> = None;
     let mut first = true;
@@ -33,12 +61,20 @@ pub async fn watch(spec: DiscoverySpec, manager: Arc<TargetManager>, mut shutdow
         .await
         .expect("file_sd refresh does not panic");
         files = f;
+        stats.update(&entry, |s| {
+            s.files = files.0.len();
+            s.read_errors += problems.len() as u64;
+        });
         for p in problems {
             tracing::error!(entry = %entry, "file_sd: {p} (the file's previous targets are kept)");
         }
         if changed || first {
             let targets = spec.expand(files.groups());
             tracing::debug!(entry = %entry, targets = targets.len(), "file_sd targets");
+            stats.update(&entry, |s| {
+                s.targets = targets.len();
+                s.updates += u64::from(!first);
+            });
             manager.sync(&entry, targets).await;
             first = false;
         }

@@ -2,6 +2,8 @@
 //! scraper for each new target, stops the removed ones (whose series then go stale),
 //! leaves unchanged ones alone, and keeps the [`TargetSet`] the API reads current.
 
+use super::discovery::SdStats;
+use super::reload::Reloader;
 use super::scheduler::{Scraper, compile_in_child, describe};
 use super::target::Target;
 use crate::config::discovery::with_timeout;
@@ -16,26 +18,37 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Every target being scraped, as `/api/v1/targets` and `/metrics` list them.
+/// Every target being scraped, as `/api/v1/targets` and `/metrics` list them, and
+/// what file_sd did to get them.
 #[derive(Clone, Default)]
-pub struct TargetSet(Arc<RwLock<Vec<Arc<Target>>>>);
+pub struct TargetSet {
+    targets: Arc<RwLock<Vec<Arc<Target>>>>,
+    sd: Arc<SdStats>,
+}
 
 impl TargetSet {
     pub fn new(targets: impl IntoIterator<Item = Arc<Target>>) -> Self {
-        TargetSet(Arc::new(RwLock::new(targets.into_iter().collect())))
+        TargetSet {
+            targets: Arc::new(RwLock::new(targets.into_iter().collect())),
+            sd: Default::default(),
+        }
     }
 
     /// The targets now, in the order they were added.
     pub fn snapshot(&self) -> Vec<Arc<Target>> {
-        self.0.read().unwrap().clone()
+        self.targets.read().unwrap().clone()
+    }
+
+    pub fn sd_stats(&self) -> &SdStats {
+        &self.sd
     }
 
     fn add(&self, t: Arc<Target>) {
-        self.0.write().unwrap().push(t);
+        self.targets.write().unwrap().push(t);
     }
 
     fn remove(&self, name: &str) {
-        self.0.write().unwrap().retain(|t| t.spec.name != name);
+        self.targets.write().unwrap().retain(|t| t.spec.name != name);
     }
 }
 
@@ -76,6 +89,8 @@ pub struct TargetManager {
     default_interval: Duration,
     default_timeout: Duration,
     state: tokio::sync::Mutex<State>,
+    /// Hot reload of plugin files, for the targets started here.
+    reloader: std::sync::OnceLock<Arc<Reloader>>,
 }
 
 impl TargetManager {
@@ -110,7 +125,13 @@ impl TargetManager {
             default_interval: cfg.sonde.interval(),
             default_timeout: cfg.sonde.timeout(),
             state: tokio::sync::Mutex::new(state),
+            reloader: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Targets started from now on swap in new versions of their plugin file.
+    pub fn follow_reloads(&self, reloader: Arc<Reloader>) {
+        let _ = self.reloader.set(reloader);
     }
 
     /// Starts the entries' targets and their file_sd watchers. The handle finishes
@@ -136,6 +157,10 @@ impl TargetManager {
             }
             m.stop_all().await;
         })
+    }
+
+    pub(super) fn sd_stats(&self) -> Arc<SdStats> {
+        self.set.sd.clone()
     }
 
     async fn stop_all(&self) {
@@ -202,10 +227,14 @@ impl TargetManager {
             .stats
             .loaded_from_cache
             .store(loaded.from_cache as u64, Ordering::Relaxed);
-        let scraper = Scraper {
+        let mut scraper = Scraper {
             target: target.clone(),
             plugin: loaded.plugin,
+            reload: None,
         };
+        if let Some(r) = self.reloader.get() {
+            scraper.follow_reloads(r);
+        }
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(scraper.run(self.head.clone(), stop_rx));
         Running {

@@ -5,11 +5,14 @@
 mod discovery;
 mod manager;
 mod receiver;
+mod reload;
 mod scheduler;
 mod table;
 mod target;
 
+pub use discovery::EntryStats;
 pub use manager::{TargetManager, TargetSet};
 pub use receiver::ReceiverStats;
+pub use reload::Reloader;
 pub use scheduler::{CompileJob, load_targets, now_ms};
 pub use target::{DURATION_BUCKETS, Target};

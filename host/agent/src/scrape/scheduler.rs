@@ -3,6 +3,7 @@
 //! Targets never wait for each other: each has its own task and its own store.
 
 use super::receiver::{self, Listeners, Received};
+use super::reload::Reloader;
 use super::table::{Applied, SeriesTable, TargetLabels};
 use super::target::{Health, Target};
 use crate::config::Config;
@@ -23,6 +24,8 @@ pub fn now_ms(t: SystemTime) -> i64 {
 pub struct Scraper {
     pub target: Arc<Target>,
     pub(super) plugin: Result<Plugin, String>,
+    /// New versions of the plugin file (hot reload), once [`Scraper::follow_reloads`].
+    pub(super) reload: Option<watch::Receiver<Option<Plugin>>>,
 }
 
 /// Compiles (or loads from cache) every distinct plugin once, asks each instance's
@@ -33,27 +36,7 @@ pub async fn load_targets(cfg: &Config, engine: &Arc<PluginEngine>, opts: &Engin
         if loaded.contains_key(&spec.plugin_path) {
             continue;
         }
-        let t0 = Instant::now();
-        let compiled_by_child =
-            engine.needs_compile(&spec.plugin_path) && compile_in_child(opts, &spec.plugin_path).await;
-        let engine = engine.clone();
-        let path = spec.plugin_path.clone();
-        let mut result = tokio::task::spawn_blocking(move || engine.load(&path).map_err(|e| e.to_string()))
-            .await
-            .unwrap_or_else(|e| Err(format!("loading the plugin panicked: {e}")));
-        if let (true, Ok((_, stats))) = (compiled_by_child, &mut result) {
-            *stats = LoadStats {
-                from_cache: false,
-                took: t0.elapsed(),
-            };
-        }
-        match &result {
-            Ok((p, stats)) => tracing::info!(
-                plugin = %spec.plugin_path.display(), sha256 = %p.sha256, from_cache = stats.from_cache,
-                took_ms = stats.took.as_millis() as u64, "plugin loaded"
-            ),
-            Err(e) => tracing::error!(plugin = %spec.plugin_path.display(), "{e}"),
-        }
+        let result = load_plugin(engine, opts, &spec.plugin_path).await;
         loaded.insert(spec.plugin_path.clone(), result);
     }
     let mut out = Vec::new();
@@ -86,9 +69,41 @@ pub async fn load_targets(cfg: &Config, engine: &Arc<PluginEngine>, opts: &Engin
         out.push(Scraper {
             target,
             plugin: plugin.map(|(p, _)| p),
+            reload: None,
         });
     }
     out
+}
+
+/// Loads the component at `path`: compiled in a child process when the compile
+/// cache has no artifact for it (keeping Cranelift's memory out of the daemon), then
+/// deserialized and linked here. Logs the outcome.
+pub(super) async fn load_plugin(
+    engine: &Arc<PluginEngine>,
+    opts: &EngineOptions,
+    path: &std::path::Path,
+) -> Result<(Plugin, LoadStats), String> {
+    let t0 = Instant::now();
+    let compiled_by_child = engine.needs_compile(path) && compile_in_child(opts, path).await;
+    let engine = engine.clone();
+    let owned = path.to_path_buf();
+    let mut result = tokio::task::spawn_blocking(move || engine.load(&owned).map_err(|e| e.to_string()))
+        .await
+        .unwrap_or_else(|e| Err(format!("loading the plugin panicked: {e}")));
+    if let (true, Ok((_, stats))) = (compiled_by_child, &mut result) {
+        *stats = LoadStats {
+            from_cache: false,
+            took: t0.elapsed(),
+        };
+    }
+    match &result {
+        Ok((p, stats)) => tracing::info!(
+            plugin = %path.display(), sha256 = %p.sha256, from_cache = stats.from_cache,
+            took_ms = stats.took.as_millis() as u64, "plugin loaded"
+        ),
+        Err(e) => tracing::error!(plugin = %path.display(), "{e}"),
+    }
+    result
 }
 
 /// Runs `sonde compile-plugin` for `path`; true if it put the result in the cache.
@@ -223,6 +238,20 @@ impl HostSeries {
 }
 
 impl Scraper {
+    /// Swaps in new versions of the plugin file as the reloader finds them.
+    pub fn follow_reloads(&mut self, reloader: &Reloader) {
+        let current = self.plugin.as_ref().ok();
+        let rx = reloader.subscribe(&self.target.spec.plugin_path, current);
+        // A target started after a reload (file_sd) runs the newest version.
+        let newest = rx.borrow().clone();
+        if let Some(p) = newest
+            && self.plugin.as_ref().map_or(true, |cur| cur.sha256 != p.sha256)
+        {
+            self.plugin = Ok(p);
+        }
+        self.reload = Some(rx);
+    }
+
     /// Runs until `shutdown` flips to true.
     pub async fn run(self, head: Arc<Storage>, mut shutdown: watch::Receiver<bool>) {
         let target = self.target.clone();
@@ -251,8 +280,25 @@ impl Scraper {
                     None => std::future::pending().await,
                 }
             };
+            let reload = run.scraper.reload.clone();
+            let new_version = async move {
+                match reload {
+                    Some(mut rx) => match rx.changed().await {
+                        Ok(()) => rx.borrow_and_update().clone(),
+                        Err(_) => std::future::pending().await,
+                    },
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = ticker.tick() => {}
+                Some(plugin) = new_version => {
+                    if let Some(r) = run.scraper.reload.as_mut() {
+                        r.mark_unchanged();
+                    }
+                    run.swap_plugin(plugin).await;
+                    continue;
+                }
                 Some(batch) = received => {
                     tokio::select! {
                         _ = run.ingest(batch) => {}
@@ -483,6 +529,56 @@ impl Run {
             .inspect_err(|_| target.stats.fail("listen"))?;
             tracing::info!(target_name = %target.spec.name, udp = ?grants.listen_udp, tcp = ?grants.listen_tcp, "listening");
             Ok(Some(l))
+        }
+    }
+
+    /// Replaces the plugin with a new version of its file. A push source's state goes
+    /// from the old instance to the new one (`snapshot` → `restore`); a failure there
+    /// costs the state, not the reload.
+    async fn swap_plugin(&mut self, plugin: Plugin) {
+        let target = self.scraper.target.clone();
+        let timeout = target.timeout;
+        let mut state = Vec::new();
+        if let Some(mut old) = self.instance.take()
+            && target.spec.grants.listens()
+        {
+            match old.snapshot(timeout).await {
+                Ok(s) => state = s,
+                Err(e) => {
+                    tracing::warn!(target_name = %target.spec.name, "snapshot of the old version failed, the new one starts empty: {e}")
+                }
+            }
+        }
+        self.table.reset(&self.head);
+        self.scraper.plugin = Ok(plugin.clone());
+        target.stats.reloads.fetch_add(1, Ordering::Relaxed);
+        let restored = if state.is_empty() {
+            Ok(())
+        } else {
+            self.restore(&plugin, &state).await
+        };
+        match restored {
+            Ok(()) => {
+                tracing::info!(target_name = %target.spec.name, sha256 = %plugin.sha256, state_bytes = state.len(), "now running the new plugin version")
+            }
+            Err(e) => {
+                tracing::warn!(target_name = %target.spec.name, "new plugin version running, but it did not take the old state (it starts empty): {e}")
+            }
+        }
+    }
+
+    async fn restore(&mut self, plugin: &Plugin, state: &[u8]) -> Result<(), String> {
+        let timeout = self.scraper.target.timeout;
+        self.ensure_instance(plugin, Instant::now() + timeout).await?;
+        let inst = self.instance.as_mut().expect("created above");
+        match inst.restore(state, timeout).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if e.poisons_instance() {
+                    self.drop_instance();
+                }
+                Err(e.to_string())
+            }
         }
     }
 

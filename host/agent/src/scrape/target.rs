@@ -44,6 +44,8 @@ pub struct Stats {
     pub collections: AtomicU64,
     pub failures: Mutex<BTreeMap<&'static str, u64>>,
     pub restarts: AtomicU64,
+    /// New versions of the plugin file swapped in (hot reload).
+    pub reloads: AtomicU64,
     pub memory_bytes: AtomicU64,
     pub series: AtomicU64,
     pub samples: AtomicU64,
