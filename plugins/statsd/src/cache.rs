@@ -82,8 +82,8 @@ impl Cache {
                 e.hash == hash
                     && e.key.len() == name.len() + rest.len()
                     && e.name_len as usize == name.len()
-                    && &e.key[..name.len()] == name
-                    && &e.key[name.len()..] == rest
+                    && same(&e.key[..name.len()], name)
+                    && same(&e.key[name.len()..], rest)
             })
             .map(|e| (e.replay, e.resolved))
     }
@@ -114,5 +114,40 @@ impl Cache {
     /// Keeps only the entries `keep` approves (after series were removed).
     pub fn retain(&mut self, mut keep: impl FnMut(&Resolved) -> bool) {
         self.table.retain(|e| keep(&e.resolved));
+    }
+}
+
+/// Equality of two slices of equal length, eight bytes at a time: keys are short, and
+/// a call to `memcmp` (a plain byte loop in wasm) costs more than the comparison.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (p, q) in (&mut x).zip(&mut y) {
+        if u64::from_ne_bytes(p.try_into().expect("8 bytes")) != u64::from_ne_bytes(q.try_into().expect("8 bytes")) {
+            return false;
+        }
+    }
+    x.remainder().iter().zip(y.remainder()).all(|(p, q)| p == q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same;
+
+    #[test]
+    fn same_compares_every_byte() {
+        let a = b"0123456789abcdefXYZ";
+        for len in 0..a.len() {
+            assert!(same(&a[..len], &a[..len]));
+            for i in 0..len {
+                let mut b = a[..len].to_vec();
+                b[i] ^= 1;
+                assert!(!same(&a[..len], &b), "len {len} byte {i}");
+            }
+        }
+        assert!(!same(b"ab", b"abc"));
     }
 }

@@ -184,9 +184,24 @@ fn contains_bar_hash(s: &[u8]) -> bool {
     s.windows(2).any(|w| w == b"|#")
 }
 
+/// The first `needle` in `hay`, eight bytes at a time (SWAR: wasm32 has 64-bit integer
+/// operations but no SIMD by default, and every byte of every line is scanned here).
 #[inline]
 pub fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO * needle as u64;
+    let mut chunks = hay.chunks_exact(8);
+    let mut base = 0;
+    for c in &mut chunks {
+        let x = u64::from_le_bytes(c.try_into().expect("8 bytes")) ^ pattern;
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            return Some(base + (found.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks.remainder().iter().position(|&b| b == needle).map(|i| base + i)
 }
 
 pub struct Parser {
@@ -540,6 +555,23 @@ mod tests {
         let (ev, c) = parse("a:2|c|@x");
         assert_eq!(ev, ["a {} Counter 2 rel=false x1"]);
         assert_eq!(c.sample_errors[SampleError::InvalidSampleFactor as usize], 1);
+    }
+
+    #[test]
+    fn memchr_finds_the_first_match_anywhere() {
+        let hay: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        for at in 0..hay.len() {
+            let mut h = hay.clone();
+            h[at] = b':';
+            if at + 3 < h.len() {
+                h[at + 3] = b':';
+            }
+            assert_eq!(memchr(b':', &h), Some(at), "at {at}");
+        }
+        assert_eq!(memchr(b':', &hay), None);
+        assert_eq!(memchr(b':', b""), None);
+        assert_eq!(memchr(0x80, &[0x7f, 0x00, 0x80]), Some(2));
+        assert_eq!(memchr(0x00, &[1, 1, 1, 1, 1, 1, 1, 1, 0x01, 0]), Some(9));
     }
 
     #[test]
