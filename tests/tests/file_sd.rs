@@ -196,6 +196,11 @@ fn file_sd_targets_come_and_go_at_run_time() {
     );
     std::thread::sleep(REFRESH * 2);
     assert_eq!(instances(&sonde), ["127.0.0.1:1000", "127.0.0.1:1002"]);
+    let m = sonde.metrics();
+    assert_eq!(m.value("sonde_sd_discovered_targets", &[("entry", "web")]), Some(2.0));
+    assert_eq!(m.value("sonde_sd_files", &[("entry", "web")]), Some(2.0));
+    assert!(m.value("sonde_sd_file_read_errors_total", &[("entry", "web")]) >= Some(1.0));
+    assert!(m.value("sonde_sd_updates_total", &[("entry", "web")]) >= Some(2.0));
 }
 
 /// The prometheus plugin, one instance per node_exporter in a file_sd file: each
