@@ -311,6 +311,33 @@ impl Ctx<'_> {
         }
     }
 
+    fn action(&mut self, node: &Node) -> Action {
+        match self.text(node, "action").as_deref() {
+            None | Some("map") | Some("") => Action::Map,
+            Some("drop") => Action::Drop,
+            Some(other) => {
+                self.report(node, format!("invalid action type {other:?} (map or drop)"));
+                Action::Map
+            }
+        }
+    }
+
+    fn metric_type(&mut self, node: &Node) -> Option<MetricType> {
+        match self.text(node, "match_metric_type")?.as_str() {
+            "" => None,
+            "counter" => Some(MetricType::Counter),
+            "gauge" => Some(MetricType::Gauge),
+            "observer" => Some(MetricType::Observer),
+            other => {
+                self.report(
+                    node,
+                    format!("invalid metric type '{other}' (counter, gauge or observer)"),
+                );
+                None
+            }
+        }
+    }
+
     fn summary(&mut self, node: &Node) -> RawSummary {
         let mut s = RawSummary::default();
         for (k, v) in self.map(node, "summary_options", SUMMARY_FIELDS) {
@@ -475,25 +502,7 @@ fn mapping(cx: &mut Ctx, node: &Node, index: usize, d: &Defaults) -> Option<Mapp
         );
     }
     let match_type = get("match_type").and_then(|v| cx.match_type(v)).unwrap_or(d.match_type);
-    let mut glob = Vec::new();
-    let mut regex = None;
-    let at = get("match").unwrap_or(node);
-    match match_type {
-        MatchType::Glob => {
-            if METRIC_LINE_RE.is_match(&match_) {
-                glob = match_.split('.').map(|f| (f != "*").then(|| f.to_string())).collect();
-            } else {
-                cx.report(
-                    at,
-                    format!("invalid match: {match_:?} (glob: dot-separated names or *)"),
-                );
-            }
-        }
-        MatchType::Regex => match Regex::new(&match_) {
-            Ok(r) => regex = Some(r),
-            Err(e) => cx.report(at, format!("invalid regex {match_} in mapping: {e}")),
-        },
-    }
+    let (glob, regex) = matcher(cx, &match_, match_type, get("match").unwrap_or(node));
     let captures = glob.iter().filter(|f| f.is_none()).count();
     let mut labels = Vec::new();
     if let Some(v) = get("labels") {
@@ -524,34 +533,8 @@ fn mapping(cx: &mut Ctx, node: &Node, index: usize, d: &Defaults) -> Option<Mapp
             "cannot use summary observer and histogram options at the same time",
         );
     }
-    let action = match get("action").and_then(|v| cx.text(v, "action")).as_deref() {
-        None | Some("map") | Some("") => Action::Map,
-        Some("drop") => Action::Drop,
-        Some(other) => {
-            cx.report(
-                get("action").unwrap_or(node),
-                format!("invalid action type {other:?} (map or drop)"),
-            );
-            Action::Map
-        }
-    };
-    let match_metric_type = match get("match_metric_type")
-        .and_then(|v| cx.text(v, "match_metric_type"))
-        .as_deref()
-    {
-        None | Some("") => None,
-        Some("counter") => Some(MetricType::Counter),
-        Some("gauge") => Some(MetricType::Gauge),
-        Some("observer") => Some(MetricType::Observer),
-        Some(other) => {
-            let at = get("match_metric_type").unwrap_or(node);
-            cx.report(
-                at,
-                format!("invalid metric type '{other}' (counter, gauge or observer)"),
-            );
-            None
-        }
-    };
+    let action = get("action").map_or(Action::Map, |v| cx.action(v));
+    let match_metric_type = get("match_metric_type").and_then(|v| cx.metric_type(v));
     let ttl = get("ttl").and_then(|v| cx.duration_ms(v, "ttl")).unwrap_or(0);
     let honor_labels = get("honor_labels")
         .and_then(|v| cx.bool(v, "honor_labels"))
@@ -584,6 +567,30 @@ fn mapping(cx: &mut Ctx, node: &Node, index: usize, d: &Defaults) -> Option<Mapp
         },
         scale,
     })
+}
+
+/// A `match:` as glob components (`None` for `*`) or a compiled regex.
+fn matcher(cx: &mut Ctx, match_: &str, match_type: MatchType, at: &Node) -> (Vec<Option<String>>, Option<Regex>) {
+    match match_type {
+        MatchType::Glob if METRIC_LINE_RE.is_match(match_) => {
+            let glob = match_.split('.').map(|f| (f != "*").then(|| f.to_string())).collect();
+            (glob, None)
+        }
+        MatchType::Glob => {
+            cx.report(
+                at,
+                format!("invalid match: {match_:?} (glob: dot-separated names or *)"),
+            );
+            (Vec::new(), None)
+        }
+        MatchType::Regex => match Regex::new(match_) {
+            Ok(r) => (Vec::new(), Some(r)),
+            Err(e) => {
+                cx.report(at, format!("invalid regex {match_} in mapping: {e}"));
+                (Vec::new(), None)
+            }
+        },
+    }
 }
 
 /// Go's `time.ParseDuration`, in whole milliseconds.

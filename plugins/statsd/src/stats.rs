@@ -59,97 +59,95 @@ impl Stats {
 
     pub fn emit(&mut self, out: &mut Collection, series: usize, cache: usize, families: [u64; 4], mappings: usize) {
         let c = &self.line;
+        let n = |v: u64| v as f64;
         out.counter(
             "statsd_exporter_lines_total",
             "The total number of StatsD lines received.",
             &[],
-            self.lines as f64,
+            n(self.lines),
         );
         out.counter(
             "statsd_exporter_samples_total",
             "The total number of StatsD samples received.",
             &[],
-            c.samples as f64,
+            n(c.samples),
         );
         out.counter(
             "statsd_exporter_tags_total",
             "The total number of DogStatsD tags processed.",
             &[],
-            c.tags as f64,
+            n(c.tags),
         );
         out.counter(
             "statsd_exporter_tag_errors_total",
             "The number of errors parsing DogStatsD tags.",
             &[],
-            c.tag_errors as f64,
+            n(c.tag_errors),
         );
-        for e in SampleError::ALL {
-            let n = c.sample_errors[e as usize];
-            if n > 0 {
-                out.counter(
-                    "statsd_exporter_sample_errors_total",
-                    "The total number of errors parsing StatsD samples.",
-                    &[("reason", e.reason())],
-                    n as f64,
-                );
+        // Labelled counters show only the label values seen, as client_golang's vectors.
+        let mut by_label = |name: &str, help: &str, label: &str, values: &[(&str, u64)]| {
+            for (v, count) in values.iter().filter(|(_, count)| *count > 0) {
+                out.counter(name, help, &[(label, v)], n(*count));
             }
-        }
-        for t in [MetricType::Counter, MetricType::Gauge, MetricType::Observer] {
-            let n = self.events[t as usize];
-            if n > 0 {
-                out.counter(
-                    "statsd_exporter_events_total",
-                    "The total number of StatsD events seen.",
-                    &[("type", t.label())],
-                    n as f64,
-                );
-            }
-        }
+        };
+        let reasons: Vec<(&str, u64)> = SampleError::ALL
+            .iter()
+            .map(|e| (e.reason(), c.sample_errors[*e as usize]))
+            .collect();
+        by_label(
+            "statsd_exporter_sample_errors_total",
+            "The total number of errors parsing StatsD samples.",
+            "reason",
+            &reasons,
+        );
+        let types = [MetricType::Counter, MetricType::Gauge, MetricType::Observer];
+        let events: Vec<(&str, u64)> = types.iter().map(|t| (t.label(), self.events[*t as usize])).collect();
+        by_label(
+            "statsd_exporter_events_total",
+            "The total number of StatsD events seen.",
+            "type",
+            &events,
+        );
+        let actions = [("map", self.actions[0]), ("drop", self.actions[1])];
+        by_label(
+            "statsd_exporter_events_actions_total",
+            "The total number of StatsD events by action.",
+            "action",
+            &actions,
+        );
+        let errors = [
+            ("empty_metric_name", self.event_errors[0]),
+            ("illegal_negative_counter", self.event_errors[1]),
+        ];
+        by_label(
+            "statsd_exporter_events_error_total",
+            "The total number of StatsD events discarded due to errors.",
+            "reason",
+            &errors,
+        );
         out.counter(
             "statsd_exporter_events_unmapped_total",
             "The total number of StatsD events no mapping was found for.",
             &[],
-            self.unmapped as f64,
+            n(self.unmapped),
         );
-        for (i, action) in ["map", "drop"].iter().enumerate() {
-            if self.actions[i] > 0 {
-                out.counter(
-                    "statsd_exporter_events_actions_total",
-                    "The total number of StatsD events by action.",
-                    &[("action", action)],
-                    self.actions[i] as f64,
-                );
-            }
-        }
-        for (i, reason) in ["empty_metric_name", "illegal_negative_counter"].iter().enumerate() {
-            if self.event_errors[i] > 0 {
-                out.counter(
-                    "statsd_exporter_events_error_total",
-                    "The total number of StatsD events discarded due to errors.",
-                    &[("reason", reason)],
-                    self.event_errors[i] as f64,
-                );
-            }
-        }
-        for (t, name, n) in &self.conflicts {
-            if *n > 0 {
-                out.counter(
-                    "statsd_exporter_events_conflict_total",
-                    "The total number of StatsD events with conflicting names.",
-                    &[("type", t.label()), ("metric_name", name)],
-                    *n as f64,
-                );
-            }
+        for (t, name, count) in self.conflicts.iter().filter(|c| c.2 > 0) {
+            out.counter(
+                "statsd_exporter_events_conflict_total",
+                "The total number of StatsD events with conflicting names.",
+                &[("type", t.label()), ("metric_name", name)],
+                n(*count),
+            );
         }
         for k in [Kind::Counter, Kind::Gauge, Kind::Histogram, Kind::Summary] {
-            let n = families[k as usize];
-            self.kinds_seen[k as usize] |= n > 0;
+            let count = families[k as usize];
+            self.kinds_seen[k as usize] |= count > 0;
             if self.kinds_seen[k as usize] {
                 out.gauge(
                     "statsd_exporter_metrics_total",
                     "The total number of metrics.",
                     &[("type", k.label())],
-                    n as f64,
+                    n(count),
                 );
             }
         }
@@ -169,13 +167,13 @@ impl Stats {
             "sonde_statsd_series_dropped_total",
             "StatsD events dropped because max_series series exist already.",
             &[],
-            self.series_dropped as f64,
+            n(self.series_dropped),
         );
         out.counter(
             "sonde_statsd_lines_too_long_total",
             "StatsD lines dropped because they are longer than max_line_length.",
             &[],
-            self.lines_too_long as f64,
+            n(self.lines_too_long),
         );
         out.gauge(
             "sonde_statsd_cache_entries",
@@ -187,7 +185,7 @@ impl Stats {
             "sonde_statsd_cache_resets_total",
             "Times the statsd ingest cache was full and emptied.",
             &[],
-            self.cache_resets as f64,
+            n(self.cache_resets),
         );
     }
 }
