@@ -168,7 +168,7 @@ impl<'a> Iterator for Lines<'a> {
                 return None;
             }
             let rest = &self.body[self.pos..];
-            let end = memchr(b'\n', rest).unwrap_or(rest.len());
+            let end = find_newline(rest).unwrap_or(rest.len());
             let line = &rest[..end];
             self.pos += end + 1;
             self.line += 1;
@@ -334,6 +334,27 @@ fn series_end(line: &[u8], format: Format) -> Result<(usize, &'static str), Stri
 
 fn name_len(line: &[u8]) -> usize {
     line.iter().take_while(|b| is_name_byte(**b)).count()
+}
+
+/// The first `\n`, eight bytes per step. memchr's portable code (all wasm32 has
+/// without SIMD) works on 32-bit words there; this is the longest pass over the body.
+fn find_newline(s: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const NL: u64 = LO * b'\n' as u64;
+    let mut chunks = s.chunks_exact(8);
+    let mut i = 0;
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("8 bytes")) ^ NL;
+        // The lowest set bit marks the first zero byte of `w` (bits above it may be
+        // false positives, never bits below).
+        let zero = w.wrapping_sub(LO) & !w & HI;
+        if zero != 0 {
+            return Some(i + (zero.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    memchr(b'\n', chunks.remainder()).map(|p| i + p)
 }
 
 /// `ts` is a token inside `line`: the rest of the line from it.
@@ -523,13 +544,82 @@ pub fn unescape_help(raw: &[u8], format: Format) -> String {
 /// A sample value as Go's `strconv.ParseFloat` reads it (`NaN`, `+Inf`, `-Inf`,
 /// exponents), which Prometheus uses.
 pub fn parse_float(s: &[u8]) -> Option<f64> {
-    // The common case, a small integer, without the general parser.
-    if !s.is_empty() && s.len() <= 15 && s.iter().all(u8::is_ascii_digit) {
-        return Some(s.iter().fold(0u64, |n, d| n * 10 + (d - b'0') as u64) as f64);
+    if let Some(v) = exact_decimal(s) {
+        return Some(v);
     }
     let s = std::str::from_utf8(s).ok()?;
-    // Rust also accepts "infinity" and "inf" in any case, as Go does; it rejects "+nan" too.
+    // Rust also accepts "infinity" and "inf" in any case, as Go does.
     s.parse::<f64>().ok()
+}
+
+/// Clinger's fast path: a decimal of at most 15 significant digits times a power of
+/// ten of at most 22 is one correctly rounded float operation (both operands are
+/// exact). Most exposition values qualify; the general parser is slow in wasm32,
+/// where its 128-bit products are emulated.
+fn exact_decimal(s: &[u8]) -> Option<f64> {
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
+        1e19, 1e20, 1e21, 1e22,
+    ];
+    let (neg, mut i) = match s.first()? {
+        b'-' => (true, 1),
+        b'+' => (false, 1),
+        _ => (false, 0),
+    };
+    let mut mant: u64 = 0;
+    let mut significant = 0;
+    let mut exp: i32 = 0;
+    let mut digits = 0;
+    let mut fraction = false;
+    while let Some(&c) = s.get(i) {
+        if c.is_ascii_digit() {
+            mant = mant * 10 + (c - b'0') as u64;
+            if mant != 0 {
+                significant += 1;
+                if significant > 15 {
+                    return None;
+                }
+            }
+            if fraction {
+                exp -= 1;
+            }
+            digits += 1;
+        } else if c == b'.' && !fraction {
+            fraction = true;
+        } else {
+            break;
+        }
+        i += 1;
+    }
+    if digits == 0 {
+        return None;
+    }
+    if let Some(b'e' | b'E') = s.get(i) {
+        i += 1;
+        let (eneg, start) = match s.get(i) {
+            Some(b'-') => (true, i + 1),
+            Some(b'+') => (false, i + 1),
+            _ => (false, i),
+        };
+        let e = s.get(start..)?;
+        if e.is_empty() || e.len() > 3 || !e.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let e = e.iter().fold(0i32, |n, d| n * 10 + (d - b'0') as i32);
+        exp += if eneg { -e } else { e };
+        i = s.len();
+    }
+    if i != s.len() {
+        return None;
+    }
+    let m = mant as f64;
+    let v = match exp {
+        0..=22 => m * POW10[exp as usize],
+        -22..=-1 => m / POW10[(-exp) as usize],
+        _ if mant == 0 => 0.0,
+        _ => return None,
+    };
+    Some(if neg { -v } else { v })
 }
 
 fn parse_timestamp(ts: &[u8], format: Format) -> Result<i64, String> {
@@ -594,3 +684,19 @@ fn lossy(b: &[u8]) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[test]
+fn newlines_are_found_in_every_position() {
+    for len in 0..40 {
+        for at in 0..len {
+            let mut s = vec![b'a'; len];
+            s[at] = b'\n';
+            if at + 1 < len {
+                s[len - 1] = b'\n';
+            }
+            assert_eq!(find_newline(&s), Some(at), "len {len} at {at}");
+        }
+        assert_eq!(find_newline(&vec![0x8a; len]), None);
+    }
+}

@@ -6,6 +6,7 @@
 //! plugins/prometheus exports `Scrape<Prometheus>`, plugins/django `Scrape<Django>`.
 //! User documentation: docs/scrape.md.
 
+pub mod cache;
 pub mod config;
 pub mod exposition;
 pub mod http;

@@ -8,6 +8,7 @@
 
 use crate::exposition::{self, Format, Kind, Line, Lines, ParseError};
 use crate::relabel::{self, Rule};
+use crate::cache::{Cache, DROPPED};
 use rustc_hash::FxHashMap;
 use sonde_plugin_sdk::{Collection, Kind as WireKind};
 
@@ -17,22 +18,11 @@ const MAX_LABELS: usize = 64;
 const MAX_LABEL_VALUE: usize = 16 * 1024;
 const MAX_NAME_LEN: usize = 1024;
 
-/// Cache entry value for a series that metric relabelling drops.
-const DROPPED: u64 = u64::MAX;
-
-struct Entry {
-    /// `Collection::sample_handle` of the series, or [`DROPPED`].
-    handle: u64,
-    /// The scrape that last saw this series.
-    seen: u32,
-}
-
 /// Per-target state kept across scrapes.
 pub struct Scraper {
     rules: Vec<Rule>,
     honor_timestamps: bool,
-    cache: FxHashMap<Box<[u8]>, Entry>,
-    epoch: u32,
+    cache: Cache,
     /// Kind of each family registered: a later sample outside its `# TYPE` block
     /// (or renamed onto it by relabelling) joins it instead of clashing with it.
     kinds: FxHashMap<String, WireKind>,
@@ -117,8 +107,7 @@ impl Scraper {
         Scraper {
             rules,
             honor_timestamps,
-            cache: FxHashMap::default(),
-            epoch: 0,
+            cache: Cache::default(),
             kinds: FxHashMap::default(),
         }
     }
@@ -126,11 +115,9 @@ impl Scraper {
     /// Parses `body` and emits its samples into `out`. A malformed body fails as a
     /// whole (nothing is stored), as in Prometheus.
     pub fn emit(&mut self, body: &[u8], format: Format, out: &mut Collection) -> Result<Stats, ParseError> {
-        self.epoch = self.epoch.wrapping_add(1);
-        let epoch = self.epoch;
+        self.cache.begin();
         let mut stats = Stats::default();
         let mut meta = Meta::default();
-        let mut live = 0usize;
         let mut lines = Lines::new(body, format);
         while let Some(line) = lines.next() {
             let (text, series, value, timestamp_ms) = match line? {
@@ -155,20 +142,16 @@ impl Scraper {
             };
             stats.scraped += 1;
             let ts = if self.honor_timestamps { timestamp_ms } else { None };
-            if let Some(e) = self.cache.get_mut(series) {
-                if e.seen != epoch {
-                    e.seen = epoch;
-                    live += 1;
+            let cached = self.cache.lookup(series);
+            if let Some(idx) = cached {
+                match self.cache.handle(idx) {
+                    DROPPED => {
+                        stats.dropped += 1;
+                        continue;
+                    }
+                    h if out.sample_by_handle(h, value, ts) => continue,
+                    _ => {}
                 }
-                if e.handle == DROPPED {
-                    stats.dropped += 1;
-                    continue;
-                }
-                if out.sample_by_handle(e.handle, value, ts) {
-                    continue;
-                }
-            } else {
-                live += 1;
             }
             // A new series, or one the SDK released since (absent from a scrape, or
             // registered by a scrape that failed).
@@ -182,16 +165,14 @@ impl Scraper {
             if handle == DROPPED {
                 stats.dropped += 1;
             }
-            match self.cache.get_mut(series) {
-                Some(e) => e.handle = handle,
+            match cached {
+                Some(idx) => self.cache.set_handle(idx, handle),
                 None => {
-                    self.cache.insert(series.into(), Entry { handle, seen: epoch });
+                    self.cache.insert(series, handle);
                 }
             }
         }
-        if self.cache.len() > live {
-            self.cache.retain(|_, e| e.seen == epoch);
-        }
+        self.cache.end();
         Ok(stats)
     }
 

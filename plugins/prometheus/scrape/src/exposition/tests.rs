@@ -221,4 +221,38 @@ fn floats_as_go_reads_them() {
     assert_eq!(f("1_000"), None);
     assert_eq!(f(""), None);
     assert_eq!(f("123456789012345678901"), Some(123456789012345678901.0));
+    assert_eq!(f("-0").map(f64::is_sign_negative), Some(true));
+    assert_eq!(f("1."), Some(1.0));
+    assert_eq!(f(".5"), Some(0.5));
+    assert_eq!(f("."), None);
+    assert_eq!(f("1e"), None);
+    assert_eq!(f("1.2.3"), None);
+}
+
+/// The fast path agrees with the general parser bit for bit.
+#[test]
+fn exact_decimals_round_like_the_general_parser() {
+    let mut cases: Vec<String> = [
+        "0.1", "0.3", "1.7976931348623157", "9007199254740993", "123456789012345", "1234567890123456",
+        "0.000001", "1e-22", "1e22", "1e23", "4.35e-23", "2.5e+06", "1.7953549915464115e+09",
+        "0.30069355900195664", "1E5", "-7.0", "+3.25", "0e400", "00001.5000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mant = x % 1_000_000_000_000_000;
+        let e = (x >> 50) as i32 % 30 - 15;
+        cases.push(format!("{mant}e{e}"));
+        cases.push(format!("{}.{}", mant % 100_000, mant / 100_000));
+    }
+    for c in &cases {
+        let want: f64 = c.parse().unwrap();
+        let got = parse_float(c.as_bytes()).unwrap();
+        assert_eq!(got.to_bits(), want.to_bits(), "{c}");
+    }
 }

@@ -1,9 +1,5 @@
 use super::*;
 
-fn rule(json: &str) -> Rule {
-    let c: RelabelConfig = serde_json::from_str(json).unwrap();
-    Rule::new(&c).unwrap()
-}
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
