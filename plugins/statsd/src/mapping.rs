@@ -65,6 +65,9 @@ pub struct SummaryOptions {
 #[derive(Debug, Clone)]
 pub struct Defaults {
     pub observer_type: ObserverType,
+    /// Whether `observer_type` (or the deprecated `timer_type`) was written: only then
+    /// do mappings inherit it for statsd_exporter's option checks.
+    pub observer_type_set: bool,
     pub match_type: MatchType,
     pub glob_disable_ordering: bool,
     pub ttl_ms: u64,
@@ -76,6 +79,7 @@ impl Default for Defaults {
     fn default() -> Self {
         Defaults {
             observer_type: ObserverType::Summary,
+            observer_type_set: false,
             match_type: MatchType::Glob,
             glob_disable_ordering: false,
             ttl_ms: 0,
@@ -124,8 +128,13 @@ static METRIC_NAME_RE: LazyLock<Regex> =
 static LABEL_NAME_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z_][a-zA-Z0-9_]+$").expect("valid"));
 
 const TOP_FIELDS: &[&str] = &["defaults", "mappings"];
+/// `timer_type`, `buckets` and `quantiles` are the deprecated spellings statsd_exporter
+/// 0.22 to 0.28 still read (in `defaults` and in each mapping).
 const DEFAULTS_FIELDS: &[&str] = &[
     "observer_type",
+    "timer_type",
+    "buckets",
+    "quantiles",
     "match_type",
     "glob_disable_ordering",
     "ttl",
@@ -134,6 +143,9 @@ const DEFAULTS_FIELDS: &[&str] = &[
 ];
 const MAPPING_FIELDS: &[&str] = &[
     "match",
+    "timer_type",
+    "buckets",
+    "quantiles",
     "name",
     "labels",
     "honor_labels",
@@ -342,21 +354,7 @@ impl Ctx<'_> {
         let mut s = RawSummary::default();
         for (k, v) in self.map(node, "summary_options", SUMMARY_FIELDS) {
             match k.as_str() {
-                "quantiles" => {
-                    for q in self.seq(&v, "quantiles") {
-                        for (qk, qv) in self.map(&q, "a quantile", &["quantile", "error"]) {
-                            if qk == "quantile"
-                                && let Some(f) = self.float(&qv, "quantile")
-                            {
-                                if (0.0..=1.0).contains(&f) {
-                                    s.quantiles.push(f);
-                                } else {
-                                    self.report(&qv, format!("quantile {f} is not between 0 and 1"));
-                                }
-                            }
-                        }
-                    }
-                }
+                "quantiles" => s.quantiles = self.quantiles(&v),
                 "max_age" => s.max_age_ms = self.duration_ms(&v, "max_age").unwrap_or(0),
                 "age_buckets" => {
                     s.age_buckets = self.uint(&v, "age_buckets").unwrap_or(0);
@@ -371,24 +369,50 @@ impl Ctx<'_> {
                 _ => {} // buf_cap: the sketch has no insert buffer
             }
         }
-        // client_golang keeps objectives in a map: one per quantile.
-        s.quantiles.sort_by(f64::total_cmp);
-        s.quantiles.dedup();
         s
+    }
+
+    /// A list of `{quantile, error}` objectives.
+    fn quantiles(&mut self, node: &Node) -> Vec<f64> {
+        let mut out = Vec::new();
+        for q in self.seq(node, "quantiles") {
+            for (qk, qv) in self.map(&q, "a quantile", &["quantile", "error"]) {
+                if qk == "quantile"
+                    && let Some(f) = self.float(&qv, "quantile")
+                {
+                    if (0.0..=1.0).contains(&f) {
+                        out.push(f);
+                    } else {
+                        self.report(&qv, format!("quantile {f} is not between 0 and 1"));
+                    }
+                }
+            }
+        }
+        // client_golang keeps objectives in a map: one per quantile.
+        out.sort_by(f64::total_cmp);
+        out.dedup();
+        out
+    }
+
+    /// A list of histogram bucket bounds.
+    fn bucket_list(&mut self, node: &Node) -> Vec<f64> {
+        let mut out = Vec::new();
+        for b in self.seq(node, "buckets") {
+            if let Some(f) = self.float(&b, "bucket") {
+                out.push(f);
+            }
+        }
+        if out.windows(2).any(|w| w[0] >= w[1]) {
+            self.report(node, "histogram buckets must be in increasing order");
+        }
+        out
     }
 
     fn buckets(&mut self, node: &Node) -> Vec<f64> {
         let mut out = Vec::new();
         for (k, v) in self.map(node, "histogram_options", HISTOGRAM_FIELDS) {
             if k == "buckets" {
-                for b in self.seq(&v, "buckets") {
-                    if let Some(f) = self.float(&b, "bucket") {
-                        out.push(f);
-                    }
-                }
-                if out.windows(2).any(|w| w[0] >= w[1]) {
-                    self.report(&v, "histogram buckets must be in increasing order");
-                }
+                out = self.bucket_list(&v);
             }
             // native_histogram_*: sonde stores classic histograms only.
         }
@@ -460,13 +484,18 @@ pub fn parse(source: &str, text: &str) -> Result<MappingConfig, Vec<String>> {
 fn defaults(cx: &mut Ctx, node: &Node) -> Defaults {
     let mut d = Defaults::default();
     let mut summary = RawSummary::default();
+    let (mut timer_type, mut legacy_buckets, mut legacy_quantiles) = (None, Vec::new(), Vec::new());
     for (k, v) in cx.map(node, "defaults", DEFAULTS_FIELDS) {
         match k.as_str() {
             "observer_type" => {
                 if let Some(t) = cx.observer_type(&v) {
                     d.observer_type = t.unwrap_or(ObserverType::Summary);
+                    d.observer_type_set = true;
                 }
             }
+            "timer_type" => timer_type = cx.observer_type(&v).flatten(),
+            "buckets" => legacy_buckets = cx.bucket_list(&v),
+            "quantiles" => legacy_quantiles = cx.quantiles(&v),
             "match_type" => d.match_type = cx.match_type(&v).unwrap_or(MatchType::Glob),
             "glob_disable_ordering" => d.glob_disable_ordering = cx.bool(&v, "glob_disable_ordering").unwrap_or(false),
             "ttl" => d.ttl_ms = cx.duration_ms(&v, "ttl").unwrap_or(0),
@@ -479,6 +508,20 @@ fn defaults(cx: &mut Ctx, node: &Node) -> Defaults {
             }
             _ => {}
         }
+    }
+    if let (false, Some(t)) = (d.observer_type_set, timer_type) {
+        d.observer_type = t;
+        d.observer_type_set = true;
+    }
+    // statsd_exporter: the deprecated lists stand in for empty `*_options` ones.
+    if summary.quantiles.is_empty() && !legacy_quantiles.is_empty() {
+        summary = RawSummary {
+            quantiles: legacy_quantiles,
+            ..RawSummary::default()
+        };
+    }
+    if d.buckets[..] == DEF_BUCKETS[..] && !legacy_buckets.is_empty() {
+        d.buckets = legacy_buckets.into();
     }
     d.summary = Arc::new(summary_with_defaults(summary, &d.summary));
     d
@@ -517,22 +560,45 @@ fn mapping(cx: &mut Ctx, node: &Node, index: usize, d: &Defaults) -> Option<Mapp
             labels.push((k, Template::new(&val, match_type, captures)));
         }
     }
-    let explicit_observer = get("observer_type").and_then(|v| cx.observer_type(v)).flatten();
+    let explicit_observer = get("observer_type")
+        .and_then(|v| cx.observer_type(v))
+        .flatten()
+        .or_else(|| get("timer_type").and_then(|v| cx.observer_type(v)).flatten());
     let observer_type = explicit_observer.unwrap_or(d.observer_type);
+    let checked_observer = explicit_observer.or(d.observer_type_set.then_some(d.observer_type));
     let raw_summary = get("summary_options").map(|v| cx.summary(v));
     let raw_buckets = get("histogram_options").map(|v| cx.buckets(v));
-    if explicit_observer == Some(ObserverType::Histogram) && raw_summary.is_some() {
+    let legacy_quantiles = get("quantiles").map(|v| cx.quantiles(v));
+    let legacy_buckets = get("buckets").map(|v| cx.bucket_list(v));
+    if legacy_quantiles.is_some() && raw_summary.as_ref().is_some_and(|s| !s.quantiles.is_empty()) {
+        cx.report(
+            node,
+            format!("cannot use quantiles in both the top level and summary options at the same time in {match_}"),
+        );
+    }
+    if legacy_buckets.is_some() && raw_buckets.as_ref().is_some_and(|b| !b.is_empty()) {
+        cx.report(
+            node,
+            format!("cannot use buckets in both the top level and histogram options at the same time in {match_}"),
+        );
+    }
+    if checked_observer == Some(ObserverType::Histogram) && raw_summary.is_some() {
         cx.report(
             node,
             "cannot use histogram observer and summary options at the same time",
         );
     }
-    if explicit_observer == Some(ObserverType::Summary) && raw_buckets.is_some() {
+    if checked_observer == Some(ObserverType::Summary) && raw_buckets.is_some() {
         cx.report(
             node,
             "cannot use summary observer and histogram options at the same time",
         );
     }
+    let mut raw_summary = raw_summary;
+    if let Some(q) = legacy_quantiles.filter(|q| !q.is_empty()) {
+        raw_summary.get_or_insert_with(RawSummary::default).quantiles = q;
+    }
+    let raw_buckets = legacy_buckets.filter(|b| !b.is_empty()).or(raw_buckets);
     let action = get("action").map_or(Action::Map, |v| cx.action(v));
     let match_metric_type = get("match_metric_type").and_then(|v| cx.metric_type(v));
     let ttl = get("ttl").and_then(|v| cx.duration_ms(v, "ttl")).unwrap_or(0);
