@@ -27,7 +27,10 @@ sonde runs the statsd plugin at its default 15 s interval (the host reads the so
 batches and feeds the plugin's `ingest`; `collect` exposes the aggregate). Etsy statsd
 0.9.0 runs with no backend but the counting one (nothing is forwarded), flushInterval
 10 s (its default), and its socket as it ships it (the kernel's default receive
-buffer, net.core.rmem_default).
+buffer, net.core.rmem_default, 208 KiB here). sonde's receiver asks for 32 MiB
+(SO_RCVBUFFORCE as root). --etsy-rcvbuf adds a second Etsy statsd to the same run
+whose UDP server (a module for its `servers` setting) asks for a larger buffer, to
+separate the daemon's speed from its buffer.
 
 On this VM one sender thread tops out at ~300-400k one-line datagrams/s (the kernel's
 per-datagram cost: loopback delivery and waking the reader run in the sender's
@@ -36,6 +39,7 @@ pushes lines past 1M/s. Steps where the sender fell short of the offered rate ar
 marked; the achieved rate is what is reported.
 
 Usage: benches/statsd_vs_etsy.py [--step-seconds 5] [--rounds 3] [--daemons etsy,sonde]
+                                 [--etsy-rcvbuf 4194304]
 Needs: target/release/sonde and plugins/statsd.wasm (scripts/build), node (20), cc;
 installs the npm package statsd@0.9.0 into target/bench-node/ when missing.
 """
@@ -72,6 +76,17 @@ exports.init = function (startup, config, events) {
 };
 """
 
+# Etsy's servers/udp.js with a receive buffer size (node's dgram `recvBufferSize`).
+UDP_RCVBUF_SERVER = """\
+const dgram = require('dgram');
+exports.start = function (config, callback) {
+  const server = dgram.createSocket({type: 'udp4', recvBufferSize: config.rcvbuf}, callback);
+  server.bind(config.port, config.address);
+  this.server = server;
+  return true;
+};
+"""
+
 
 def build_load():
     if not os.path.exists(LOAD) or os.path.getmtime(LOAD) < os.path.getmtime(LOAD_SRC):
@@ -103,19 +118,26 @@ def wait_until(cond, timeout, what):
 
 
 class Etsy:
-    name = "Etsy statsd"
-
-    def __init__(self, workdir):
+    def __init__(self, workdir, rcvbuf=0):
+        """rcvbuf > 0: Etsy's UDP server with SO_RCVBUF set to that (a server module of
+        its `servers` setting; the kernel caps it at net.core.rmem_max)."""
+        self.name = "Etsy statsd" + (f" ({rcvbuf / 2**20:g} MiB rcvbuf)" if rcvbuf else "")
+        tag = f"etsy-{rcvbuf}"
         self.port, self.admin = free_port(), free_port()
         backend = os.path.join(workdir, "count_backend.js")
         with open(backend, "w") as f:
             f.write(COUNT_BACKEND)
-        conf = os.path.join(workdir, "etsy.js")
-        with open(conf, "w") as f:
-            f.write(json.dumps({"address": "127.0.0.1", "port": self.port, "mgmt_address": "127.0.0.1",
-                                "mgmt_port": self.admin, "backends": [backend], "flushInterval": 10000}))
-        self.proc = subprocess.Popen(["node", ETSY, conf], cwd=workdir, stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(workdir, "etsy.log"), "w"))
+        conf = {"address": "127.0.0.1", "port": self.port, "mgmt_address": "127.0.0.1",
+                "mgmt_port": self.admin, "backends": [backend], "flushInterval": 10000}
+        if rcvbuf:
+            server = os.path.join(workdir, "udp_rcvbuf.js")
+            with open(server, "w") as f:
+                f.write(UDP_RCVBUF_SERVER)
+            conf["servers"] = [{"server": server, "address": "127.0.0.1", "port": self.port, "rcvbuf": rcvbuf}]
+        with open(os.path.join(workdir, f"{tag}.js"), "w") as f:
+            f.write(json.dumps(conf))
+        self.proc = subprocess.Popen(["node", ETSY, f"{tag}.js"], cwd=workdir, stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(workdir, f"{tag}.log"), "w"))
         # The count is readable once the first flush has handed the backend the counters.
         wait_until(lambda: self.stats().get("count.flushes", 0) >= 1, 30, "Etsy statsd's first flush")
 
@@ -241,9 +263,10 @@ def ladder(daemons, rates, seconds, per, tries, log):
             for t in range(tries):
                 r = step(d, rate, seconds, per)
                 results[d.name].append(r)
-                log(f"    {d.name:12} offered {fmt_rate(rate):>6}/s sent {fmt_rate(r['achieved']):>6}/s"
+                log(f"    {d.name:26} offered {fmt_rate(rate):>6}/s sent {fmt_rate(r['achieved']):>6}/s"
                     f"{' (sender short)' if r['short'] else '':15} counted {r['counted']:>11,.0f} / {r['sent']:>11,}"
                     f"  loss {r['loss'] * 100:7.3f} %  CPU {r['cpu'] / r['seconds'] * 100:5.1f} % of a core"
+                    f" = {r['cpu'] * 1e6 / r['counted'] if r['counted'] else 0:.2f} µs/line"
                     f"{f'  (try {t + 1})' if t else ''}")
                 if r["loss"] < LOSS_GOAL:
                     break
@@ -263,7 +286,7 @@ def cpu_rounds(daemons, rate, seconds, per, rounds, log):
             r = step(d, rate, seconds, per)
             us = r["cpu"] * 1e6 / r["counted"] if r["counted"] else float("inf")
             per_line[d.name].append(us)
-            log(f"    round {i + 1}: {d.name:12} {us:6.2f} µs/line  ({r['counted']:,.0f} of {r['sent']:,} lines, "
+            log(f"    round {i + 1}: {d.name:26} {us:6.2f} µs/line  ({r['counted']:,.0f} of {r['sent']:,} lines, "
                 f"loss {r['loss'] * 100:.3f} %)")
     return {k: statistics.median(v) for k, v in per_line.items()}
 
@@ -282,6 +305,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tries", type=int, default=2, help="tries of a ladder step that missed the loss goal")
     ap.add_argument("--daemons", default="etsy,sonde")
+    ap.add_argument("--etsy-rcvbuf", type=int, default=0,
+                    help="also run a second Etsy statsd whose UDP socket asks for this SO_RCVBUF (bytes)")
     a = ap.parse_args()
     which = a.daemons.split(",")
     if "sonde" in which:
@@ -302,6 +327,8 @@ def main():
         try:
             if "etsy" in which:
                 daemons.append(Etsy(workdir))
+            if a.etsy_rcvbuf:
+                daemons.append(Etsy(workdir, a.etsy_rcvbuf))
             if "sonde" in which:
                 daemons.append(Sonde(workdir))
             for d in daemons:  # warm-up: JIT, plugin compile, first series
@@ -327,10 +354,11 @@ def main():
         line = f"  {per:>2} line(s)/datagram: highest rate < 0.1 % loss " + ", ".join(
             f"{n} {fmt_rate(top[n])}/s" for n in names)
         line += ";  CPU per line " + ", ".join(f"{n} {cpu[n]:.2f} µs" for n in names)
-        if len(names) == 2:
-            s, e = top.get("sonde", 0), top.get("Etsy statsd", 0)
-            line += f";  sonde ÷ Etsy: rate {s / e if e else float('inf'):.2f}, CPU {cpu['sonde'] / cpu['Etsy statsd']:.2f}"
         log(line)
+        for n in names:
+            if "sonde" in names and n.startswith("Etsy"):
+                s, e = top["sonde"], top[n]
+                log(f"      sonde ÷ {n}: rate {s / e if e else float('inf'):.2f}, CPU per line {cpu['sonde'] / cpu[n]:.2f}")
     log("  RSS at the end: " + ", ".join(f"{n} {rss[n]:.1f} MB" for n in names))
 
 
