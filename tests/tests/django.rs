@@ -18,8 +18,7 @@ const BY_STATUS_VIEW: &str = "django_http_responses_total_by_status_view_method_
 
 /// The PromQL panels of docs/django.md.
 const REQUEST_RATE: &str = "sum(rate(django_http_requests_total_by_view_transport_method_total[5m]))";
-const P95: &str =
-    "histogram_quantile(0.95, sum by (le, view) (rate(django_http_requests_latency_seconds_by_view_method_bucket[5m])))";
+const P95: &str = "histogram_quantile(0.95, sum by (le, view) (rate(django_http_requests_latency_seconds_by_view_method_bucket[5m])))";
 const ERROR_RATE: &str = "sum(rate(django_http_responses_total_by_status_total{status=~\"5..\"}[5m])) / sum(rate(django_http_responses_total_by_status_total[5m]))";
 const BY_STATUS_RATE: &str = "sum by (status) (rate(django_http_responses_total_by_status_total[5m]))";
 
@@ -93,7 +92,12 @@ fn django_traffic_reaches_sonde_exactly() {
     send(&app, "/slow", 3, 200);
 
     // Responses by status and view: exactly the traffic.
-    for (view, status, n) in [("ok", "200", 7.0), ("missing", "404", 3.0), ("boom", "500", 2.0), ("slow", "200", 4.0)] {
+    for (view, status, n) in [
+        ("ok", "200", 7.0),
+        ("missing", "404", 3.0),
+        ("boom", "500", 2.0),
+        ("slow", "200", 4.0),
+    ] {
         wait_value(
             &sonde,
             &format!("{BY_STATUS_VIEW}{{view=\"{view}\",status=\"{status}\",method=\"GET\"}}"),
@@ -119,11 +123,17 @@ fn django_traffic_reaches_sonde_exactly() {
     assert_eq!(scalar(&sonde, &format!("{LATENCY}_count{{view=\"ok\"}}")), Some(7.0));
     // django-prometheus 2.5 observes the latency of a view that raises twice (in
     // process_exception and again in process_response).
-    assert_eq!(scalar(&sonde, &format!("{LATENCY}_count{{view=\"missing\"}}")), Some(6.0));
+    assert_eq!(
+        scalar(&sonde, &format!("{LATENCY}_count{{view=\"missing\"}}")),
+        Some(6.0)
+    );
     assert_eq!(scalar(&sonde, &format!("{LATENCY}_count{{view=\"boom\"}}")), Some(4.0));
     let exceptions = "django_http_exceptions_total_by_type_total";
     assert_eq!(scalar(&sonde, &format!("{exceptions}{{type=\"Http404\"}}")), Some(3.0));
-    assert_eq!(scalar(&sonde, &format!("{exceptions}{{type=\"RuntimeError\"}}")), Some(2.0));
+    assert_eq!(
+        scalar(&sonde, &format!("{exceptions}{{type=\"RuntimeError\"}}")),
+        Some(2.0)
+    );
 
     // Sonde's copy equals the site's own page for every series of the four views.
     let page = http::get(&app.url("/metrics")).expect("Django /metrics");
@@ -135,16 +145,19 @@ fn django_traffic_reaches_sonde_exactly() {
     }) {
         let labels: Vec<(&str, &str)> = s.labels.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         let mine = ours.value(&s.name, &labels);
-        assert_eq!(mine, Some(s.value), "{}{:?}: sonde has {mine:?}, Django {}", s.name, s.labels, s.value);
+        assert_eq!(
+            mine,
+            Some(s.value),
+            "{}{:?}: sonde has {mine:?}, Django {}",
+            s.name,
+            s.labels,
+            s.value
+        );
         compared += 1;
     }
     assert!(compared >= 4 * 17, "only {compared} series compared");
     for family in [LATENCY, BY_STATUS, BY_STATUS_VIEW] {
-        assert_eq!(
-            ours.types.get(family),
-            theirs.types.get(family),
-            "type of {family}"
-        );
+        assert_eq!(ours.types.get(family), theirs.types.get(family), "type of {family}");
     }
 
     // The dashboard's panels answer with data.
@@ -164,7 +177,10 @@ fn django_traffic_reaches_sonde_exactly() {
         .map(|(m, _)| m["status"].as_str().unwrap_or("").to_string())
         .collect();
     for status in ["200", "404", "500"] {
-        assert!(by_status.iter().any(|s| s == status), "{status} missing in {by_status:?}");
+        assert!(
+            by_status.iter().any(|s| s == status),
+            "{status} missing in {by_status:?}"
+        );
     }
 }
 
@@ -185,5 +201,8 @@ fn the_django_plugin_reports_a_site_that_is_down() {
     drop(app);
     let target = sonde.wait_health("django", "down", Duration::from_secs(30));
     let err = target["lastError"].as_str().unwrap_or("");
-    assert!(err.contains("connection refused") || err.contains("Connection"), "lastError: {err}");
+    assert!(
+        err.contains("connection refused") || err.contains("Connection"),
+        "lastError: {err}"
+    );
 }

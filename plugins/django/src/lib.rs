@@ -4,9 +4,9 @@
 //! development server) when neither `url` nor `targets` is given. Setup, config and
 //! the dashboard queries: docs/django.md.
 
-use sonde_scrape::config::Defaults;
-use sonde_scrape::{Preset, Scrape};
 use sonde_plugin_sdk::Info;
+use sonde_scrape::Preset;
+use sonde_scrape::config::Defaults;
 
 pub struct Django;
 
@@ -26,4 +26,4 @@ impl Preset for Django {
     }
 }
 
-sonde_plugin_sdk::export_plugin!(Scrape<Django>);
+sonde_plugin_sdk::export_plugin!(sonde_scrape::Scrape<Django>);

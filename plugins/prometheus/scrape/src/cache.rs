@@ -52,17 +52,19 @@ impl Cache {
     /// The entry of `series`, the next sample of the page, if cached; marks it seen.
     pub fn lookup(&mut self, series: &[u8]) -> Option<u32> {
         let pos = self.next_order.len();
-        let at_position = self.order.get(pos).copied().filter(|&i| {
-            matches!(&self.slab[i as usize], Some(e) if same(&e.key, series))
-        });
+        let at_position = self
+            .order
+            .get(pos)
+            .copied()
+            .filter(|&i| matches!(&self.slab[i as usize], Some(e) if same(&e.key, series)));
         let idx = match at_position {
             Some(i) => i,
             None => {
                 let hash = key_hash(series);
                 let slab = &self.slab;
-                *self.table.find(hash, |&i| {
-                    matches!(&slab[i as usize], Some(e) if same(&e.key, series))
-                })?
+                *self
+                    .table
+                    .find(hash, |&i| matches!(&slab[i as usize], Some(e) if same(&e.key, series)))?
             }
         };
         self.touch(idx);

@@ -406,13 +406,12 @@ fn closing_brace(line: &[u8], from: usize) -> Result<usize, String> {
     }
 }
 
+/// Label pairs of a series, values unescaped.
+pub type Labels<'a> = Vec<(&'a str, Cow<'a, str>)>;
+
 /// Name and labels of the series of a [`Line::Sample`], label values unescaped, in
 /// the order of the text. Checks the line's split as well (see `sample`).
-pub fn parse_series<'a>(
-    line: &'a [u8],
-    series: &'a [u8],
-    format: Format,
-) -> Result<(&'a str, Vec<(&'a str, Cow<'a, str>)>), String> {
+pub fn parse_series<'a>(line: &'a [u8], series: &'a [u8], format: Format) -> Result<(&'a str, Labels<'a>), String> {
     let (end, _) = series_end(line, format)?;
     if end != series.len() {
         // The shortcut split differently: the careful split says what is wrong.
@@ -424,7 +423,7 @@ pub fn parse_series<'a>(
     }
     let name_len = name_len(series);
     let name = std::str::from_utf8(&series[..name_len]).expect("ASCII");
-    let mut labels: Vec<(&str, Cow<'_, str>)> = Vec::new();
+    let mut labels: Labels = Vec::new();
     let text = format == Format::Text;
     let skip = |i: &mut usize| {
         if text {
@@ -558,8 +557,8 @@ pub fn parse_float(s: &[u8]) -> Option<f64> {
 /// where its 128-bit products are emulated.
 fn exact_decimal(s: &[u8]) -> Option<f64> {
     const POW10: [f64; 23] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
-        1e19, 1e20, 1e21, 1e22,
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+        1e20, 1e21, 1e22,
     ];
     let (neg, mut i) = match s.first()? {
         b'-' => (true, 1),

@@ -6,9 +6,9 @@
 //! a push of `(id, value)`: its labels are neither parsed, relabelled nor hashed
 //! again. Only a new series takes the slow path through [`Scraper::register`].
 
+use crate::cache::{Cache, DROPPED};
 use crate::exposition::{self, Format, Kind, Line, Lines, ParseError};
 use crate::relabel::{self, Rule};
-use crate::cache::{Cache, DROPPED};
 use rustc_hash::FxHashMap;
 use sonde_plugin_sdk::{Collection, Kind as WireKind};
 
