@@ -4,7 +4,7 @@
 
 use super::discovery::SdStats;
 use super::reload::Reloader;
-use super::scheduler::{Scraper, compile_in_child, describe};
+use super::scheduler::{Scraper, describe, load_plugin};
 use super::target::Target;
 use crate::config::discovery::with_timeout;
 use crate::config::{Config, DiscoverySpec, TargetSpec};
@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -234,6 +234,13 @@ impl TargetManager {
         };
         if let Some(r) = self.reloader.get() {
             scraper.follow_reloads(r);
+            // A version hot reload loaded since this plugin was first loaded here is
+            // the one to run (the subscription only reports versions after it).
+            let reloaded = scraper.reload.as_ref().and_then(|rx| rx.borrow().clone());
+            let running = scraper.plugin.as_ref().ok().map(|p| p.sha256.clone());
+            if let Some(p) = reloaded.filter(|p| running.as_ref() != Some(&p.sha256)) {
+                scraper.plugin = Ok(p);
+            }
         }
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(scraper.run(self.head.clone(), stop_rx));
@@ -272,32 +279,19 @@ impl TargetManager {
     }
 
     async fn load(&self, path: &std::path::Path) -> Loaded {
-        let t0 = Instant::now();
-        let by_child = self.engine.needs_compile(path) && compile_in_child(&self.opts, path).await;
-        let engine = self.engine.clone();
-        let owned = path.to_path_buf();
-        let result = tokio::task::spawn_blocking(move || engine.load(&owned).map_err(|e| e.to_string()))
-            .await
-            .unwrap_or_else(|e| Err(format!("loading the plugin panicked: {e}")));
-        match result {
-            Ok((plugin, stats)) => {
-                tracing::info!(plugin = %path.display(), sha256 = %plugin.sha256, from_cache = stats.from_cache && !by_child, "plugin loaded");
-                Loaded {
-                    plugin: Ok(plugin),
-                    load_seconds: if by_child { t0.elapsed() } else { stats.took }.as_secs_f64(),
-                    from_cache: stats.from_cache && !by_child,
-                    info: None,
-                }
-            }
-            Err(e) => {
-                tracing::error!(plugin = %path.display(), "{e}");
-                Loaded {
-                    plugin: Err(e),
-                    load_seconds: t0.elapsed().as_secs_f64(),
-                    from_cache: false,
-                    info: None,
-                }
-            }
+        match load_plugin(&self.engine, &self.opts, path).await {
+            Ok((plugin, stats)) => Loaded {
+                plugin: Ok(plugin),
+                load_seconds: stats.took.as_secs_f64(),
+                from_cache: stats.from_cache,
+                info: None,
+            },
+            Err(e) => Loaded {
+                plugin: Err(e),
+                load_seconds: 0.0,
+                from_cache: false,
+                info: None,
+            },
         }
     }
 }
