@@ -184,3 +184,60 @@ impl Receiver for Statsd {
 }
 
 export_receiver!(Statsd);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: &str) -> Result<Aggregator, String> {
+        parse_config::<Config>(json)
+            .and_then(|c| c.aggregator())
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    #[test]
+    fn mapping_file_is_read_and_its_problems_name_it() {
+        let dir = std::env::temp_dir().join(format!("sonde-statsd-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.yml");
+        std::fs::write(&good, "mappings:\n- match: a.*\n  name: a_$1\n").unwrap();
+        let bad = dir.join("bad.yml");
+        std::fs::write(
+            &bad,
+            "mappings:\n- match: a.*\n  name: a\n  buckets: [2, 1]\n  oops: 1\n",
+        )
+        .unwrap();
+        let mut agg = config(&format!(r#"{{"mapping_file": {:?}}}"#, good.display().to_string())).unwrap();
+        agg.ingest(b"a.b:1|c", 0);
+        assert_eq!(
+            agg.store().iter().next().map(|(f, _)| f.name.to_string()),
+            Some("a_b".into())
+        );
+        let err = config(&format!(r#"{{"mapping_file": {:?}}}"#, bad.display().to_string()))
+            .err()
+            .unwrap();
+        let file = bad.display().to_string();
+        assert!(err.contains("2 problem(s)"), "{err}");
+        assert!(
+            err.contains(&format!("{file}:4:12: histogram buckets must be in increasing order")),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("{file}:5:3: field oops not found in a mapping")),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn limits_must_be_positive() {
+        assert!(config(r#"{"max_series": 0}"#).err().unwrap().contains("max_series"));
+        assert!(
+            config(r#"{"max_line_length": 0}"#)
+                .err()
+                .unwrap()
+                .contains("max_line_length")
+        );
+        assert!(config(r#"{"max_series": "x"}"#).err().unwrap().contains("invalid type"));
+    }
+}
