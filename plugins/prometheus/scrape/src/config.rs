@@ -68,6 +68,74 @@ pub struct Config {
     /// Prometheus `metric_relabel_configs`, applied to every scraped series.
     #[serde(default)]
     pub metric_relabel_configs: Vec<RelabelConfig>,
+    /// HTTP basic authentication: `{ username = "u", password_file = "/etc/sonde/pw" }`.
+    /// The file is read at every scrape (trailing newline ignored); its directory
+    /// needs `grants.read`.
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    /// A file holding a token sent as `Authorization: Bearer <token>`, read at every
+    /// scrape; its directory needs `grants.read`.
+    #[serde(default)]
+    pub bearer_token_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    /// The password's file. Plugins see no environment, and a password written into
+    /// plugins.toml would show in `/api/v1/status/config`.
+    pub password_file: String,
+}
+
+/// Where the `Authorization` header comes from.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    Basic { username: String, password_file: String },
+    BearerFile(String),
+}
+
+impl Auth {
+    /// The header value, reading the secret's file now.
+    pub fn header(&self) -> Result<String, Error> {
+        let read = |file: &str| {
+            std::fs::read_to_string(file)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| {
+                    Error::denied(format!(
+                        "cannot read {file}: {e} (grant its directory with grants.read)"
+                    ))
+                })
+        };
+        Ok(match self {
+            Auth::Basic {
+                username,
+                password_file,
+            } => {
+                let password = read(password_file)?;
+                format!("Basic {}", base64(format!("{username}:{password}").as_bytes()))
+            }
+            Auth::BearerFile(file) => format!("Bearer {}", read(file)?),
+        })
+    }
+}
+
+/// Standard base64 with padding (RFC 4648), for basic authentication.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn yes() -> bool {
@@ -111,6 +179,7 @@ pub struct Settings {
     pub body_size_limit: u64,
     pub honor_timestamps: bool,
     pub rules: Vec<Rule>,
+    pub auth: Option<Auth>,
 }
 
 impl Settings {
@@ -156,8 +225,24 @@ impl Settings {
             problems.extend(p);
             Vec::new()
         });
+        let auth = match (&c.basic_auth, &c.bearer_token_file) {
+            (Some(_), Some(_)) => {
+                problems.push("basic_auth and bearer_token_file are exclusive: give one".into());
+                None
+            }
+            (Some(b), None) => Some(Auth::Basic {
+                username: b.username.clone(),
+                password_file: b.password_file.clone(),
+            }),
+            (None, Some(f)) => Some(Auth::BearerFile(f.clone())),
+            (None, None) => None,
+        };
         if !problems.is_empty() {
             return Err(Error::config(format!("plugin config: {}", problems.join("; "))));
+        }
+        // A secret that cannot be read is a missing grant: say so at configure.
+        if let Some(a) = &auth {
+            a.header()?;
         }
         Ok(Settings {
             endpoint: endpoint.expect("no problems"),
@@ -165,6 +250,7 @@ impl Settings {
             body_size_limit,
             honor_timestamps: c.honor_timestamps,
             rules,
+            auth,
         })
     }
 }
@@ -380,6 +466,40 @@ mod tests {
             e,
             "plugin config: url = \"ftp://h\" must start with http:// or https://"
         );
+    }
+
+    #[test]
+    fn authorization_headers_read_their_files() {
+        let dir = std::env::temp_dir().join(format!("sonde-scrape-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pw = dir.join("pw");
+        std::fs::write(&pw, "open sesame\n").unwrap();
+        let json = format!(
+            r#"{{"url":"http://h:1","basic_auth":{{"username":"Aladdin","password_file":{:?}}}}}"#,
+            pw.display().to_string()
+        );
+        let s = settings(&json).unwrap();
+        assert_eq!(s.auth.unwrap().header().unwrap(), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        let json = format!(
+            r#"{{"url":"http://h:1","bearer_token_file":{:?}}}"#,
+            pw.display().to_string()
+        );
+        assert_eq!(
+            settings(&json).unwrap().auth.unwrap().header().unwrap(),
+            "Bearer open sesame"
+        );
+        let e = Settings::from_json(r#"{"url":"http://h:1","bearer_token_file":"/nonexistent/t"}"#, &PROM)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&e, Error::Denied(m) if m.starts_with("cannot read /nonexistent/t: ") && m.ends_with("(grant its directory with grants.read)")),
+            "{e:?}"
+        );
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -96,7 +96,12 @@ fn reason(status: u16) -> &'static str {
 pub use wasi::get;
 
 #[cfg(not(target_arch = "wasm32"))]
-pub fn get(endpoint: &crate::config::Endpoint, _timeout: Duration, _limit: u64) -> Result<Response, Error> {
+pub fn get(
+    endpoint: &crate::config::Endpoint,
+    _authorization: Option<&str>,
+    _timeout: Duration,
+    _limit: u64,
+) -> Result<Response, Error> {
     Err(Error::failed(format!(
         "{}: HTTP needs the wasm32-wasip2 component",
         endpoint.url()
@@ -118,7 +123,12 @@ mod wasi {
     /// Bytes asked for per read of the body stream.
     const READ_CHUNK: u64 = 256 * 1024;
 
-    pub fn get(endpoint: &Endpoint, timeout: Duration, limit: u64) -> Result<Response, Error> {
+    pub fn get(
+        endpoint: &Endpoint,
+        authorization: Option<&str>,
+        timeout: Duration,
+        limit: u64,
+    ) -> Result<Response, Error> {
         let url = endpoint.url();
         let deadline = monotonic_clock::now().saturating_add(timeout.as_nanos() as u64);
         let timed_out = || Error::Timeout(format!("{url}: no complete answer within {timeout:?}"));
@@ -134,10 +144,13 @@ mod wasi {
             }
         };
 
-        let headers: Vec<(String, Vec<u8>)> = request_headers(timeout)
+        let mut headers: Vec<(String, Vec<u8>)> = request_headers(timeout)
             .into_iter()
             .map(|(n, v)| (n.to_string(), v.into_bytes()))
             .collect();
+        if let Some(a) = authorization {
+            headers.push(("Authorization".into(), a.as_bytes().to_vec()));
+        }
         let fields = Fields::from_list(&headers).map_err(|e| Error::failed(format!("{url}: bad header: {e:?}")))?;
         let req = OutgoingRequest::new(fields);
         let scheme = if endpoint.https { Scheme::Https } else { Scheme::Http };
@@ -227,5 +240,52 @@ mod wasi {
             ErrorCode::InternalError(Some(m)) => Error::unreachable(format!("{url}: {m}")),
             e => Error::unreachable(format!("{url}: {e:?}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_bodies_are_decoded_and_limited_after_decoding() {
+        let page = b"a 1\n".repeat(1000);
+        let packed = gzip(&page);
+        assert!(packed.len() < 100);
+        assert_eq!(decode(packed.clone(), "gzip", 0, "u").unwrap(), page);
+        assert_eq!(decode(packed.clone(), "gzip", 4000, "u").unwrap(), page);
+        let Err(Error::Failed(m)) = decode(packed, "gzip", 3999, "u") else {
+            panic!("limit not applied")
+        };
+        assert_eq!(
+            m,
+            "u: body size limit exceeded: the response is larger than body_size_limit (3999 bytes)"
+        );
+        assert_eq!(decode(b"x 1\n".to_vec(), "", 0, "u").unwrap(), b"x 1\n");
+        assert!(
+            matches!(decode(b"junk".to_vec(), "gzip", 0, "u"), Err(Error::Failed(m)) if m.starts_with("u: cannot decode the gzip body"))
+        );
+        assert!(
+            matches!(decode(vec![], "br", 0, "u"), Err(Error::Failed(m)) if m == "u: unsupported Content-Encoding \"br\"")
+        );
+    }
+
+    #[test]
+    fn request_headers_are_prometheus_242s() {
+        let h = request_headers(Duration::from_millis(2500));
+        assert_eq!(h[0], ("Accept", ACCEPT.to_string()));
+        assert_eq!(h[1], ("Accept-Encoding", "gzip".to_string()));
+        assert_eq!(h[3], ("X-Prometheus-Scrape-Timeout-Seconds", "2.5".to_string()));
+        let Error::Unreachable(m) = status_error(500) else {
+            panic!()
+        };
+        assert_eq!(m, "server returned HTTP status 500 Internal Server Error");
     }
 }

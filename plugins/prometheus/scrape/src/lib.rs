@@ -72,7 +72,13 @@ impl<P: Preset> Plugin for Scrape<P> {
         // Leave a little of the deadline for parsing, so a slow target is reported
         // as a timeout by the plugin rather than cut off by the host.
         let margin = (s.timeout / 10).min(std::time::Duration::from_millis(250));
-        let response = http::get(&s.endpoint, s.timeout - margin, s.body_size_limit)?;
+        let authorization = s.auth.as_ref().map(|a| a.header()).transpose()?;
+        let response = http::get(
+            &s.endpoint,
+            authorization.as_deref(),
+            s.timeout - margin,
+            s.body_size_limit,
+        )?;
         let format = Format::from_content_type(&response.content_type);
         self.scraper
             .emit(&response.body, format, out)
