@@ -119,19 +119,21 @@ impl Aggregator {
             return;
         };
         let hash = self.cache.hash(name, rest);
-        match self.cache.get(hash, name, rest) {
-            Some((replay, resolved)) => self.replay(&replay, &resolved, value, now_ms),
-            None => self.slow(line, Some((hash, name, rest)), now_ms),
+        match (self.cache.get(hash, name, rest), std::str::from_utf8(value)) {
+            (Some((replay, resolved)), Ok(value)) => self.replay(&replay, &resolved, value, now_ms),
+            // A value that is not UTF-8 makes the whole line malformed.
+            (Some(_), Err(_)) => self.slow(line, None, now_ms),
+            (None, _) => self.slow(line, Some((hash, name, rest)), now_ms),
         }
     }
 
     /// A cached shape: statsd_exporter's per-sample steps with the parsing done.
     #[inline]
-    fn replay(&mut self, r: &Replay, resolved: &Resolved, value: &[u8], now_ms: u64) {
+    fn replay(&mut self, r: &Replay, resolved: &Resolved, value: &str, now_ms: u64) {
         let c = &mut self.counters;
         c.samples += 1;
         c.tag_errors += r.name_tag_errors as u64;
-        let Some(mut v) = std::str::from_utf8(value).ok().and_then(|s| parse_float(s).ok()) else {
+        let Ok(mut v) = parse_float(value) else {
             c.error(SampleError::MalformedValue);
             return;
         };
@@ -152,7 +154,7 @@ impl Aggregator {
         if r.repeat == 0 {
             return;
         }
-        let relative = matches!(value.first(), Some(b'+' | b'-'));
+        let relative = value.starts_with(['+', '-']);
         self.core.apply(resolved, v, relative, r.repeat, now_ms);
     }
 
@@ -427,7 +429,21 @@ mod tests {
         let names = [
             "a.x", "a.y", "b.z", "c1", "c.2", "x", "x_sum", "y,t=1", "y#t=2", "z[t=3]", "é", "",
         ];
-        let values = ["1", "-2", "+3", "0.5", "x", "1e3", "NaN", "+Inf", "", "1:2", "-0"];
+        let values = [
+            "1",
+            "-2",
+            "+3",
+            "0.5",
+            "x",
+            "1e3",
+            "NaN",
+            "+Inf",
+            "",
+            "1:2",
+            "-0",
+            "\u{661}",
+            "1\u{fffd}",
+        ];
         let types = ["c", "g", "ms", "h", "d", "s", "q", ""];
         let extras = [
             "",
@@ -468,8 +484,10 @@ mod tests {
                 d.extend_from_slice(line.as_bytes());
                 d.push(b'\n');
             }
-            if next(50) == 0 {
-                d.extend_from_slice(&[0xff, b':', b'1', b'|', b'c']);
+            match next(50) {
+                0 => d.extend_from_slice(&[0xff, b':', b'1', b'|', b'c', b'\n']),
+                1 => d.extend_from_slice(&[b'a', b'.', b'x', b':', 0xff, b'|', b'c', b'\n']),
+                _ => {}
             }
             let now = round * 7;
             fast.ingest(&d, now);
