@@ -19,9 +19,10 @@ pub const DEFAULT_REFRESH: Duration = Duration::from_secs(30);
 pub const POLL: Duration = Duration::from_secs(5);
 /// Shortest `file_sd_refresh`: re-reading files faster than this is only load.
 pub const MIN_REFRESH: Duration = Duration::from_secs(1);
-/// Targets one entry may gain at run time beyond those it starts with: the plugin
-/// engine sizes its instance pool once, at start (see `Config::target_capacity`).
-pub const RUNTIME_TARGETS_PER_ENTRY: usize = 256;
+/// Targets a file_sd entry may gain at run time beyond those its files list at start:
+/// the plugin engine sizes its instance pool once, at start (see
+/// `Config::target_capacity`), and each slot reserves ~8GiB of address space.
+pub const RUNTIME_TARGETS_PER_ENTRY: usize = 64;
 
 /// One entry with `targets` and/or `file_sd`.
 #[derive(Debug, Clone, PartialEq)]

@@ -117,19 +117,19 @@ pub fn load(src: &Sources) -> Result<Config, Vec<Problem>> {
 }
 
 impl Config {
-    /// How many targets may run at once: the single instances, each entry's static
-    /// targets, and room for what file_sd adds at run time. Sizes the engine's pool.
+    /// How many targets may run at once: the single instances, each entry's targets
+    /// (for file_sd, those its files list now plus room for what they add while sonde
+    /// runs). Sizes the engine's instance pool, which cannot grow later.
     pub fn target_capacity(&self) -> usize {
         let discovered: usize = self
             .discovery
             .iter()
             .map(|d| {
-                d.targets.len()
-                    + if d.file_sd.is_empty() {
-                        0
-                    } else {
-                        discovery::RUNTIME_TARGETS_PER_ENTRY
-                    }
+                if d.file_sd.is_empty() {
+                    return d.targets.len();
+                }
+                let groups = d.read_files(&mut Vec::new());
+                d.expand(&groups).len() + discovery::RUNTIME_TARGETS_PER_ENTRY
             })
             .sum();
         self.targets.len() + discovered

@@ -212,6 +212,17 @@ impl TargetManager {
             self.set.add(running.target.clone());
             st.running.insert(running.spec.name.clone(), running);
         }
+        // The engine's pool was sized at start (two slots per target, two spare).
+        let room = (self.opts.max_instances as usize).saturating_sub(2) / 2;
+        let total = self.set.snapshot().len();
+        if total > room {
+            tracing::warn!(
+                entry,
+                targets = total,
+                room,
+                "more targets than the plugin pool was sized for at start: some fail to instantiate until sonde restarts"
+            );
+        }
     }
 
     fn start(&self, spec: TargetSpec, loaded: Loaded) -> Running {
