@@ -295,7 +295,7 @@ impl Config {
                 }
             },
         };
-        if self.url.is_some() && (self.scheme.is_some() || self.path.is_some()) {
+        if self.address.is_none() && (self.scheme.is_some() || self.path.is_some()) {
             return Err("scheme and path go with targets; with url, put them in the url".into());
         }
         let mut query = String::new();
