@@ -96,11 +96,9 @@ fn file_sd_targets_come_and_go_at_run_time() {
         ..Default::default()
     });
 
-    // The static target and the file's new one, each its own instance; the file's
-    // duplicate of the static address is kept once.
-    wait_for(WAIT, "two targets", || {
-        (instances(&sonde) == ["127.0.0.1:1000", "127.0.0.1:1001"]).then_some(())
-    });
+    // The static target and the file's new one, each its own instance, listed once
+    // sonde is ready; the file's duplicate of the static address is kept once.
+    assert_eq!(instances(&sonde), ["127.0.0.1:1000", "127.0.0.1:1001"]);
     let one = sonde.wait_health("web", "up", WAIT);
     assert_eq!(one["scrapePool"], "web", "{one}");
     let all = targets_by_name(&sonde);

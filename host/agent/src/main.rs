@@ -455,7 +455,7 @@ async fn serve(cfg: config::Config, status: api::prom::StatusInfo, rules: Arc<ru
     }
     manager.follow_reloads(reloader.clone());
     reloader.spawn(shutdown_rx.clone());
-    tasks.push(manager.spawn(cfg.discovery.clone(), shutdown_rx.clone()));
+    tasks.push(manager.spawn(cfg.discovery.clone(), shutdown_rx.clone()).await);
     let fsync_every = cfg
         .sonde
         .storage

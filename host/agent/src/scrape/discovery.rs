@@ -40,47 +40,72 @@ impl SdStats {
     }
 }
 
-/// Runs until `shutdown` flips.
-pub async fn watch(spec: DiscoverySpec, manager: Arc<TargetManager>, mut shutdown: watch::Receiver<bool>) {
-    let entry = spec.template.entry.clone();
-    let stats = manager.sd_stats();
-    let mut files = Files::default();
-    let mut last_full: Option<Instant> = None;
-    let mut first = true;
-    loop {
-        let full = last_full.is_none_or(|t| t.elapsed() >= spec.refresh);
-        if full {
-            last_full = Some(Instant::now());
+/// One entry's file_sd files and what they gave.
+pub struct Watcher {
+    spec: DiscoverySpec,
+    manager: Arc<TargetManager>,
+    files: Files,
+    last_full: Instant,
+}
+
+impl Watcher {
+    /// Reads the files and starts the entry's targets.
+    pub async fn start(spec: DiscoverySpec, manager: Arc<TargetManager>) -> Watcher {
+        let mut w = Watcher {
+            spec,
+            manager,
+            files: Files::default(),
+            last_full: Instant::now(),
+        };
+        w.refresh(true, true).await;
+        w
+    }
+
+    /// Polls the files until `shutdown` flips.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL.min(self.spec.refresh)) => {}
+                _ = shutdown.changed() => return,
+            }
+            let full = self.last_full.elapsed() >= self.spec.refresh;
+            if full {
+                self.last_full = Instant::now();
+            }
+            self.refresh(full, false).await;
         }
-        let patterns = spec.file_sd.clone();
-        let (f, changed, problems) = tokio::task::spawn_blocking(move || {
+    }
+
+    /// Re-reads changed files (all when `full`); on a change, or `initial`, hands the
+    /// entry's targets to the manager.
+    async fn refresh(&mut self, full: bool, initial: bool) {
+        let entry = self.spec.template.entry.clone();
+        let stats = self.manager.sd_stats();
+        let patterns = self.spec.file_sd.clone();
+        let mut files = std::mem::take(&mut self.files);
+        let (files, changed, problems) = tokio::task::spawn_blocking(move || {
             let mut problems = Vec::new();
             let changed = files.refresh(&patterns, full, &mut problems);
             (files, changed, problems)
         })
         .await
         .expect("file_sd refresh does not panic");
-        files = f;
+        self.files = files;
         stats.update(&entry, |s| {
-            s.files = files.0.len();
+            s.files = self.files.0.len();
             s.read_errors += problems.len() as u64;
         });
         for p in problems {
             tracing::error!(entry = %entry, "file_sd: {p} (the file's previous targets are kept)");
         }
-        if changed || first {
-            let targets = spec.expand(files.groups());
+        if changed || initial {
+            let targets = self.spec.expand(self.files.groups());
             tracing::debug!(entry = %entry, targets = targets.len(), "file_sd targets");
             stats.update(&entry, |s| {
                 s.targets = targets.len();
-                s.updates += u64::from(!first);
+                s.updates += u64::from(!initial);
             });
-            manager.sync(&entry, targets).await;
-            first = false;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(POLL.min(spec.refresh)) => {}
-            _ = shutdown.changed() => return,
+            self.manager.sync(&entry, targets).await;
         }
     }
 }

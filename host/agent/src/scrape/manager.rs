@@ -2,7 +2,7 @@
 //! scraper for each new target, stops the removed ones (whose series then go stale),
 //! leaves unchanged ones alone, and keeps the [`TargetSet`] the API reads current.
 
-use super::discovery::SdStats;
+use super::discovery::{SdStats, Watcher};
 use super::reload::Reloader;
 use super::scheduler::{Scraper, describe, load_plugin};
 use super::target::Target;
@@ -134,18 +134,21 @@ impl TargetManager {
         let _ = self.reloader.set(reloader);
     }
 
-    /// Starts the entries' targets and their file_sd watchers. The handle finishes
-    /// once `shutdown` flipped and every managed scraper has stopped.
-    pub fn spawn(self: &Arc<Self>, entries: Vec<DiscoverySpec>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    /// Starts the entries' targets (their files read once), then watches the
+    /// file_sd files in the background. The handle finishes once `shutdown` flipped
+    /// and every managed scraper has stopped.
+    pub async fn spawn(
+        self: &Arc<Self>,
+        entries: Vec<DiscoverySpec>,
+        shutdown: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
         let mut watchers = Vec::new();
         for spec in entries {
-            let m = self.clone();
             if spec.file_sd.is_empty() {
-                watchers.push(tokio::spawn(async move {
-                    m.sync(&spec.template.entry, spec.expand([])).await
-                }));
+                self.sync(&spec.template.entry, spec.expand([])).await;
             } else {
-                watchers.push(tokio::spawn(super::discovery::watch(spec, m, shutdown.clone())));
+                let w = Watcher::start(spec, self.clone()).await;
+                watchers.push(tokio::spawn(w.run(shutdown.clone())));
             }
         }
         let m = self.clone();
