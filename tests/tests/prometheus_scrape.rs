@@ -146,3 +146,46 @@ fn a_target_in_trouble_is_down_with_the_reason() {
     }
     sonde.wait_health("fine", "up", Duration::from_secs(60));
 }
+
+#[test]
+fn file_sd_labels_choose_scheme_and_path() {
+    let dir = tempfile::Builder::new()
+        .prefix("sonde-e2e-scrape-sd-")
+        .tempdir()
+        .expect("temp dir");
+    std::fs::create_dir(dir.path().join("www")).expect("mkdir www");
+    std::fs::write(dir.path().join("www/app.txt"), "# TYPE y gauge\ny{a=\"1\"} 5\n").expect("write app.txt");
+    let root = dir.path().join("www").display().to_string();
+    let files = External::start(
+        "python3",
+        |port| {
+            vec![
+                "-m".into(),
+                "http.server".into(),
+                port.to_string(),
+                "--bind".into(),
+                "127.0.0.1".into(),
+                "--directory".into(),
+                root.clone(),
+            ]
+        },
+        "/",
+    );
+    let sd = dir.path().join("sd.yml");
+    std::fs::write(
+        &sd,
+        format!(
+            "- targets: [\"127.0.0.1:{}\"]\n  labels:\n    __metrics_path__: /app.txt\n    __scheme__: http\n    team: a\n",
+            files.port
+        ),
+    )
+    .expect("write sd.yml");
+    let sonde = Sonde::start(&format!(
+        "[sd]\nplugin = \"prometheus\"\ninterval = \"1s\"\ntimeout = \"1s\"\nfile_sd = [\"{}\"]\n",
+        sd.display()
+    ));
+    sonde.wait_health("sd", "up", Duration::from_secs(60));
+    let page = sonde.federate(&["y"]);
+    let s = page.find("y", &[("a", "1"), ("team", "a"), ("job", "sd")]).next();
+    assert_eq!(s.map(|s| s.value), Some(5.0), "{:?}", page.samples);
+}
