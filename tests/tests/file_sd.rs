@@ -246,7 +246,7 @@ fn file_sd_prometheus_plugin_scrapes_each_listed_exporter() {
             && load(&addr_a).is_empty()),
         "the removed exporter's series are not stale"
     );
-    assert_eq!(instances(&sonde), [addr_b.clone()]);
+    assert_eq!(instances(&sonde), [addr_b]);
 }
 
 /// A file_sd file that does not parse at start-up is logged with its position but
