@@ -65,6 +65,11 @@ pub struct Config {
     /// sample with the scrape time.
     #[serde(default = "yes")]
     pub honor_timestamps: bool,
+    /// Most samples a scrape may store after relabelling; more fail the scrape with
+    /// `sample limit exceeded` and store nothing, as Prometheus's `sample_limit`.
+    /// 0 (default): no limit.
+    #[serde(default)]
+    pub sample_limit: usize,
     /// Prometheus `metric_relabel_configs`, applied to every scraped series.
     #[serde(default)]
     pub metric_relabel_configs: Vec<RelabelConfig>,
@@ -178,6 +183,7 @@ pub struct Settings {
     /// 0 = no limit.
     pub body_size_limit: u64,
     pub honor_timestamps: bool,
+    pub sample_limit: usize,
     pub rules: Vec<Rule>,
     pub auth: Option<Auth>,
 }
@@ -249,6 +255,7 @@ impl Settings {
             timeout,
             body_size_limit,
             honor_timestamps: c.honor_timestamps,
+            sample_limit: c.sample_limit,
             rules,
             auth,
         })

@@ -59,7 +59,8 @@ impl<P: Preset> Plugin for Scrape<P> {
     fn configure(config: &str) -> Result<Self, Error> {
         let mut settings = Settings::from_json(config, &P::defaults())?;
         let rules = std::mem::take(&mut settings.rules);
-        let scraper = Scraper::new(rules, settings.honor_timestamps);
+        let mut scraper = Scraper::new(rules, settings.honor_timestamps);
+        scraper.set_sample_limit(settings.sample_limit);
         Ok(Scrape {
             settings,
             scraper,

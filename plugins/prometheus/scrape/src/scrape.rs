@@ -22,6 +22,8 @@ const MAX_NAME_LEN: usize = 1024;
 pub struct Scraper {
     rules: Vec<Rule>,
     honor_timestamps: bool,
+    /// 0 = none.
+    sample_limit: usize,
     cache: Cache,
     /// Kind of each family registered: a later sample outside its `# TYPE` block
     /// (or renamed onto it by relabelling) joins it instead of clashing with it.
@@ -107,9 +109,15 @@ impl Scraper {
         Scraper {
             rules,
             honor_timestamps,
+            sample_limit: 0,
             cache: Cache::default(),
             kinds: FxHashMap::default(),
         }
+    }
+
+    /// Most samples one scrape may store after relabelling (0 = no limit).
+    pub fn set_sample_limit(&mut self, limit: usize) {
+        self.sample_limit = limit;
     }
 
     /// Parses `body` and emits its samples into `out`. A malformed body fails as a
@@ -171,6 +179,16 @@ impl Scraper {
                     self.cache.insert(series, handle);
                 }
             }
+        }
+        if self.sample_limit > 0 && stats.scraped - stats.dropped > self.sample_limit {
+            return Err(ParseError {
+                line: lines.line(),
+                msg: format!(
+                    "sample limit exceeded: {} samples after relabelling, sample_limit is {}",
+                    stats.scraped - stats.dropped,
+                    self.sample_limit
+                ),
+            });
         }
         self.cache.end();
         Ok(stats)

@@ -254,3 +254,30 @@ fn too_many_labels_fail_the_scrape_with_the_series_name() {
         "line 1: series wide has 65 labels (at most 64)"
     );
 }
+
+#[test]
+fn the_sample_limit_counts_what_relabelling_keeps() {
+    let mut s = scraper(
+        r#"[{"source_labels":["__name__"],"regex":"drop_.*","action":"drop"}]"#,
+        true,
+    );
+    s.set_sample_limit(2);
+    let mut reg = Collection::native_registry();
+    let body = "a 1\nb 2\ndrop_me 3\n";
+    assert!(
+        reg.collect(|c| s
+            .emit(body.as_bytes(), Format::Text, c)
+            .map(|_| ())
+            .map_err(|e| sonde_plugin_sdk::Error::failed(e.to_string())))
+            .is_ok()
+    );
+    let mut err = None;
+    let _ = reg.collect(|c| {
+        err = s.emit(format!("{body}c 4\n").as_bytes(), Format::Text, c).err();
+        Ok(())
+    });
+    assert_eq!(
+        err.unwrap().to_string(),
+        "line 4: sample limit exceeded: 3 samples after relabelling, sample_limit is 2"
+    );
+}
