@@ -424,86 +424,107 @@ pub fn parse_series<'a>(line: &'a [u8], series: &'a [u8], format: Format) -> Res
     let name_len = name_len(series);
     let name = std::str::from_utf8(&series[..name_len]).expect("ASCII");
     let mut labels: Labels = Vec::new();
-    let text = format == Format::Text;
-    let skip = |i: &mut usize| {
-        if text {
-            while series.get(*i).is_some_and(|b| is_space(*b)) {
-                *i += 1;
-            }
-        }
+    let mut cur = Cursor {
+        s: series,
+        i: name_len,
+        text: format == Format::Text,
     };
-    let mut i = name_len;
-    skip(&mut i);
-    if i == series.len() {
+    cur.skip_spaces();
+    if cur.i == series.len() {
         return Ok((name, labels));
     }
     // `sample` found the braces, so series[i] is '{' and the text ends with '}'.
-    i += 1;
+    cur.i += 1;
     loop {
-        skip(&mut i);
-        match series.get(i) {
+        cur.skip_spaces();
+        match cur.peek() {
             Some(b'}') => break,
             None => return Err("expected '}' after the labels".into()),
             Some(_) => {}
         }
-        let start = i;
-        while series.get(i).is_some_and(|b| is_name_byte(*b) && *b != b':') {
-            i += 1;
-        }
-        let lname = &series[start..i];
-        if lname.is_empty() || lname[0].is_ascii_digit() {
-            return Err(format!(
-                "expected a label name, found {:?}",
-                lossy(&series[start..(start + 1).min(series.len())])
-            ));
-        }
-        let lname = std::str::from_utf8(lname).expect("ASCII");
-        skip(&mut i);
-        if series.get(i) != Some(&b'=') {
-            return Err(format!("expected '=' after label name {lname}"));
-        }
-        i += 1;
-        skip(&mut i);
-        if series.get(i) != Some(&b'"') {
-            return Err(format!("expected '\"' to open the value of label {lname}"));
-        }
-        i += 1;
-        let vstart = i;
-        let mut escaped = false;
-        loop {
-            match series.get(i) {
-                Some(b'"') => break,
-                Some(b'\\') => {
-                    escaped = true;
-                    i += 2;
-                }
-                Some(_) => i += 1,
-                None => return Err(format!("unterminated value of label {lname}")),
-            }
-        }
-        let raw = &series[vstart..i];
-        i += 1;
-        let value = if escaped {
-            Cow::Owned(unescape(raw, true))
-        } else {
-            Cow::Borrowed(raw)
-        };
-        let value = match value {
-            Cow::Borrowed(b) => Cow::Borrowed(std::str::from_utf8(b).map_err(|_| invalid_utf8(lname))?),
-            Cow::Owned(v) => Cow::Owned(String::from_utf8(v).map_err(|_| invalid_utf8(lname))?),
-        };
+        let (lname, value) = cur.label()?;
         if labels.iter().any(|(n, _)| *n == lname) {
             return Err(format!("label {lname} appears twice"));
         }
         labels.push((lname, value));
-        skip(&mut i);
-        match series.get(i) {
-            Some(b',') => i += 1,
+        cur.skip_spaces();
+        match cur.peek() {
+            Some(b',') => cur.i += 1,
             Some(b'}') => {}
             _ => return Err(format!("expected ',' or '}}' after the value of label {lname}")),
         }
     }
     Ok((name, labels))
+}
+
+/// A position in a series text, for [`parse_series`].
+struct Cursor<'a> {
+    s: &'a [u8],
+    i: usize,
+    /// The text format allows spaces around the label syntax; OpenMetrics does not.
+    text: bool,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn skip_spaces(&mut self) {
+        if self.text {
+            while self.peek().is_some_and(is_space) {
+                self.i += 1;
+            }
+        }
+    }
+
+    /// One `name="value"`, the value unescaped.
+    fn label(&mut self) -> Result<(&'a str, Cow<'a, str>), String> {
+        let s = self.s;
+        let start = self.i;
+        while self.peek().is_some_and(|b| is_name_byte(b) && b != b':') {
+            self.i += 1;
+        }
+        let lname = &s[start..self.i];
+        if lname.is_empty() || lname[0].is_ascii_digit() {
+            return Err(format!(
+                "expected a label name, found {:?}",
+                lossy(&s[start..(start + 1).min(s.len())])
+            ));
+        }
+        let lname = std::str::from_utf8(lname).expect("ASCII");
+        self.skip_spaces();
+        if self.peek() != Some(b'=') {
+            return Err(format!("expected '=' after label name {lname}"));
+        }
+        self.i += 1;
+        self.skip_spaces();
+        if self.peek() != Some(b'"') {
+            return Err(format!("expected '\"' to open the value of label {lname}"));
+        }
+        self.i += 1;
+        let vstart = self.i;
+        let mut escaped = false;
+        loop {
+            match self.peek() {
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    escaped = true;
+                    self.i += 2;
+                }
+                Some(_) => self.i += 1,
+                None => return Err(format!("unterminated value of label {lname}")),
+            }
+        }
+        let raw = &s[vstart..self.i];
+        self.i += 1;
+        let value = if escaped {
+            Cow::Owned(String::from_utf8(unescape(raw, true)).map_err(|_| invalid_utf8(lname))?)
+        } else {
+            Cow::Borrowed(std::str::from_utf8(raw).map_err(|_| invalid_utf8(lname))?)
+        };
+        Ok((lname, value))
+    }
 }
 
 fn invalid_utf8(label: &str) -> String {

@@ -18,6 +18,14 @@ const MAX_LABELS: usize = 64;
 const MAX_LABEL_VALUE: usize = 16 * 1024;
 const MAX_NAME_LEN: usize = 1024;
 
+/// A sample line, as the slow path needs it.
+struct Sample<'a> {
+    line: &'a [u8],
+    series: &'a [u8],
+    value: f64,
+    timestamp_ms: Option<i64>,
+}
+
 /// Per-target state kept across scrapes.
 pub struct Scraper {
     rules: Vec<Rule>,
@@ -164,12 +172,16 @@ impl Scraper {
             // A new series, or one the SDK released since (absent from a scrape, or
             // registered by a scrape that failed).
             stats.new_series += 1;
-            let handle = self
-                .register(text, series, format, &meta, value, ts, out)
-                .map_err(|msg| ParseError {
-                    line: lines.line(),
-                    msg,
-                })?;
+            let sample = Sample {
+                line: text,
+                series,
+                value,
+                timestamp_ms: ts,
+            };
+            let handle = self.register(&sample, format, &meta, out).map_err(|msg| ParseError {
+                line: lines.line(),
+                msg,
+            })?;
             if handle == DROPPED {
                 stats.dropped += 1;
             }
@@ -196,46 +208,10 @@ impl Scraper {
 
     /// The slow path: parses the labels, relabels, registers the series and emits
     /// the sample. Returns the handle or [`DROPPED`].
-    #[allow(clippy::too_many_arguments)]
-    fn register(
-        &mut self,
-        line: &[u8],
-        series: &[u8],
-        format: Format,
-        meta: &Meta,
-        value: f64,
-        ts: Option<i64>,
-        out: &mut Collection,
-    ) -> Result<u64, String> {
-        let (name, labels) = exposition::parse_series(line, series, format)?;
-        let mut set: Vec<(String, String)>;
-        let name = if self.rules.is_empty() {
-            set = labels
-                .into_iter()
-                .filter(|(n, _)| !n.starts_with("__"))
-                .map(|(n, v)| (n.to_string(), v.into_owned()))
-                .collect();
-            name.to_string()
-        } else {
-            set = Vec::with_capacity(labels.len() + 1);
-            set.push(("__name__".to_string(), name.to_string()));
-            set.extend(labels.into_iter().map(|(n, v)| (n.to_string(), v.into_owned())));
-            if !relabel::process(&self.rules, &mut set) {
-                return Ok(DROPPED);
-            }
-            let Some(pos) = set.iter().position(|(n, _)| n == "__name__") else {
-                return Ok(DROPPED);
-            };
-            let (_, name) = set.remove(pos);
-            if !exposition::is_metric_name(name.as_bytes()) {
-                return Ok(DROPPED);
-            }
-            // The WIT reserves `__`: such labels do not leave the plugin.
-            set.retain(|(n, v)| !n.starts_with("__") && !v.is_empty());
-            name
+    fn register(&mut self, s: &Sample, format: Format, meta: &Meta, out: &mut Collection) -> Result<u64, String> {
+        let Some((name, set)) = self.final_labels(s.line, s.series, format)? else {
+            return Ok(DROPPED);
         };
-        set.retain(|(_, v)| !v.is_empty());
-        set.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         if set.len() > MAX_LABELS {
             return Err(format!("series {name} has {} labels (at most {MAX_LABELS})", set.len()));
         }
@@ -251,7 +227,42 @@ impl Scraper {
         let kind = *self.kinds.entry(family.clone()).or_insert(kind);
         let f = out.family_with_unit(&family, kind, &help, &unit);
         let pairs: Vec<(&str, &str)> = set.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        Ok(out.sample_handle(f, &name, &pairs, value, ts))
+        Ok(out.sample_handle(f, &name, &pairs, s.value, s.timestamp_ms))
+    }
+
+    /// The stored name and labels (sorted, without `__` ones or empty values) of a
+    /// series, after relabelling; `None` when relabelling drops it.
+    #[allow(clippy::type_complexity)]
+    fn final_labels(
+        &self,
+        line: &[u8],
+        series: &[u8],
+        format: Format,
+    ) -> Result<Option<(String, Vec<(String, String)>)>, String> {
+        let (name, labels) = exposition::parse_series(line, series, format)?;
+        let mut set: Vec<(String, String)> = Vec::with_capacity(labels.len() + 1);
+        let name = if self.rules.is_empty() {
+            set.extend(labels.into_iter().map(|(n, v)| (n.to_string(), v.into_owned())));
+            name.to_string()
+        } else {
+            set.push(("__name__".to_string(), name.to_string()));
+            set.extend(labels.into_iter().map(|(n, v)| (n.to_string(), v.into_owned())));
+            if !relabel::process(&self.rules, &mut set) {
+                return Ok(None);
+            }
+            let Some(pos) = set.iter().position(|(n, _)| n == "__name__") else {
+                return Ok(None);
+            };
+            let (_, name) = set.remove(pos);
+            if !exposition::is_metric_name(name.as_bytes()) {
+                return Ok(None);
+            }
+            name
+        };
+        // The WIT reserves `__`: such labels do not leave the plugin.
+        set.retain(|(n, v)| !n.starts_with("__") && !v.is_empty());
+        set.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(Some((name, set)))
     }
 
     /// Series in the cache (for tests and the benchmark).
