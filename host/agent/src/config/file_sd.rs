@@ -174,14 +174,12 @@ impl Ctx<'_> {
         };
         let mut out = Vec::new();
         for t in items {
-            let Some(addr) =
-                Self::scalar(t).filter(|_| !matches!(t.data, YamlDataOwned::Value(ScalarOwned::Integer(_))))
-            else {
+            let YamlDataOwned::Value(ScalarOwned::String(addr)) = &t.data else {
                 self.report(t, "targets must be a list of \"host:port\" strings");
                 continue;
             };
-            match check_address(&addr) {
-                Ok(()) => out.push(addr),
+            match check_address(addr) {
+                Ok(()) => out.push(addr.clone()),
                 Err(e) => self.report(t, format!("target {addr:?}: {e}")),
             }
         }
