@@ -277,3 +277,38 @@ fn file_sd_broken_file_at_start_up_does_not_stop_sonde() {
         (instances(&sonde) == ["127.0.0.1:1000", "127.0.0.1:1001"]).then_some(())
     });
 }
+
+/// A target discovered after its plugin file was replaced (hot reload) runs the new
+/// version, not the one the entry first loaded. The file goes from the synthetic
+/// plugin (always up) to the prometheus plugin (down: nothing listens at the address).
+#[test]
+fn file_sd_target_added_after_a_hot_reload_runs_the_new_version() {
+    let dir = tempfile::Builder::new().prefix("sonde-e2e-file-sd-").tempdir().unwrap();
+    let wasm = dir.path().join("p.wasm");
+    std::fs::copy(test_plugin("synthetic"), &wasm).unwrap();
+    let sd = dir.path().join("sd.yml");
+    write_atomic(&sd, "- targets: ['127.0.0.1:1']\n");
+    std::fs::write(
+        dir.path().join("plugins.toml"),
+        "[web]\nplugin = \"p.wasm\"\ninterval = \"1s\"\ntimeout = \"500ms\"\nfile_sd = [\"sd.yml\"]\nfile_sd_refresh = \"1s\"\n",
+    )
+    .unwrap();
+    let sonde = Sonde::start_with(SondeOptions {
+        plugins_file: Some(dir.path().join("plugins.toml")),
+        ..Default::default()
+    });
+    sonde.wait_health("web", "up", WAIT);
+    let tmp = dir.path().join("p.wasm.tmp");
+    std::fs::copy(plugin("prometheus"), &tmp).unwrap();
+    std::fs::rename(&tmp, &wasm).unwrap();
+    sonde.wait_health("web", "down", WAIT);
+
+    write_atomic(&sd, "- targets: ['127.0.0.1:1', '127.0.0.1:2']\n");
+    let health = |t: &Value| t["health"].as_str().unwrap_or_default().to_string();
+    let added = wait_for(WAIT, "the added target's first collection", || {
+        let all = targets_by_name(&sonde);
+        let (_, t) = all.into_iter().find(|(i, _)| i == "127.0.0.1:2")?;
+        (health(&t) != "unknown").then_some(t)
+    });
+    assert_eq!(health(&added), "down", "it runs the reloaded plugin: {added}");
+}
