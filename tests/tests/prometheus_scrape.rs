@@ -1,11 +1,16 @@
 //! The prometheus (scrape) plugin: scraping Debian's node_exporter it must store the
-//! same series as Prometheus 2.42 scraping the same exporter, and a target that
+//! same series as Prometheus 2.42 scraping the same exporter; it reads the
+//! OpenMetrics page of the Python client library (`_created`, info, stateset,
+//! escapes, `# EOF`); and a target that
 //! answers 404, sends a malformed page or a body over `body_size_limit` is down with
 //! the reason as `lastError`.
 
 use sonde_tests::{External, Sonde, exposition, http, wait_for};
 use std::collections::BTreeSet;
 use std::time::Duration;
+
+/// The Accept header of Prometheus 2.42, which the plugin sends.
+const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 /// Series Prometheus and sonde each add themselves (not scraped).
 fn is_scrape_own(name: &str) -> bool {
@@ -188,4 +193,73 @@ fn file_sd_labels_choose_scheme_and_path() {
     let page = sonde.federate(&["y"]);
     let s = page.find("y", &[("a", "1"), ("team", "a"), ("job", "sd")]).next();
     assert_eq!(s.map(|s| s.value), Some(5.0), "{:?}", page.samples);
+}
+
+/// A prometheus_client (Python) process with a few metrics of every kind, serving
+/// OpenMetrics to clients that ask for it.
+const CLIENT: &str = r#"
+import sys, time
+from prometheus_client import start_http_server, Counter, Histogram, Info, Enum
+c = Counter("demo_requests", "Requests \\ served.", ["path"])
+c.labels("/a").inc(3)
+c.labels('/b"q').inc()
+h = Histogram("demo_latency_seconds", "Latency.", buckets=(0.1, 0.5))
+h.observe(0.3)
+Info("demo_build", "Build.").info({"version": "1.2"})
+Enum("demo_state", "State.", states=["up", "down"]).state("up")
+start_http_server(int(sys.argv[1]), addr="127.0.0.1")
+while True:
+    time.sleep(60)
+"#;
+
+#[test]
+fn openmetrics_from_the_python_client() {
+    let python = sonde_tests::django::venv_python().display().to_string();
+    let client = External::start(&python, |port| vec!["-c".into(), CLIENT.into(), port.to_string()], "/");
+    let addr = format!("127.0.0.1:{}", client.port);
+    let om = ureq::get(&client.url("/metrics"))
+        .header("Accept", ACCEPT)
+        .call()
+        .expect("client /metrics");
+    let content_type = om
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "answered {content_type}"
+    );
+    let sonde = Sonde::start(&format!(
+        "[demo]\nplugin = \"prometheus\"\ninterval = \"1s\"\ntimeout = \"1s\"\ntargets = [\"{addr}\"]\n"
+    ));
+    sonde.wait_health("demo", "up", Duration::from_secs(60));
+    let page = sonde.federate(&["{job=\"demo\",__name__=~\"demo_.*\"}"]);
+    let value = |name: &str, labels: &[(&str, &str)]| page.value(name, labels);
+    assert_eq!(value("demo_requests_total", &[("path", "/a")]), Some(3.0));
+    assert_eq!(value("demo_requests_total", &[("path", "/b\"q")]), Some(1.0));
+    assert!(value("demo_requests_created", &[("path", "/a")]).is_some_and(|t| t > 1.7e9));
+    assert_eq!(value("demo_latency_seconds_bucket", &[("le", "0.1")]), Some(0.0));
+    assert_eq!(value("demo_latency_seconds_bucket", &[("le", "0.5")]), Some(1.0));
+    assert_eq!(value("demo_latency_seconds_count", &[]), Some(1.0));
+    assert_eq!(value("demo_build_info", &[("version", "1.2")]), Some(1.0));
+    assert_eq!(value("demo_state", &[("demo_state", "up")]), Some(1.0));
+    assert_eq!(value("demo_state", &[("demo_state", "down")]), Some(0.0));
+    assert_eq!(
+        page.types.get("demo_requests_total").map(String::as_str),
+        Some("counter")
+    );
+    assert_eq!(
+        page.types.get("demo_latency_seconds").map(String::as_str),
+        Some("histogram")
+    );
+    // HELP with its escape undone, through the metadata API (federation carries none).
+    let meta = sonde.get_ok("/api/v1/metadata?metric=demo_requests_total");
+    let meta: serde_json::Value = serde_json::from_str(&meta).expect("metadata JSON");
+    assert_eq!(
+        meta["data"]["demo_requests_total"][0]["help"], "Requests \\ served.",
+        "{meta}"
+    );
+    assert_eq!(meta["data"]["demo_requests_total"][0]["type"], "counter", "{meta}");
 }
