@@ -34,7 +34,9 @@ rss   Serves the synthetic series (same names and value models) as a plain /metr
       prometheus_tsdb_head_samples_appended_total delta, after a warm-up). Then it stops
       Prometheus and starts it again on the same directory to time WAL replay (its
       "WAL replay completed" log line; samples = samples appended before the stop).
-      sonde: hook in place, skipped until sonde scrapes (via a plugin).
+      Then sonde scrapes the same endpoint (same seed) with the prometheus plugin for
+      the same window: RSS (whole process, and the plugin's linear memory), CPU per 1k
+      samples appended (sonde_head_samples_appended_total).
 
 Usage:
   benches/storage_vs_peers.py disk [--sets synthetic,node] [--series 10000] [--duration 2h]
@@ -705,9 +707,56 @@ def start_prometheus_again(db, work, log):
     return p, base, log
 
 
-def sonde_scrape_hook(n):
-    """sonde scraping the same endpoint: needs the scrape plugin (not written yet)."""
-    return "sonde does not scrape HTTP targets yet (a plugin will); hook: sonde_scrape_hook() in this file"
+def sonde_rss_one(n, args, work):
+    """sonde scraping the same endpoint (same seed, so the same series and value models)
+    with the prometheus plugin at 1 s: whole-process RSS, the plugin's linear memory,
+    CPU per 1k samples appended (sonde_head_samples_appended_total)."""
+    for need in (SONDE, os.path.join(ROOT, "plugins/prometheus.wasm")):
+        if not os.path.exists(need):
+            return None, f"{need} is missing (scripts/build)"
+    sub = os.path.join(work, f"sonde-rss-{n}")
+    os.makedirs(sub)
+    port = free_port()
+    server = spawn([sys.executable, os.path.abspath(__file__), "_serve", "--series", str(n), "--port", str(port),
+                    "--seed", str(args.seed)], log=os.path.join(sub, "serve.log"))
+    wait_http(f"http://127.0.0.1:{port}/metrics", server)
+    # The plugin holds the page and its scrape cache: ~1 KB per series (docs/scrape.md).
+    limit_mib = max(128, n * 2048 // 2**20 + 64)
+    with open(os.path.join(sub, "plugins.toml"), "w") as f:
+        f.write(f'[bench]\nplugin = "prometheus"\ninterval = "1s"\ntimeout = "1s"\nmemory_limit = "{limit_mib}MiB"\n'
+                f'[bench.grants]\nhttp = ["127.0.0.1:{port}"]\n'
+                f'[bench.config]\nurl = "http://127.0.0.1:{port}/metrics"\n')
+    sport = free_port()
+    sonde = spawn([SONDE, "run", "--plugins", os.path.join(sub, "plugins.toml"), "--plugin-dir",
+                   os.path.join(ROOT, "plugins"), "--data-dir", os.path.join(sub, "data"),
+                   "--listen", f"127.0.0.1:{sport}"], log=os.path.join(sub, "sonde.log"))
+    base = f"http://127.0.0.1:{sport}"
+    try:
+        wait_http(base + "/-/ready", sonde)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if (metric_sum(http(base + "/metrics"), "sonde_head_series") or 0) >= n:
+                break
+            time.sleep(1)
+        else:
+            return None, f"sonde did not reach {n} head series in 120 s (see {sub}/sonde.log)"
+        time.sleep(args.warmup)
+        m0 = http(base + "/metrics")
+        cpu0, s0, t0 = cpu_seconds(sonde.pid), metric_sum(m0, "sonde_head_samples_appended_total"), time.time()
+        rss_max, end = 0, t0 + args.minutes * 60
+        while time.time() < end:
+            time.sleep(5)
+            rss_max = max(rss_max, rss_bytes(sonde.pid))
+        m1 = http(base + "/metrics")
+        cpu1, s1, t1 = cpu_seconds(sonde.pid), metric_sum(m1, "sonde_head_samples_appended_total"), time.time()
+        res = {"series": n, "head_series": metric_sum(m1, "sonde_head_series"), "rss": rss_bytes(sonde.pid),
+               "rss_max": rss_max, "plugin_memory": metric_sum(m1, "sonde_plugin_memory_bytes"),
+               "cpu_per_1k_ms": (cpu1 - cpu0) * 1e6 / (s1 - s0), "samples_per_s": (s1 - s0) / (t1 - t0),
+               "cpu_share": (cpu1 - cpu0) / (t1 - t0)}
+        return res, None
+    finally:
+        stop(sonde)
+        stop(server)
 
 
 def cmd_rss(args):
@@ -728,9 +777,18 @@ def cmd_rss(args):
                 print(f"  WAL replay: {r['wal_samples']:,.0f} samples in {r['replay_total_s']:.2f}s = "
                       f"{r['wal_samples'] / r['replay_total_s'] / 1e6:.2f}M samples/s "
                       f"(WAL part {r['replay_wal_s']:.2f}s; ready after {r['restart_ready_s']:.1f}s)", flush=True)
-            why = sonde_scrape_hook(n)
+            print(f"\n== sonde (prometheus plugin) scraping {n:,} series at 1 s ==", flush=True)
+            sr, why = sonde_rss_one(n, args, work)
             if why:
                 print(f"  sonde: skipped: {why}")
+            else:
+                r["sonde"] = sr
+                plug = sr["plugin_memory"] or 0
+                print(f"  RSS {sr['rss'] / 2**20:.0f} MiB (max {sr['rss_max'] / 2**20:.0f}) = {sr['rss'] / n:,.0f} B/series "
+                      f"(of which plugin linear memory {plug / 2**20:.0f} MiB = {plug / n:,.0f} B/series); "
+                      f"CPU {sr['cpu_per_1k_ms']:.2f} ms per 1k samples ({sr['samples_per_s']:,.0f} samples/s, "
+                      f"{sr['cpu_share'] * 100:.1f}% of a core); ratios sonde/Prometheus: "
+                      f"RSS {sr['rss'] / r['rss']:.2f}, CPU {sr['cpu_per_1k_ms'] / r['cpu_per_1k_ms']:.2f}", flush=True)
         print("\nsummary (Prometheus):")
         print(f"  {'series':>8} {'RSS':>9} {'RSS/series':>11} {'CPU/1k samples':>15} {'WAL replay':>16}")
         for r in results:
@@ -741,6 +799,17 @@ def cmd_rss(args):
             a, b = results[0], results[-1]
             marg = (b["rss"] - a["rss"]) / (b["series"] - a["series"])
             print(f"  marginal RSS per series between {a['series']:,} and {b['series']:,}: {marg:,.0f} B")
+        sondes = [r["sonde"] for r in results if "sonde" in r]
+        if sondes:
+            print("summary (sonde, prometheus plugin):")
+            print(f"  {'series':>8} {'RSS':>9} {'RSS/series':>11} {'plugin/series':>14} {'CPU/1k samples':>15}")
+            for r in sondes:
+                print(f"  {r['series']:>8,} {r['rss'] / 2**20:>7.0f}Mi {r['rss'] / r['series']:>9,.0f} B "
+                      f"{(r['plugin_memory'] or 0) / r['series']:>12,.0f} B {r['cpu_per_1k_ms']:>12.2f} ms")
+            if len(sondes) >= 2:
+                a, b = sondes[0], sondes[-1]
+                marg = (b["rss"] - a["rss"]) / (b["series"] - a["series"])
+                print(f"  marginal RSS per series between {a['series']:,} and {b['series']:,}: {marg:,.0f} B")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"versions": versions(), "results": results}, f, indent=1)
