@@ -25,9 +25,11 @@ target, `url` in its config). After a warm-up, --rounds windows of --seconds eac
   - RSS (VmRSS) at the end of each window.
 The headline is all windows together (CPU summed ÷ samples summed): sonde cuts a
 block from its head every few minutes, Prometheus every 2 h, so one window may or may
-not hold a cut; the blocks cut in each window are printed.
+not hold a cut; the blocks cut in each window are printed. The default warm-up (4 min)
+passes sonde's first cut, which writes two blocks at once, and the default 4 x 60 s
+spans two block ranges.
 
-Usage: benches/scrape_vs_prometheus.py [--seconds 60] [--rounds 3] [--warmup 30]
+Usage: benches/scrape_vs_prometheus.py [--seconds 60] [--rounds 4] [--warmup 240]
                                        [--daemons prometheus,sonde]
 Needs: target/release/sonde and plugins/prometheus.wasm (scripts/build), the Debian
 package prometheus (2.42).
@@ -196,8 +198,10 @@ def window(daemons, seconds):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=60)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=30)
+    # 4 x 60 s = two of sonde's 2 min block ranges, so the windows hold its steady
+    # cadence of block cuts; the warm-up passes its first cut (at 1.5 ranges of head).
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=240)
     ap.add_argument("--daemons", default="prometheus,sonde")
     if len(sys.argv) == 3 and sys.argv[1] == "_serve":
         return serve(int(sys.argv[2]))

@@ -294,10 +294,11 @@ def cpu_rounds(daemons, rate, seconds, per, rounds, log):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--step-seconds", type=float, default=5)
-    ap.add_argument("--rates-1", default="100000,200000,250000,300000,350000,10000000",
+    ap.add_argument("--rates-1", default="25000,50000,100000,200000,250000,300000,350000,10000000",
                     help="offered lines/s, one line per datagram (10M = as fast as the sender can)")
-    ap.add_argument("--rates-n", default="100000,250000,500000,750000,1000000,1200000,1500000,2000000",
-                    help="offered lines/s, --per lines per datagram")
+    ap.add_argument("--rates-n", default="100000,250000,500000,750000,1000000,1200000,1500000,2000000,3000000,"
+                                           "4000000,10000000",
+                    help="offered lines/s, --per lines per datagram (10M = flat out)")
     ap.add_argument("--per", type=int, default=20, help="lines per datagram in the second scenario")
     ap.add_argument("--cpu-rate", type=float, default=100_000,
                     help="lines/s for the CPU figure (Etsy statsd already loses lines at 200k/s here)")
