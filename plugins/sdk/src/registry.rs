@@ -579,7 +579,10 @@ mod tests {
         .unwrap();
         let b = collect(&mut reg, |c| {
             assert!(c.sample_by_handle(handles[1], 20.0, None));
-            assert!(c.sample_by_handle(handles[1], 21.0, None), "a duplicate: kept the first");
+            assert!(
+                c.sample_by_handle(handles[1], 21.0, None),
+                "a duplicate: kept the first"
+            );
         })
         .unwrap();
         assert_eq!((b.ids.len(), b.values[0]), (1, 20.0));
