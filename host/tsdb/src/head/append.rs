@@ -84,6 +84,9 @@ impl Head {
         let g = self.inner.read().unwrap();
         outcomes.clear();
         // Samples of one batch may hit the same series: track its newest time here.
+        // A scrape's batch names each series once, so that map (a hash insert per
+        // sample) is only built when a cheap check finds a series named twice.
+        let repeats = has_repeats(samples);
         let mut batch_last: super::RefMap<(i64, f64)> = super::RefMap::default();
         let newest = samples.iter().map(|s| s.1).max().unwrap_or(i64::MIN).max(g.max_t);
         let limits = Limits {
@@ -99,9 +102,13 @@ impl Head {
                 outcomes.push(AppendOutcome::Rejected(Rejected::UnknownSeries));
                 continue;
             };
-            let last = batch_last.get(&r).copied().or(s.last);
+            let last = if repeats {
+                batch_last.get(&r).copied().or(s.last)
+            } else {
+                s.last
+            };
             let o = classify(s, last, t, v, limits);
-            if o == AppendOutcome::Appended && last.is_none_or(|(lt, _)| t > lt) {
+            if repeats && o == AppendOutcome::Appended && last.is_none_or(|(lt, _)| t > lt) {
                 batch_last.insert(r, (t, v));
             }
             outcomes.push(o);
@@ -175,6 +182,17 @@ struct Limits {
     ooo_horizon: i64,
     /// Times before this are already cut into blocks.
     min_valid: i64,
+}
+
+/// Whether some series appears more than once in `samples`. The refs of a batch are
+/// usually in registration order, so the sort is close to linear.
+fn has_repeats(samples: &[(SeriesRef, i64, f64)]) -> bool {
+    if samples.len() < 2 {
+        return false;
+    }
+    let mut refs: Vec<SeriesRef> = samples.iter().map(|s| s.0).collect();
+    refs.sort_unstable();
+    refs.windows(2).any(|w| w[0] == w[1])
 }
 
 fn classify(s: &MemSeries, last: Option<(i64, f64)>, t: i64, v: f64, limits: Limits) -> AppendOutcome {
