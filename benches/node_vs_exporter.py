@@ -14,7 +14,8 @@ Both sides are measured from /proc/<pid>/stat (utime+stime) and /proc/<pid>/stat
 Usage: benches/node_vs_exporter.py [--seconds 60] [--rounds 3]
 Needs: target/release/sonde, plugins/node.wasm (scripts/build), prometheus-node-exporter.
 """
-import argparse, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import urllib.parse, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SONDE = os.environ.get("SONDE_BIN", os.path.join(ROOT, "target/release/sonde"))
@@ -62,6 +63,22 @@ def metric(text, name, label=""):
         if line.startswith(name + label + " ") or (not label and line.startswith(name + "{")):
             return float(line.split()[-1])
     return None
+
+
+def metric_sum(text, name, label_part=""):
+    """Sum of the samples of `name` whose labels contain `label_part` (any labels if empty)."""
+    total = 0.0
+    for line in text.splitlines():
+        if (line.startswith(name + "{") or line.startswith(name + " ")) and label_part in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def query(base, q):
+    """First value of an instant query on a Prometheus-compatible API (None if empty)."""
+    r = json.loads(get(base + "/api/v1/query?" + urllib.parse.urlencode({"query": q})))
+    res = r["data"]["result"]
+    return float(res[0]["value"][1]) if res else None
 
 
 def start_sonde(workdir, interval, data_dir):

@@ -34,11 +34,11 @@ Usage: benches/scrape_vs_prometheus.py [--seconds 60] [--rounds 4] [--warmup 240
 Needs: target/release/sonde and plugins/prometheus.wasm (scripts/build), the Debian
 package prometheus (2.42).
 """
-import argparse, json, os, random, shutil, statistics, subprocess, sys, tempfile, threading, time
-import urllib.parse
+import argparse, os, random, shutil, statistics, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from node_vs_exporter import ROOT, SONDE, cpu_seconds, free_port, get, rss_kb, stop, wait_http  # noqa: E402
+from node_vs_exporter import (ROOT, SONDE, cpu_seconds, free_port, get, metric_sum, query, rss_kb,  # noqa: E402
+                              stop, wait_http)
 from db_plugins_vs_exporters import start_sonde  # noqa: E402
 
 PLUGIN = os.path.join(ROOT, "plugins/prometheus.wasm")
@@ -125,20 +125,6 @@ def serve(port):
             pass
 
     http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
-
-
-def query(base, q):
-    r = json.loads(get(base + "/api/v1/query?" + urllib.parse.urlencode({"query": q})))
-    res = r["data"]["result"]
-    return float(res[0]["value"][1]) if res else None
-
-
-def metric_sum(text, name, label_part=""):
-    total = 0.0
-    for line in text.splitlines():
-        if (line.startswith(name + "{") or line.startswith(name + " ")) and label_part in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 class Prometheus:

@@ -43,10 +43,10 @@ Usage: benches/statsd_vs_etsy.py [--step-seconds 5] [--rounds 3] [--daemons etsy
 Needs: target/release/sonde and plugins/statsd.wasm (scripts/build), node (20), cc;
 installs the npm package statsd@0.9.0 into target/bench-node/ when missing.
 """
-import argparse, json, os, shutil, socket, statistics, subprocess, sys, tempfile, time, urllib.parse
+import argparse, json, os, shutil, socket, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from node_vs_exporter import ROOT, SONDE, cpu_seconds, free_port, get, rss_kb, stop  # noqa: E402
+from node_vs_exporter import ROOT, SONDE, cpu_seconds, free_port, get, metric_sum, query, rss_kb, stop  # noqa: E402
 from db_plugins_vs_exporters import start_sonde  # noqa: E402
 
 NODE_DIR = os.path.join(ROOT, "target/bench-node")
@@ -200,13 +200,8 @@ class Sonde:
                 out[key] = float(v)
         return out
 
-    def query(self, q):
-        r = json.loads(get(self.base + "/api/v1/query?" + urllib.parse.urlencode({"query": q})))
-        res = r["data"]["result"]
-        return float(res[0]["value"][1]) if res else 0.0
-
     def lines(self):
-        return self.query("sum(statsd_exporter_lines_total)")
+        return query(self.base, "sum(statsd_exporter_lines_total)") or 0.0
 
     def settle(self):
         """Lines counted by the plugin as of a collection after the receiver went quiet."""
@@ -221,14 +216,6 @@ class Sonde:
         wait_until(lambda: self.collections() > c0, 3 * SONDE_INTERVAL, "a sonde collection")
         time.sleep(0.2)
         return self.lines()
-
-
-def metric_sum(text, name, label_part=""):
-    total = 0.0
-    for line in text.splitlines():
-        if (line.startswith(name + "{") or line.startswith(name + " ")) and label_part in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def step(d, rate, seconds, per):
