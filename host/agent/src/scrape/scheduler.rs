@@ -299,7 +299,14 @@ impl Scraper {
                     run.swap_plugin(plugin).await;
                     continue;
                 }
-                Some(batch) = received => {
+                batch = received => {
+                    let Some(batch) = batch else {
+                        // Every reader stopped (an I/O error, logged by the reader):
+                        // bind again at the next interval rather than go deaf.
+                        tracing::error!(target_name = %target.spec.name, "the receiver's sockets stopped; binding them again");
+                        listeners = None;
+                        continue;
+                    };
                     tokio::select! {
                         _ = run.ingest(batch) => {}
                         _ = shutdown.changed() => break,
