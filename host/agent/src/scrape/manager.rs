@@ -275,18 +275,10 @@ impl TargetManager {
         }
         let loaded = st.plugins.get_mut(path).expect("inserted above");
         if loaded.info.is_none() {
-            let mut info = (None, String::new());
-            if let Ok(p) = &loaded.plugin {
-                match describe(p, spec).await {
-                    Ok(i) => {
-                        info.1 = format!("{} {}: {}", i.name, i.version, i.description);
-                        if i.default_interval_ms > 0 {
-                            info.0 = Some(Duration::from_millis(i.default_interval_ms as u64));
-                        }
-                    }
-                    Err(e) => tracing::warn!(target_name = %spec.name, "describe failed: {e}"),
-                }
-            }
+            let info = match &loaded.plugin {
+                Ok(p) => describe(p, spec).await,
+                Err(_) => (None, String::new()),
+            };
             loaded.info = Some(info);
         }
         loaded.clone()

@@ -42,19 +42,10 @@ pub async fn load_targets(cfg: &Config, engine: &Arc<PluginEngine>, opts: &Engin
     let mut out = Vec::new();
     for spec in &cfg.targets {
         let plugin = loaded[&spec.plugin_path].clone();
-        let mut default_interval = None;
-        let mut description = String::new();
-        if let Ok((p, _)) = &plugin {
-            match describe(p, spec).await {
-                Ok(info) => {
-                    description = format!("{} {}: {}", info.name, info.version, info.description);
-                    if info.default_interval_ms > 0 {
-                        default_interval = Some(Duration::from_millis(info.default_interval_ms as u64));
-                    }
-                }
-                Err(e) => tracing::warn!(target_name = %spec.name, "describe failed: {e}"),
-            }
-        }
+        let (default_interval, description) = match &plugin {
+            Ok((p, _)) => describe(p, spec).await,
+            Err(_) => (None, String::new()),
+        };
         let interval = spec.interval.or(default_interval).unwrap_or(cfg.sonde.interval());
         let timeout = spec.timeout.unwrap_or(cfg.sonde.timeout()).min(interval);
         let target = Arc::new(Target::new(spec.clone(), interval, timeout));
@@ -108,7 +99,7 @@ pub(super) async fn load_plugin(
 
 /// Runs `sonde compile-plugin` for `path`; true if it put the result in the cache.
 /// On any failure the caller compiles in-process, which reports the real error.
-pub(super) async fn compile_in_child(opts: &EngineOptions, path: &std::path::Path) -> bool {
+async fn compile_in_child(opts: &EngineOptions, path: &std::path::Path) -> bool {
     let Ok(exe) = std::env::current_exe() else { return false };
     let Some(cache_dir) = &opts.cache_dir else { return false };
     let status = tokio::process::Command::new(exe)
@@ -160,13 +151,24 @@ fn instance_spec(spec: &crate::config::TargetSpec) -> InstanceSpec {
     }
 }
 
-pub(super) async fn describe(
-    p: &Plugin,
-    spec: &crate::config::TargetSpec,
-) -> Result<sonde_plugin_host::PluginInfo, CallError> {
+/// What `describe` tells the scheduler: the plugin's default interval (if it has one)
+/// and its `name version: description` line. A failure is logged and yields neither.
+pub(super) async fn describe(p: &Plugin, spec: &crate::config::TargetSpec) -> (Option<Duration>, String) {
     let timeout = Duration::from_secs(5);
-    let mut inst = p.instantiate(&instance_spec(spec), timeout).await?;
-    inst.describe(timeout).await
+    let info = match p.instantiate(&instance_spec(spec), timeout).await {
+        Ok(mut inst) => inst.describe(timeout).await,
+        Err(e) => Err(e),
+    };
+    match info {
+        Ok(i) => (
+            (i.default_interval_ms > 0).then(|| Duration::from_millis(i.default_interval_ms as u64)),
+            format!("{} {}: {}", i.name, i.version, i.description),
+        ),
+        Err(e) => {
+            tracing::warn!(target_name = %spec.name, "describe failed: {e}");
+            (None, String::new())
+        }
+    }
 }
 
 /// The series the host adds to every target, as Prometheus does.
