@@ -6,6 +6,8 @@
 //! within one head range, so everything is replayed from the WAL) in scrape-sized
 //! batches, closes, reopens and reports samples per second of `Db::open`.
 
+mod common;
+
 use sonde_tsdb::db::{Db, Options};
 use std::time::Instant;
 
@@ -17,42 +19,10 @@ fn main() {
     let t0 = 1_795_320_000_000i64;
     {
         let db = Db::open(dir.path(), Options::default()).unwrap();
-        let refs: Vec<u64> = (0..series)
-            .map(|i| {
-                let s = i.to_string();
-                let name = if i % 2 == 0 {
-                    "bench_counter_total"
-                } else {
-                    "bench_gauge"
-                };
-                db.get_or_create(&[
-                    ("__name__", name),
-                    ("job", "bench"),
-                    ("instance", "host-1"),
-                    ("series", &s),
-                ])
-                .unwrap()
-            })
-            .collect();
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut values = vec![0f64; series as usize];
+        let mut data = common::Synthetic::create(&db, series);
         let started = Instant::now();
         for step in 0..per {
-            let batch: Vec<(u64, i64, f64)> = refs
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    values[i] += if i % 2 == 0 {
-                        (rng % 101) as f64
-                    } else {
-                        ((rng % 201) as f64 - 100.0) / 100.0
-                    };
-                    (*r, t0 + step * 1000, (values[i] * 100.0).round() / 100.0)
-                })
-                .collect();
+            let batch = data.batch(t0 + step * 1000);
             db.append(&batch).unwrap();
             db.sync().unwrap();
         }

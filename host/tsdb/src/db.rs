@@ -233,7 +233,10 @@ impl Db {
         let started = std::time::Instant::now();
         let lock = DirLock::acquire(dir)?;
         let blocks = open_blocks(&dir.join(BLOCKS_DIR))?;
-        let head = Head::new(opts.out_of_order_window.as_millis() as i64);
+        let head = Head::new(
+            opts.out_of_order_window.as_millis() as i64,
+            opts.block_range.as_millis().max(1) as i64,
+        );
         let (wal, replay) = Wal::open(&dir.join("wal"), opts.wal.clone(), |rec| match rec {
             RecordRef::Series { ref_, labels } => {
                 let pairs: Vec<(&str, &str)> = labels.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
@@ -422,16 +425,26 @@ impl Db {
             if max_t - min_t < range * 3 / 2 || end > now_ms - range / 2 {
                 break;
             }
-            let series = self.head.range_for_block(start, end);
-            if !series.is_empty() {
-                let dir = crate::block::write_block(&self.dir.join(BLOCKS_DIR), start, end, 1, &series)?;
-                let block = Block::open(&dir)?;
-                self.add_block(block);
+            if let Some(dir) = self.write_head_range(start, end)? {
+                self.add_block(Block::open(&dir)?);
                 self.stats.blocks_written.fetch_add(1, Ordering::Relaxed);
             }
             self.truncate_head(end)?;
         }
         Ok(())
+    }
+
+    /// Writes the head's samples in `[start, end)` as a level-1 block; None if it has none.
+    fn write_head_range(&self, start: i64, end: i64) -> Result<Option<PathBuf>, DbError> {
+        let cut = self.head.cut_range(start, end);
+        if cut.series.is_empty() {
+            return Ok(None);
+        }
+        let mut w = crate::block::BlockWriter::new(&self.dir.join(BLOCKS_DIR), start, end, 1)?;
+        for s in &cut.series {
+            w.add_column(&s.labels, &cut.bytes[s.span.clone()], s.samples, s.min_t, s.max_t)?;
+        }
+        Ok(Some(w.finish()?))
     }
 
     /// Drops head samples before `t` (now in blocks, or past retention) and lets the
@@ -1019,8 +1032,7 @@ mod tests {
         // Write the blocks but "crash" before the WAL is checkpointed: replay then holds
         // samples that a block holds too.
         let range = db.block_range_ms();
-        let series = db.head().range_for_block(0, range);
-        crate::block::write_block(&dir.path().join(BLOCKS_DIR), 0, range, 1, &series).unwrap();
+        db.write_head_range(0, range).unwrap().unwrap();
         db.sync().unwrap();
         drop(db);
         let db = Db::open(dir.path(), block_opts()).unwrap();

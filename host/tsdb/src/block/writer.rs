@@ -4,7 +4,7 @@
 
 use super::index::{self, Entry};
 use super::{BlockError, CHUNKS_FILE, INDEX_FILE, META_FILE, Meta, dir_name};
-use crate::chunk::encode_columns;
+use crate::chunk::{encode_columns, encode_stream_column};
 use crate::head::SeriesSamples;
 use crate::labels::Labels;
 use std::collections::BTreeMap;
@@ -78,34 +78,46 @@ impl BlockWriter {
         })
     }
 
-    /// Adds one series; calls must come in ascending label order.
+    /// Adds one series; calls must come in ascending label order. Level-1 blocks (cut from
+    /// the head, compacted within the hour) are stream-coded only; higher levels also try
+    /// pco and keep the smaller form.
     pub fn add(&mut self, labels: &Labels, samples: &[(i64, f64)]) -> Result<(), BlockError> {
-        if samples.is_empty() {
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
             return Ok(());
-        }
-        debug_assert!(self.entries.last().is_none_or(|e| e.0 < *labels), "series out of order");
+        };
         self.ts.clear();
         self.vs.clear();
         for (t, v) in samples {
             self.ts.push(*t);
             self.vs.push(*v);
         }
-        let col = encode_columns(&self.ts, &self.vs);
-        self.chunks.write_all(&col).map_err(|source| BlockError::Io {
+        let col = if self.level <= 1 {
+            encode_stream_column(&self.ts, &self.vs)
+        } else {
+            encode_columns(&self.ts, &self.vs)
+        };
+        self.add_column(labels, &col, samples.len() as u64, first.0, last.0)
+    }
+
+    /// Adds one series' column, already encoded (see `chunk::column_from_chunks`), holding
+    /// `samples` samples from `min_t` to `max_t`; calls must come in ascending label order.
+    pub fn add_column(
+        &mut self,
+        labels: &Labels,
+        col: &[u8],
+        samples: u64,
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<(), BlockError> {
+        debug_assert!(self.entries.last().is_none_or(|e| e.0 < *labels), "series out of order");
+        self.chunks.write_all(col).map_err(|source| BlockError::Io {
             dir: self.tmp.display().to_string(),
             source,
         })?;
-        let (min_t, max_t) = (self.ts[0], self.ts[self.ts.len() - 1]);
-        self.entries.push((
-            labels.clone(),
-            self.offset,
-            col.len() as u64,
-            min_t,
-            max_t,
-            self.ts.len() as u64,
-        ));
+        self.entries
+            .push((labels.clone(), self.offset, col.len() as u64, min_t, max_t, samples));
         self.offset += col.len() as u64;
-        self.samples += self.ts.len() as u64;
+        self.samples += samples;
         Ok(())
     }
 

@@ -7,6 +7,12 @@
 //!   varint n, byte value mode (0..=4 decimal scale, 5 float), byte shift, the sample stream
 //!   (`stream.rs`; the shift as in a head chunk)
 //!
+//! tag 0x03, head chunks as they were (cutting a block from the head copies a series' chunks
+//! instead of re-encoding them; these blocks are compacted into pco columns later):
+//!   varint n (≥ 1), varint k (≥ 2), then k times: varint length, a head chunk's bytes
+//!   (`head.rs`: format|mode, shift, u16 count, sample stream). A single chunk is written in the
+//!   stream form instead, which is the same bytes behind a different header.
+//!
 //! tag 0x02, pco columns:
 //!   varint n (≥ 1), byte value mode (0..=4 decimal scale, 5 float), byte shift (ignored)
 //!   varint e, then e times: varint (index - previous index - 1), 8 bytes LE f64 bits
@@ -25,10 +31,12 @@ use pco::standalone::{simple_compress, simple_decompress_into};
 use super::ChunkError;
 use super::bits::{BitReader, BitWriter};
 use super::decimal::{from_scaled, is_special, to_scaled};
+use super::head::{decode_checked, split_header};
 use super::stream::{StreamCoder, ValueMode};
 
 const TAG_STREAM: u8 = 0x01;
 const TAG_PCO: u8 = 0x02;
+const TAG_CHUNKS: u8 = 0x03;
 
 /// Most samples a column may claim. Bounds what a corrupt length can make the decoder allocate:
 /// 2^24 samples is 194 days at 1 s, and 256 MiB decoded.
@@ -49,7 +57,41 @@ pub fn encode_columns(ts: &[i64], vs: &[f64]) -> Vec<u8> {
     }
 }
 
-/// Decodes what [`encode_columns`] wrote; never panics on corrupt input.
+/// Compresses one series' samples in the stream form only: for blocks that compaction rewrites
+/// soon, where pco's encoding time would be wasted.
+pub fn encode_stream_column(ts: &[i64], vs: &[f64]) -> Vec<u8> {
+    assert_eq!(ts.len(), vs.len(), "one timestamp per value");
+    assert!(ts.len() <= MAX_COLUMN_SAMPLES, "column too long");
+    encode_stream(ts, vs, ValueMode::for_values(vs.iter().copied()))
+}
+
+/// Appends to `out` a column holding `chunks` (head chunks' bytes, [`HeadChunk::as_bytes`],
+/// non-empty and in time order) without decoding them; returns the number of samples.
+///
+/// [`HeadChunk::as_bytes`]: super::HeadChunk::as_bytes
+pub fn column_from_chunks(out: &mut Vec<u8>, chunks: &[&[u8]]) -> u64 {
+    let parts: Vec<_> = chunks.iter().filter_map(|c| split_header(c)).collect();
+    assert_eq!(parts.len(), chunks.len(), "head chunks are never empty");
+    let n: u64 = parts.iter().map(|p| p.0 as u64).sum();
+    if let [(_, mode, stream)] = parts[..] {
+        out.push(TAG_STREAM);
+        write_varint(out, n);
+        out.extend_from_slice(&mode);
+        out.extend_from_slice(stream);
+    } else {
+        out.push(TAG_CHUNKS);
+        write_varint(out, n);
+        write_varint(out, chunks.len() as u64);
+        for c in chunks {
+            write_varint(out, c.len() as u64);
+            out.extend_from_slice(c);
+        }
+    }
+    n
+}
+
+/// Decodes what [`encode_columns`], [`encode_stream_column`] or [`column_from_chunks`] wrote;
+/// never panics on corrupt input.
 pub fn decode_columns(b: &[u8]) -> Result<(Vec<i64>, Vec<f64>), ChunkError> {
     let (&tag, rest) = b.split_first().ok_or(ChunkError::CorruptColumn { what: "empty" })?;
     let mut pos = 0;
@@ -60,6 +102,9 @@ pub fn decode_columns(b: &[u8]) -> Result<(Vec<i64>, Vec<f64>), ChunkError> {
         });
     }
     let n = n as usize;
+    if tag == TAG_CHUNKS {
+        return decode_chunks(&rest[pos..], n);
+    }
     let mode = match rest.get(pos..pos + 2) {
         Some(&[code, shift]) => ValueMode::from_bytes(code, shift),
         _ => None,
@@ -71,6 +116,50 @@ pub fn decode_columns(b: &[u8]) -> Result<(Vec<i64>, Vec<f64>), ChunkError> {
         TAG_PCO => decode_pco(rest, n, mode),
         tag => Err(ChunkError::UnknownFormat { tag }),
     }
+}
+
+fn decode_chunks(b: &[u8], n: usize) -> Result<(Vec<i64>, Vec<f64>), ChunkError> {
+    // Every sample takes at least one bit, which bounds the allocation by the input's size.
+    if n > b.len() * 8 {
+        return Err(ChunkError::CorruptColumn {
+            what: "more samples than bytes can hold",
+        });
+    }
+    let mut pos = 0;
+    let k = read_varint(b, &mut pos)?;
+    if k < 2 || n == 0 {
+        return Err(ChunkError::CorruptColumn {
+            what: "a chunk list holds two chunks or more",
+        });
+    }
+    let (mut ts, mut vs) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut total = 0usize;
+    for _ in 0..k {
+        let len = read_varint(b, &mut pos)?;
+        let end = (pos as u64).checked_add(len).filter(|&end| end <= b.len() as u64);
+        let end = end.ok_or(ChunkError::CorruptColumn {
+            what: "chunk cut short",
+        })? as usize;
+        decode_checked(&b[pos..end], |t, v| {
+            total += 1;
+            if ts.len() < n {
+                ts.push(t);
+                vs.push(v);
+            }
+        })?;
+        pos = end;
+    }
+    if pos != b.len() {
+        return Err(ChunkError::CorruptColumn {
+            what: "bytes after the last chunk",
+        });
+    }
+    if total != n || ts.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(ChunkError::CorruptColumn {
+            what: "chunk samples differ from the column's count or are out of order",
+        });
+    }
+    Ok((ts, vs))
 }
 
 fn encode_stream(ts: &[i64], vs: &[f64], mode: ValueMode) -> Vec<u8> {
@@ -365,13 +454,71 @@ mod tests {
         }
         for bad in [
             &[][..],
-            &[0x03, 0, 0],
+            &[0x04, 0, 0],
+            &[TAG_CHUNKS, 0, 0],
             &[TAG_STREAM, 0x80],
             &[TAG_STREAM, 1, 9],
             &[TAG_PCO, 0xff, 0xff, 0xff, 0x7f, 0],
         ] {
             assert!(decode_columns(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// Head chunks of `set`, cut where a head would cut them.
+    fn head_chunks(set: &[(i64, f64)]) -> Vec<super::super::HeadChunk> {
+        let mut chunks = vec![super::super::HeadChunk::new()];
+        for &(t, v) in set {
+            if chunks.last().unwrap().is_full() {
+                chunks.push(super::super::HeadChunk::new());
+            }
+            chunks.last_mut().unwrap().append(t, v);
+        }
+        chunks.retain(|c| !c.is_empty());
+        chunks
+    }
+
+    #[test]
+    fn head_chunks_become_columns_without_re_encoding() {
+        let mut rng = Rng(3);
+        for set in sample_sets().into_iter().filter(|s| !s.is_empty()) {
+            let chunks = head_chunks(&set);
+            let parts: Vec<&[u8]> = chunks.iter().map(|c| c.as_bytes()).collect();
+            let mut col = vec![0xAA];
+            assert_eq!(column_from_chunks(&mut col, &parts), set.len() as u64);
+            assert_eq!(col.remove(0), 0xAA, "appends to what is there");
+            let want_tag = if chunks.len() == 1 { TAG_STREAM } else { TAG_CHUNKS };
+            assert_eq!(col[0], want_tag);
+            let (ts, vs) = decode_columns(&col).unwrap();
+            assert_same(&ts.into_iter().zip(vs).collect::<Vec<_>>(), &set);
+            if chunks.len() == 1 {
+                assert_eq!(
+                    &col[col.len() - (parts[0].len() - 4)..],
+                    &parts[0][4..],
+                    "the chunk's stream, copied"
+                );
+            }
+            for bad in damaged(&col, &mut rng) {
+                if let Ok((ts, vs)) = decode_columns(&bad) {
+                    assert_eq!(ts.len(), vs.len());
+                    assert!(ts.windows(2).all(|w| w[0] < w[1]));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_chunk_list_with_overlapping_chunks_or_a_wrong_count_is_refused() {
+        let a = head_chunks(&(0..5).map(|i| (i * 1000, i as f64)).collect::<Vec<_>>());
+        let b = head_chunks(&(3..8).map(|i| (i * 1000, i as f64)).collect::<Vec<_>>());
+        let mut col = Vec::new();
+        column_from_chunks(&mut col, &[a[0].as_bytes(), b[0].as_bytes()]);
+        assert!(decode_columns(&col).is_err(), "times go back at the second chunk");
+        let c = head_chunks(&(5..8).map(|i| (i * 1000, i as f64)).collect::<Vec<_>>());
+        let mut col = Vec::new();
+        column_from_chunks(&mut col, &[a[0].as_bytes(), c[0].as_bytes()]);
+        assert_eq!(decode_columns(&col).unwrap().0.len(), 8);
+        col[1] = 7;
+        assert!(decode_columns(&col).is_err(), "count says 7, chunks hold 8");
     }
 
     #[test]

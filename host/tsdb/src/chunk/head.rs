@@ -155,31 +155,48 @@ impl HeadChunk {
         if b.is_empty() {
             return Ok(Self::new());
         }
-        if b.len() < HEADER_LEN {
-            return Err(ChunkError::Truncated { bit: b.len() * 8 });
-        }
-        if b[0] >> 4 != FORMAT {
-            return Err(ChunkError::UnknownFormat { tag: b[0] });
-        }
-        let mode = ValueMode::from_bytes(b[0] & 0xf, b[1]).ok_or(ChunkError::UnknownFormat { tag: b[0] })?;
-        let len = u16::from_le_bytes([b[2], b[3]]);
-        let mut r = BitReader::at(&b, HEADER_LEN * 8);
-        let mut coder = StreamCoder::new(mode);
-        for _ in 0..len {
-            coder.decode(&mut r)?;
-        }
-        let end = r.position();
-        if end.div_ceil(8) != b.len() || r.read_bits(r.remaining() as u32).is_some_and(|pad| pad != 0) {
-            return Err(ChunkError::Corrupt {
-                what: "bytes after the last sample",
-                bit: end,
-            });
-        }
+        let (coder, end, len) = decode_checked(&b, |_, _| {})?;
         Ok(HeadChunk {
             w: BitWriter::from_vec(b, end),
             coder,
             len,
         })
+    }
+}
+
+/// Decodes a non-empty chunk's persistent form ([`HeadChunk::as_bytes`]) from disk, checking
+/// the header, every sample and the padding; `f` gets each sample. Returns the coder as it
+/// stands after the last sample, the bit position there, and the sample count.
+pub(crate) fn decode_checked(b: &[u8], mut f: impl FnMut(i64, f64)) -> Result<(StreamCoder, usize, u16), ChunkError> {
+    if b.len() < HEADER_LEN {
+        return Err(ChunkError::Truncated { bit: b.len() * 8 });
+    }
+    if b[0] >> 4 != FORMAT {
+        return Err(ChunkError::UnknownFormat { tag: b[0] });
+    }
+    let mode = ValueMode::from_bytes(b[0] & 0xf, b[1]).ok_or(ChunkError::UnknownFormat { tag: b[0] })?;
+    let len = u16::from_le_bytes([b[2], b[3]]);
+    let mut r = BitReader::at(b, HEADER_LEN * 8);
+    let mut coder = StreamCoder::new(mode);
+    for _ in 0..len {
+        let (t, v) = coder.decode(&mut r)?;
+        f(t, v);
+    }
+    let end = r.position();
+    if end.div_ceil(8) != b.len() || r.read_bits(r.remaining() as u32).is_some_and(|pad| pad != 0) {
+        return Err(ChunkError::Corrupt {
+            what: "bytes after the last sample",
+            bit: end,
+        });
+    }
+    Ok((coder, end, len))
+}
+
+/// The sample count, value mode and shift bytes of a valid chunk, and its sample stream.
+pub(crate) fn split_header(b: &[u8]) -> Option<(u16, [u8; 2], &[u8])> {
+    match b {
+        [code, shift, c0, c1, stream @ ..] => Some((u16::from_le_bytes([*c0, *c1]), [code & 0xf, *shift], stream)),
+        _ => None,
     }
 }
 

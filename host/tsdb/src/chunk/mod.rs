@@ -16,7 +16,7 @@ mod stream;
 mod tests;
 mod xor;
 
-pub use column::{decode_columns, encode_columns};
+pub use column::{column_from_chunks, decode_columns, encode_columns, encode_stream_column};
 pub use head::{HeadChunk, HeadIter, MAX_BYTES as HEAD_MAX_BYTES, MAX_SAMPLES as HEAD_MAX_SAMPLES, iter_bytes};
 
 /// A chunk or column that cannot be decoded. Encoded data comes from disk, so decoders return this

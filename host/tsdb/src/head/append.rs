@@ -121,13 +121,18 @@ impl Head {
         let inner = &mut *g;
         let mut appended = 0;
         let mut ooo = 0;
+        let range = self.chunk_range_ms;
         for (&(r, t, v), o) in samples.iter().zip(outcomes) {
             if *o != AppendOutcome::Appended {
                 continue;
             }
             let Some(s) = inner.series.get_mut(&r) else { continue };
             if s.last.is_none_or(|(lt, _)| t > lt) {
-                if s.open.is_full() {
+                // The open chunk holds samples since `last`'s range began (when not empty).
+                let new_range = s
+                    .last
+                    .is_some_and(|(lt, _)| lt.div_euclid(range) != t.div_euclid(range));
+                if s.open.is_full() || (new_range && !s.open.is_empty()) {
                     let full = std::mem::take(&mut s.open);
                     s.chunks.extend(super::ClosedChunk::freeze(&full));
                 }

@@ -10,7 +10,7 @@ mod append;
 mod read;
 
 pub use append::{AppendOutcome, Rejected};
-pub use read::SeriesSamples;
+pub use read::{BlockCut, CutSeries, SeriesSamples};
 
 use crate::chunk::{HeadChunk, HeadIter, iter_bytes};
 use crate::labels::{Interner, Labels};
@@ -148,11 +148,16 @@ pub struct Head {
     pub(crate) inner: RwLock<Inner>,
     /// How far behind the head's newest sample an out-of-order sample may be.
     pub(crate) ooo_window_ms: i64,
+    /// Chunks never span a multiple of this (the block range), so cutting a block copies
+    /// whole chunks.
+    pub(crate) chunk_range_ms: i64,
     pub stats: HeadStats,
 }
 
 impl Head {
-    pub fn new(ooo_window_ms: i64) -> Self {
+    /// A head accepting out-of-order samples up to `ooo_window_ms` behind its newest one,
+    /// whose chunks are cut at multiples of `chunk_range_ms` (the block range).
+    pub fn new(ooo_window_ms: i64, chunk_range_ms: i64) -> Self {
         let inner = Inner {
             min_t: i64::MAX,
             max_t: i64::MIN,
@@ -163,6 +168,7 @@ impl Head {
         Head {
             inner: RwLock::new(inner),
             ooo_window_ms,
+            chunk_range_ms: chunk_range_ms.max(1),
             stats: HeadStats::default(),
         }
     }
@@ -242,13 +248,15 @@ mod tests {
     use super::*;
     use promql_parser::label::{MatchOp, Matcher};
 
+    const TEST_RANGE: i64 = 120_000;
+
     fn name_is(n: &str) -> Vec<Matcher> {
         vec![Matcher::new(MatchOp::Equal, "__name__", n)]
     }
 
     #[test]
     fn in_order_samples_across_many_chunks_read_back() {
-        let h = Head::new(0);
+        let h = Head::new(0, TEST_RANGE);
         let (r, created) = h.get_or_create(&[("__name__", "m"), ("a", "1")]);
         assert!(created);
         let samples: Vec<_> = (0..1000).map(|i| (r, 1000 * i, i as f64 * 0.5)).collect();
@@ -266,7 +274,7 @@ mod tests {
 
     #[test]
     fn duplicates_like_prometheus() {
-        let h = Head::new(0);
+        let h = Head::new(0, TEST_RANGE);
         let (r, _) = h.get_or_create(&[("__name__", "m")]);
         h.append(&[(r, 1000, 1.0)]);
         assert_eq!(h.append(&[(r, 1000, 1.0)]), vec![AppendOutcome::Ignored]);
@@ -287,7 +295,7 @@ mod tests {
 
     #[test]
     fn out_of_order_within_the_window_is_merged_on_read() {
-        let h = Head::new(10_000);
+        let h = Head::new(10_000, TEST_RANGE);
         let (r, _) = h.get_or_create(&[("__name__", "m")]);
         h.append(&[(r, 20_000, 2.0), (r, 30_000, 3.0)]);
         assert_eq!(h.append(&[(r, 25_000, 2.5)]), vec![AppendOutcome::Appended]);
@@ -307,7 +315,7 @@ mod tests {
 
     #[test]
     fn one_batch_may_carry_several_samples_of_a_series() {
-        let h = Head::new(0);
+        let h = Head::new(0, TEST_RANGE);
         let (r, _) = h.get_or_create(&[("__name__", "m")]);
         let out = h.append(&[(r, 1, 1.0), (r, 2, 2.0), (r, 2, 3.0), (r, 1, 1.0)]);
         assert_eq!(
@@ -323,7 +331,7 @@ mod tests {
 
     #[test]
     fn truncation_drops_old_samples_and_unpinned_empty_series() {
-        let h = Head::new(0);
+        let h = Head::new(0, TEST_RANGE);
         let (a, _) = h.get_or_create(&[("__name__", "a")]);
         let (b, _) = h.get_or_create(&[("__name__", "b")]);
         h.append(&(0..300).map(|i| (a, i * 1000, i as f64)).collect::<Vec<_>>());
@@ -343,9 +351,76 @@ mod tests {
         assert!(created && b2 != b, "a removed series gets a new ref");
     }
 
+    /// The samples of each series in a cut, decoded from its columns, by metric name.
+    fn decode_cut(cut: &BlockCut) -> Vec<(String, Vec<(i64, f64)>)> {
+        cut.series
+            .iter()
+            .map(|s| {
+                let (ts, vs) = crate::chunk::decode_columns(&cut.bytes[s.span.clone()]).unwrap();
+                assert_eq!(s.samples as usize, ts.len());
+                assert_eq!((s.min_t, s.max_t), (ts[0], ts[ts.len() - 1]));
+                (s.labels.metric_name().to_string(), ts.into_iter().zip(vs).collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunks_end_at_range_boundaries_and_cuts_copy_them() {
+        let h = Head::new(0, TEST_RANGE);
+        let (a, _) = h.get_or_create(&[("__name__", "a")]);
+        let (b, _) = h.get_or_create(&[("__name__", "b")]);
+        // a: every 700 ms for 3 ranges (several chunks per range, none across an edge);
+        // b: one sample in the first range only (its open chunk is cut whole).
+        let samples: Vec<_> = (0..514).map(|i| (a, 700 * i, i as f64)).collect();
+        h.append(&samples);
+        h.append(&[(b, 5_000, 1.5)]);
+        {
+            let g = h.inner.read().unwrap();
+            let s = &g.series[&a];
+            assert!(s.chunks.len() >= 4);
+            for c in &s.chunks {
+                assert_eq!(
+                    c.min_t.div_euclid(TEST_RANGE),
+                    c.max_t.div_euclid(TEST_RANGE),
+                    "chunk spans an edge"
+                );
+            }
+        }
+        let cut = h.cut_range(TEST_RANGE, 2 * TEST_RANGE);
+        let want: Vec<_> = samples
+            .iter()
+            .map(|s| (s.1, s.2))
+            .filter(|s| (TEST_RANGE..2 * TEST_RANGE).contains(&s.0))
+            .collect();
+        assert_eq!(decode_cut(&cut), vec![("a".to_string(), want)]);
+        assert_eq!(
+            cut.bytes[cut.series[0].span.start], 0x03,
+            "several chunks copied as a list"
+        );
+        let first = decode_cut(&h.cut_range(0, TEST_RANGE));
+        assert_eq!(first[1], ("b".to_string(), vec![(5_000, 1.5)]));
+    }
+
+    #[test]
+    fn a_cut_merges_out_of_order_samples_and_straddling_chunks() {
+        let h = Head::new(60_000, TEST_RANGE);
+        let (r, _) = h.get_or_create(&[("__name__", "m")]);
+        let mut want: Vec<(i64, f64)> = (0..200).map(|i| (i * 1000 + 500, i as f64)).collect();
+        h.append(&want.iter().map(|&(t, v)| (r, t, v)).collect::<Vec<_>>());
+        assert_eq!(h.append(&[(r, 150_000, 0.25)]), vec![AppendOutcome::Appended]);
+        want.push((150_000, 0.25));
+        want.sort_by_key(|s| s.0);
+        // The out-of-order sample is in the range; so is a cut through the middle of chunks.
+        for (lo, hi) in [(TEST_RANGE, 2 * TEST_RANGE), (50_000, 170_000)] {
+            let got = decode_cut(&h.cut_range(lo, hi));
+            let expect: Vec<_> = want.iter().copied().filter(|s| (lo..hi).contains(&s.0)).collect();
+            assert_eq!(got, vec![("m".to_string(), expect)]);
+        }
+    }
+
     #[test]
     fn staleness_markers_survive_storage() {
-        let h = Head::new(0);
+        let h = Head::new(0, TEST_RANGE);
         let (r, _) = h.get_or_create(&[("__name__", "m")]);
         let stale = f64::from_bits(0x7ff0_0000_0000_0002);
         h.append(&[(r, 1, 1.0), (r, 2, stale), (r, 3, f64::NAN)]);

@@ -3,7 +3,7 @@
 
 use super::ClosedChunk;
 use super::{Head, MemSeries};
-use crate::chunk::HeadChunk;
+use crate::chunk::{HeadChunk, column_from_chunks, encode_stream_column};
 use crate::labels::Labels;
 use crate::postings::SeriesRef;
 use promql_parser::label::Matcher;
@@ -16,6 +16,54 @@ pub struct SeriesSamples {
     pub series_ref: SeriesRef,
     pub labels: Labels,
     pub samples: Vec<(i64, f64)>,
+}
+
+/// A time range of the head, encoded for a block: every series' column back to back in
+/// `bytes`.
+#[derive(Default)]
+pub struct BlockCut {
+    pub series: Vec<CutSeries>,
+    pub bytes: Vec<u8>,
+}
+
+/// One series of a [`BlockCut`]: its column is `bytes[span]`.
+pub struct CutSeries {
+    pub labels: Labels,
+    pub span: std::ops::Range<usize>,
+    pub samples: u64,
+    pub min_t: i64,
+    pub max_t: i64,
+}
+
+/// The series' in-order chunks with samples in `[mint, maxt)`, into `parts`, when each of
+/// them lies wholly inside and no out-of-order sample falls there; with the first and last
+/// sample's time (None: no samples there). None when the chunks must be decoded instead.
+fn whole_chunks<'a>(s: &'a MemSeries, mint: i64, maxt: i64, parts: &mut Vec<&'a [u8]>) -> Option<Option<(i64, i64)>> {
+    parts.clear();
+    if s.ooo.iter().any(|(t, _)| *t >= mint && *t < maxt) {
+        return None;
+    }
+    let (mut first, mut last) = (None, None);
+    for c in s.chunks.iter().filter(|c| c.min_t < maxt && c.max_t >= mint) {
+        if c.min_t < mint || c.max_t >= maxt {
+            return None;
+        }
+        parts.push(&c.bytes);
+        first = first.or(Some(c.min_t));
+        last = Some(c.max_t);
+    }
+    if let (Some(f), Some(l)) = (s.open.first_time(), s.open.last_time())
+        && f < maxt
+        && l >= mint
+    {
+        if f < mint || l >= maxt {
+            return None;
+        }
+        parts.push(s.open.as_bytes());
+        first = first.or(Some(f));
+        last = Some(l);
+    }
+    Some(first.zip(last))
 }
 
 impl MemSeries {
@@ -83,24 +131,40 @@ impl Head {
         self.inner.read().unwrap().postings.label_values(name)
     }
 
-    /// Every series with samples in `[mint, maxt)` (for cutting a block), sorted by
-    /// labels as the block index wants them.
-    pub fn range_for_block(&self, mint: i64, maxt: i64) -> Vec<SeriesSamples> {
+    /// Every series with samples in `[mint, maxt)`, encoded as block columns, sorted by
+    /// labels as the block index wants them. A series whose chunks all lie inside the range
+    /// (the usual case: [`Head::apply`] cuts chunks at multiples of the chunk range) has
+    /// them copied as they are; one with out-of-order samples there, or a chunk straddling
+    /// the range's edge, is decoded and encoded again.
+    pub fn cut_range(&self, mint: i64, maxt: i64) -> BlockCut {
         let g = self.inner.read().unwrap();
-        let mut out: Vec<SeriesSamples> = g
-            .series
-            .iter()
-            .filter_map(|(r, s)| {
+        let mut cut = BlockCut::default();
+        let mut parts: Vec<&[u8]> = Vec::new();
+        for s in g.series.values() {
+            let start = cut.bytes.len();
+            let (samples, min_t, max_t) = if let Some(chunks) = whole_chunks(s, mint, maxt, &mut parts) {
+                let Some((min_t, max_t)) = chunks else { continue };
+                (column_from_chunks(&mut cut.bytes, &parts), min_t, max_t)
+            } else {
                 let samples = s.samples(mint, maxt - 1);
-                (!samples.is_empty()).then(|| SeriesSamples {
-                    series_ref: *r,
-                    labels: s.labels.clone(),
-                    samples,
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        out
+                let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+                    continue;
+                };
+                let ts: Vec<i64> = samples.iter().map(|x| x.0).collect();
+                let vs: Vec<f64> = samples.iter().map(|x| x.1).collect();
+                cut.bytes.extend_from_slice(&encode_stream_column(&ts, &vs));
+                (samples.len() as u64, first.0, last.0)
+            };
+            cut.series.push(CutSeries {
+                labels: s.labels.clone(),
+                span: start..cut.bytes.len(),
+                samples,
+                min_t,
+                max_t,
+            });
+        }
+        cut.series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        cut
     }
 
     /// Drops every sample before `t` (it is in a block now) and series that are left
