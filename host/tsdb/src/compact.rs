@@ -3,7 +3,8 @@
 //! time), deduplicating samples that several blocks hold (overlaps from out-of-order
 //! data or a crash between writing a block and checkpointing the WAL).
 
-use crate::block::{Block, BlockError, BlockWriter};
+use crate::block::{Block, BlockError, BlockWriter, Entry};
+use crate::chunk::{Page, column_from_pages, encode_columns_beating};
 use crate::labels::Labels;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,10 +43,15 @@ pub fn plan(blocks: &[Arc<Block>], ranges: &[i64], complete_before: i64) -> Opti
 }
 
 /// Writes the merge of `sources` as one block covering `[min_time, max_time)`.
+///
+/// Per series, in time order: samples of level-1 blocks (stream-coded, cut from the head)
+/// are decoded and encoded again as one column, pco where it is smaller; columns of
+/// compacted blocks are copied as pages of a page list without decoding them. A series
+/// whose blocks overlap in time is decoded whole, sorted and deduplicated.
 pub fn merge(blocks_dir: &Path, min_time: i64, max_time: i64, sources: &[Arc<Block>]) -> Result<PathBuf, BlockError> {
     let level = sources.iter().map(|b| b.meta.level).max().unwrap_or(1) + 1;
     let indexes = sources.iter().map(|b| b.index()).collect::<Result<Vec<_>, _>>()?;
-    // Every label set, sorted, with the blocks that hold it.
+    // Every label set, sorted, with the blocks that hold it (in the sources' time order).
     let mut series: BTreeMap<Labels, Vec<(usize, usize)>> = BTreeMap::new();
     for (bi, idx) in indexes.iter().enumerate() {
         for si in 0..idx.len() {
@@ -53,16 +59,76 @@ pub fn merge(blocks_dir: &Path, min_time: i64, max_time: i64, sources: &[Arc<Blo
         }
     }
     let mut w = BlockWriter::new(blocks_dir, min_time, max_time, level)?;
-    for (labels, holders) in &series {
-        let mut samples: Vec<(i64, f64)> = Vec::new();
-        for &(bi, si) in holders {
-            samples.extend(sources[bi].series_samples(&indexes[bi], si)?);
-        }
-        if holders.len() > 1 {
+    let mut out = Vec::new();
+    for (labels, holders) in &mut series {
+        holders.sort_by_key(|&(bi, si)| indexes[bi].entry(si).min_t);
+        let entries: Vec<(usize, &Entry)> = holders.iter().map(|&(bi, si)| (bi, indexes[bi].entry(si))).collect();
+        let disjoint = entries.windows(2).all(|w| w[0].1.max_t < w[1].1.min_t);
+        out.clear();
+        let (n, lo, hi) = if disjoint {
+            let n = paged(&mut out, sources, &entries)?;
+            (n, entries[0].1.min_t, entries[entries.len() - 1].1.max_t)
+        } else {
+            let mut samples: Vec<(i64, f64)> = Vec::new();
+            for &(bi, e) in &entries {
+                samples.extend(sources[bi].column_samples(e)?);
+            }
             samples.sort_by_key(|(t, _)| *t);
             samples.dedup_by_key(|(t, _)| *t);
-        }
-        w.add(labels, &samples)?;
+            let (ts, vs): (Vec<i64>, Vec<f64>) = samples.into_iter().unzip();
+            let estimate = entries.iter().map(|(_, e)| e.length as usize).sum();
+            out = encode_columns_beating(&ts, &vs, estimate);
+            (ts.len() as u64, ts[0], ts[ts.len() - 1])
+        };
+        w.add_column(labels, &out, n, lo, hi)?;
     }
     w.finish()
+}
+
+/// Writes into `out` one series' column from its time-ordered, disjoint source columns:
+/// runs of level-1 columns become one re-encoded page, others are copied. Returns the
+/// sample count.
+fn paged(out: &mut Vec<u8>, sources: &[Arc<Block>], entries: &[(usize, &Entry)]) -> Result<u64, BlockError> {
+    let mut owned: Vec<(Vec<u8>, u64, i64, i64)> = Vec::new();
+    let mut run: Vec<(i64, f64)> = Vec::new();
+    let mut run_bytes = 0usize;
+    let flush = |run: &mut Vec<(i64, f64)>, run_bytes: &mut usize, owned: &mut Vec<(Vec<u8>, u64, i64, i64)>| {
+        let (Some(&(lo, _)), Some(&(hi, _))) = (run.first(), run.last()) else {
+            return;
+        };
+        let (ts, vs): (Vec<i64>, Vec<f64>) = run.drain(..).unzip();
+        owned.push((encode_columns_beating(&ts, &vs, *run_bytes), ts.len() as u64, lo, hi));
+        *run_bytes = 0;
+    };
+    for &(bi, e) in entries {
+        if sources[bi].meta.level <= 1 {
+            run.extend(sources[bi].column_samples(e)?);
+            run_bytes += e.length as usize;
+        } else {
+            flush(&mut run, &mut run_bytes, &mut owned);
+            owned.push((sources[bi].column_bytes(e)?, e.samples, e.min_t, e.max_t));
+        }
+    }
+    flush(&mut run, &mut run_bytes, &mut owned);
+    let pages: Vec<Page> = owned
+        .iter()
+        .map(|(bytes, samples, min_t, max_t)| Page {
+            bytes,
+            samples: *samples,
+            min_t: *min_t,
+            max_t: *max_t,
+        })
+        .collect();
+    column_from_pages(out, &pages).map_err(|e| BlockError::Corrupt {
+        dir: blocks_of(sources, entries),
+        what: format!("cannot concatenate columns: {e}"),
+    })
+}
+
+fn blocks_of(sources: &[Arc<Block>], entries: &[(usize, &Entry)]) -> String {
+    let dirs: Vec<String> = entries
+        .iter()
+        .map(|(bi, _)| sources[*bi].dir.display().to_string())
+        .collect();
+    dirs.join(", ")
 }

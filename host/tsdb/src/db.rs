@@ -892,6 +892,40 @@ mod tests {
         assert_eq!(dump(&db)[0].1.len(), 206);
     }
 
+    #[test]
+    fn compacted_blocks_are_concatenated_as_pages_and_read_back_by_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), block_opts()).unwrap();
+        for step in 0..13 {
+            fill(&db, step * 100, step * 100 + 99);
+            db.maintain((step + 1) * 100_000).unwrap();
+        }
+        let want =
+            |lo: i64, hi: i64| -> Vec<(i64, u64)> { (lo..=hi).map(|i| (i * 1000, (i as f64).to_bits())).collect() };
+        let a_of = |db: &Db| dump(db).into_iter().find(|s| s.0 == "a{}").unwrap().1;
+        assert_eq!(a_of(&db), want(0, 1299));
+        let blocks = db.blocks.read().unwrap().clone();
+        let top = blocks.iter().find(|b| b.meta.level == 3).expect("a 10 min block");
+        assert_eq!((top.meta.min_time, top.meta.max_time), (0, 600_000));
+        let idx = top.index().unwrap();
+        let col = top.column_bytes(idx.entry(0)).unwrap();
+        assert_eq!(col[0], 0x04, "the 2 min columns were copied as pages");
+        let a = vec![Matcher::new(promql_parser::label::MatchOp::Equal, "__name__", "a")];
+        let pick = |db: &Db, lo: i64, hi: i64| -> Vec<(i64, u64)> {
+            db.select(&a, lo, hi)[0]
+                .samples
+                .iter()
+                .map(|(t, v)| (*t, v.to_bits()))
+                .collect()
+        };
+        assert_eq!(pick(&db, 250_000, 260_000), want(250, 260));
+        assert_eq!(pick(&db, 119_000, 121_000), want(119, 121), "across a page edge");
+        drop(db);
+        let db = Db::open(dir.path(), block_opts()).unwrap();
+        assert_eq!(a_of(&db), want(0, 1299), "the same after a restart");
+        assert_eq!(pick(&db, 599_500, 600_500), want(600, 600));
+    }
+
     fn sets(selectors: &[&str]) -> Vec<Vec<Matcher>> {
         selectors
             .iter()

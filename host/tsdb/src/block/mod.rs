@@ -8,6 +8,7 @@ mod index;
 mod reader;
 mod writer;
 
+pub use index::Entry;
 pub use reader::{Block, BlockIndex};
 pub use writer::{BlockWriter, write_block};
 

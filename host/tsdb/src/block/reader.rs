@@ -7,7 +7,7 @@
 
 use super::index::{self, Entry};
 use super::{BlockError, CHUNKS_FILE, INDEX_FILE, META_FILE, Meta};
-use crate::chunk::decode_columns;
+use crate::chunk::decode_columns_in;
 use crate::head::SeriesSamples;
 use crate::labels::Labels;
 use crate::postings::matcher_matches;
@@ -146,6 +146,11 @@ impl BlockIndex {
         out
     }
 
+    /// Where series `i`'s column lies and what it holds.
+    pub fn entry(&self, i: usize) -> &Entry {
+        &self.entries[i]
+    }
+
     /// The label pairs of series `i`, sorted by name.
     pub fn label_pairs(&self, i: usize) -> impl Iterator<Item = (&str, &str)> {
         self.entries[i]
@@ -258,7 +263,7 @@ impl Block {
             if e.max_t < mint || e.min_t > maxt {
                 continue;
             }
-            match self.read_column(e) {
+            match self.read_column(e, mint, maxt) {
                 Ok(samples) => {
                     let samples: Vec<(i64, f64)> =
                         samples.into_iter().filter(|(t, _)| *t >= mint && *t <= maxt).collect();
@@ -276,20 +281,42 @@ impl Block {
         out
     }
 
-    /// All samples of the series at index position `i` of `idx` (for compaction).
+    /// All samples of the series at index position `i` of `idx`.
     pub fn series_samples(&self, idx: &BlockIndex, i: usize) -> Result<Vec<(i64, f64)>, BlockError> {
-        self.read_column(&idx.entries[i]).map_err(|what| BlockError::Corrupt {
-            dir: self.dir.display().to_string(),
-            what,
-        })
+        self.column_samples(&idx.entries[i])
     }
 
-    fn read_column(&self, e: &Entry) -> Result<Vec<(i64, f64)>, String> {
+    /// All samples of a series' column (for compaction).
+    pub fn column_samples(&self, e: &Entry) -> Result<Vec<(i64, f64)>, BlockError> {
+        self.read_column(e, i64::MIN, i64::MAX)
+            .map_err(|what| self.corrupt(what))
+    }
+
+    /// A series' column as stored (for compaction, which copies it).
+    pub fn column_bytes(&self, e: &Entry) -> Result<Vec<u8>, BlockError> {
+        self.read_raw(e).map_err(|what| self.corrupt(what))
+    }
+
+    fn corrupt(&self, what: String) -> BlockError {
+        BlockError::Corrupt {
+            dir: self.dir.display().to_string(),
+            what,
+        }
+    }
+
+    fn read_raw(&self, e: &Entry) -> Result<Vec<u8>, String> {
         let mut buf = vec![0u8; e.length as usize];
         self.chunks
             .read_exact_at(&mut buf, e.offset)
             .map_err(|err| format!("cannot read column: {err}"))?;
-        let (ts, vs) = decode_columns(&buf).map_err(|err| format!("corrupt column: {err}"))?;
+        Ok(buf)
+    }
+
+    /// The column's samples; pages outside `[mint, maxt]` are skipped, but the result may
+    /// still hold samples outside it.
+    fn read_column(&self, e: &Entry, mint: i64, maxt: i64) -> Result<Vec<(i64, f64)>, String> {
+        let buf = self.read_raw(e)?;
+        let (ts, vs) = decode_columns_in(&buf, mint, maxt).map_err(|err| format!("corrupt column: {err}"))?;
         Ok(ts.into_iter().zip(vs).collect())
     }
 }

@@ -47,11 +47,24 @@ pub const MAX_COLUMN_SAMPLES: usize = 1 << 24;
 /// # Panics
 /// When the lengths differ or exceed [`MAX_COLUMN_SAMPLES`]: both are caller bugs.
 pub fn encode_columns(ts: &[i64], vs: &[f64]) -> Vec<u8> {
+    encode_columns_beating(ts, vs, 0)
+}
+
+/// [`encode_columns`], skipping the stream form when pco comes out under `stream_estimate`
+/// bytes: compaction knows about how large the stream form is (the stream-coded columns it
+/// merges), and pco nearly always wins on a whole hour.
+pub fn encode_columns_beating(ts: &[i64], vs: &[f64], stream_estimate: usize) -> Vec<u8> {
     assert_eq!(ts.len(), vs.len(), "one timestamp per value");
     assert!(ts.len() <= MAX_COLUMN_SAMPLES, "column too long");
     let mode = ValueMode::for_values(vs.iter().copied());
+    let pco = encode_pco(ts, vs, mode);
+    if let Some(p) = &pco
+        && p.len() < stream_estimate
+    {
+        return pco.unwrap_or_default();
+    }
     let stream = encode_stream(ts, vs, mode);
-    match encode_pco(ts, vs, mode) {
+    match pco {
         Some(p) if p.len() < stream.len() => p,
         _ => stream,
     }
@@ -93,6 +106,11 @@ pub fn column_from_chunks(out: &mut Vec<u8>, chunks: &[&[u8]]) -> u64 {
 /// Decodes what [`encode_columns`], [`encode_stream_column`] or [`column_from_chunks`] wrote;
 /// never panics on corrupt input.
 pub fn decode_columns(b: &[u8]) -> Result<(Vec<i64>, Vec<f64>), ChunkError> {
+    decode_flat(b, true)
+}
+
+/// Decodes a column; a page list only when `pages` (a page is never one itself).
+pub(super) fn decode_flat(b: &[u8], pages: bool) -> Result<(Vec<i64>, Vec<f64>), ChunkError> {
     let (&tag, rest) = b.split_first().ok_or(ChunkError::CorruptColumn { what: "empty" })?;
     let mut pos = 0;
     let n = read_varint(rest, &mut pos)?;
@@ -102,8 +120,12 @@ pub fn decode_columns(b: &[u8]) -> Result<(Vec<i64>, Vec<f64>), ChunkError> {
         });
     }
     let n = n as usize;
-    if tag == TAG_CHUNKS {
-        return decode_chunks(&rest[pos..], n);
+    match tag {
+        TAG_CHUNKS => return decode_chunks(&rest[pos..], n),
+        super::pages::TAG_PAGES if pages => {
+            return super::pages::decode_pages(&rest[pos..], n, i64::MIN, i64::MAX);
+        }
+        _ => {}
     }
     let mode = match rest.get(pos..pos + 2) {
         Some(&[code, shift]) => ValueMode::from_bytes(code, shift),
@@ -322,7 +344,7 @@ fn pco_column<T: pco::data_types::Number + Default>(
     Ok(out)
 }
 
-fn write_varint(out: &mut Vec<u8>, mut x: u64) {
+pub(super) fn write_varint(out: &mut Vec<u8>, mut x: u64) {
     while x >= 0x80 {
         out.push(x as u8 | 0x80);
         x >>= 7;
@@ -330,7 +352,7 @@ fn write_varint(out: &mut Vec<u8>, mut x: u64) {
     out.push(x as u8);
 }
 
-fn read_varint(b: &[u8], pos: &mut usize) -> Result<u64, ChunkError> {
+pub(super) fn read_varint(b: &[u8], pos: &mut usize) -> Result<u64, ChunkError> {
     let mut x = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = *b.get(*pos).ok_or(ChunkError::CorruptColumn {

@@ -11,13 +11,15 @@ mod column;
 mod decimal;
 mod head;
 mod ints;
+mod pages;
 mod stream;
 #[cfg(test)]
 mod tests;
 mod xor;
 
-pub use column::{column_from_chunks, decode_columns, encode_columns, encode_stream_column};
+pub use column::{column_from_chunks, decode_columns, encode_columns, encode_columns_beating, encode_stream_column};
 pub use head::{HeadChunk, HeadIter, MAX_BYTES as HEAD_MAX_BYTES, MAX_SAMPLES as HEAD_MAX_SAMPLES, iter_bytes};
+pub use pages::{Page, column_from_pages, decode_columns_in};
 
 /// A chunk or column that cannot be decoded. Encoded data comes from disk, so decoders return this
 /// instead of panicking.
