@@ -429,7 +429,7 @@ impl Db {
                 self.add_block(Block::open(&dir)?);
                 self.stats.blocks_written.fetch_add(1, Ordering::Relaxed);
             }
-            self.truncate_head(end)?;
+            self.truncate_head(end, false)?;
         }
         Ok(())
     }
@@ -448,18 +448,28 @@ impl Db {
     }
 
     /// Drops head samples before `t` (now in blocks, or past retention) and lets the
-    /// WAL follow with a checkpoint.
-    fn truncate_head(&self, t: i64) -> Result<(), DbError> {
+    /// WAL follow with a checkpoint. After a block cut (`thorough` false) segments that
+    /// still hold samples at or after `t` stay as they are, so the checkpoint copies series
+    /// and metadata only, not the newest samples of every series; the next cut's checkpoint
+    /// covers them. Retention (`thorough`) checkpoints every finished segment, copying the
+    /// samples the head keeps, so the WAL shrinks now.
+    fn truncate_head(&self, t: i64, thorough: bool) -> Result<(), DbError> {
         let removed = self.head.truncate_before(t);
         let mut wal = self.wal.lock().unwrap();
         for chunk in removed.chunks(wal::MAX_BATCH) {
             wal.log(RecordRef::Dropped(chunk))?;
         }
         let active = wal.cut()?;
+        let limit = if thorough {
+            active.checked_sub(1).filter(|s| *s > 0)
+        } else {
+            wal.checkpoint_limit(t)
+        };
         drop(wal);
-        if active > 1 {
+        if let Some(up_to) = limit {
             let head = &self.head;
-            wal::checkpoint(&self.dir.join("wal"), active - 1, |r| head.contains(r), t)?;
+            wal::checkpoint(&self.dir.join("wal"), up_to, |r| head.contains(r), t)?;
+            self.wal.lock().unwrap().checkpointed(up_to);
         }
         Ok(())
     }
@@ -526,8 +536,12 @@ impl Db {
         self.stats
             .blocks_deleted
             .fetch_add(doomed.len() as u64, Ordering::Relaxed);
-        if self.head.time_range().is_some_and(|(lo, _)| lo < min_t) {
-            self.truncate_head(min_t)?;
+        let wal_over = self.opts.retention_size.is_some_and(|limit| {
+            let blocks: u64 = self.blocks.read().unwrap().iter().map(|b| b.size).sum();
+            blocks + dir_size(&self.dir.join("wal")) > limit
+        });
+        if wal_over || self.head.time_range().is_some_and(|(lo, _)| lo < min_t) {
+            self.truncate_head(min_t.max(self.head.min_valid_time()), true)?;
         }
         Ok(())
     }

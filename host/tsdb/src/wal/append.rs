@@ -42,8 +42,17 @@ impl Wal {
     /// a later [`sync`](Self::sync) returns a number at least this large.
     pub fn log<'a>(&mut self, rec: impl Into<RecordRef<'a>>) -> Result<u64, WalError> {
         self.check()?;
-        match self.writer.append(rec.into()) {
+        let rec = rec.into();
+        let newest = match rec {
+            RecordRef::Samples(s) => s.iter().map(|x| x.1).max(),
+            _ => None,
+        };
+        match self.writer.append(rec) {
             Ok(()) => {
+                if let Some(t) = newest {
+                    let e = self.newest.entry(self.writer.index()).or_insert(i64::MIN);
+                    *e = (*e).max(t);
+                }
                 self.seq += 1;
                 Ok(self.seq)
             }
@@ -92,6 +101,26 @@ impl Wal {
         self.check()?;
         self.writer.cut().map_err(|e| self.poison(e))?;
         Ok(self.writer.index())
+    }
+
+    /// The newest segment before the active one that can be checkpointed with nothing to
+    /// keep from it but series and metadata: every sample in it and the segments before it
+    /// is older than `t` (the time the head was truncated to). None when the oldest segment
+    /// already holds samples at or after `t`.
+    pub fn checkpoint_limit(&self, t: i64) -> Option<u32> {
+        let active = self.writer.index();
+        let blocking = self
+            .newest
+            .range(..active)
+            .find(|(_, newest)| **newest >= t)
+            .map(|(s, _)| *s);
+        let limit = blocking.unwrap_or(active).checked_sub(1)?;
+        (limit > 0).then_some(limit)
+    }
+
+    /// Forgets what it knew of segments up to `up_to` (a checkpoint covers them now).
+    pub fn checkpointed(&mut self, up_to: u32) {
+        self.newest.retain(|s, _| *s > up_to);
     }
 
     /// Syncs and closes the log.
@@ -197,6 +226,44 @@ mod tests {
             }
         }
         n
+    }
+
+    #[test]
+    fn checkpoint_limit_stops_before_the_first_segment_with_samples_to_keep() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut wal, _, _) = open(tmp.path(), 1 << 20);
+        let samples = |t: i64| Record::Samples(vec![(1, t, 1.0), (2, t - 5, 2.0)]);
+        // Segment 1: samples to 100; 2: to 200 (and no samples: a segment of series only); 3: to 300.
+        wal.log(&samples(100)).unwrap();
+        assert_eq!(wal.checkpoint_limit(1_000), None, "nothing finished yet");
+        wal.cut().unwrap();
+        wal.log(&samples(200)).unwrap();
+        wal.cut().unwrap();
+        wal.log(&workload(10, 1)[0]).unwrap();
+        wal.cut().unwrap();
+        wal.log(&samples(300)).unwrap();
+        wal.cut().unwrap();
+        assert_eq!(wal.writer.index(), 5);
+        assert_eq!(wal.checkpoint_limit(100), None, "segment 1 holds a sample at 100");
+        assert_eq!(wal.checkpoint_limit(101), Some(1));
+        assert_eq!(
+            wal.checkpoint_limit(201),
+            Some(3),
+            "through the segment without samples"
+        );
+        assert_eq!(wal.checkpoint_limit(301), Some(4));
+        assert_eq!(wal.checkpoint_limit(150), Some(1));
+        wal.checkpointed(3);
+        assert_eq!(
+            wal.checkpoint_limit(150),
+            Some(3),
+            "what segments 1-3 held is forgotten"
+        );
+        // Reopening learns the same from replay.
+        drop(wal);
+        let (wal, _, _) = open(tmp.path(), 1 << 20);
+        assert_eq!(wal.checkpoint_limit(201), Some(3));
+        assert_eq!(wal.checkpoint_limit(200), Some(1));
     }
 
     #[test]

@@ -179,6 +179,10 @@ pub struct Wal {
     /// Sequence number of the last record logged (the first is 1; counts restart at open).
     seq: u64,
     shared: Arc<append::Shared>,
+    /// The newest sample time logged in each segment of this log that holds samples (those
+    /// replayed at open and those written since), so a checkpoint can stop before the first
+    /// segment still holding samples the head needs and copy none of them.
+    newest: std::collections::BTreeMap<u32, i64>,
 }
 
 #[cfg(test)]

@@ -95,6 +95,7 @@ impl Wal {
         let live: Vec<u32> = listing.segments.iter().copied().filter(|&s| s > after).collect();
 
         let mut end = None;
+        let mut newest = std::collections::BTreeMap::new();
         for (k, &s) in live.iter().enumerate() {
             let expected = if k > 0 {
                 live[k - 1] + 1
@@ -106,7 +107,9 @@ impl Wal {
                     "WAL: segments are missing; their records are lost, replay goes on after the gap");
             }
             let path = dir.join(segment_name(s));
-            let (good, damage) = replay_segment(&path, &mut decoder, &mut visit, &mut stats)?;
+            let mut seg_newest = i64::MIN;
+            let (good, damage) = replay_segment(&path, &mut decoder, &mut visit, &mut stats, &mut seg_newest)?;
+            newest.insert(s, seg_newest);
             stats.segments += 1;
             end = Some((s, good));
             if let Some(damage) = damage {
@@ -121,6 +124,7 @@ impl Wal {
             writer,
             seq: 0,
             shared: Arc::default(),
+            newest,
         };
         Ok((wal, stats))
     }
@@ -141,7 +145,7 @@ fn replay_checkpoint<F: FnMut(RecordRef<'_>)>(
 ) -> Result<(), WalError> {
     for s in segment::list(cdir)?.segments {
         let path = cdir.join(segment_name(s));
-        let (offset, damage) = replay_segment(&path, decoder, visit, stats)?;
+        let (offset, damage) = replay_segment(&path, decoder, visit, stats, &mut i64::MIN.clone())?;
         if let Some(damage) = damage {
             warn!(checkpoint = %cdir.display(), segment = %path.display(), offset, %damage,
                 "WAL: checkpoint is damaged; skipping the rest of it and replaying the segments after it");
@@ -160,12 +164,13 @@ fn replay_checkpoint<F: FnMut(RecordRef<'_>)>(
 }
 
 /// Replays one segment; returns the length of its good prefix and the damage that ended
-/// it, if any.
+/// it, if any. `newest` is raised to the newest sample time it holds.
 fn replay_segment<F: FnMut(RecordRef<'_>)>(
     path: &Path,
     decoder: &mut Decoder,
     visit: &mut F,
     stats: &mut ReplayStats,
+    newest: &mut i64,
 ) -> Result<(u64, Option<Damage>), WalError> {
     let mut r = FrameReader::open(path)?;
     loop {
@@ -177,7 +182,10 @@ fn replay_segment<F: FnMut(RecordRef<'_>)>(
                         stats.records += 1;
                         match rec {
                             RecordRef::Series { .. } => stats.series += 1,
-                            RecordRef::Samples(s) => stats.samples += s.len() as u64,
+                            RecordRef::Samples(s) => {
+                                stats.samples += s.len() as u64;
+                                *newest = s.iter().map(|x| x.1).fold(*newest, i64::max);
+                            }
                             _ => {}
                         }
                         visit(rec);
