@@ -101,7 +101,9 @@ def start_exporter(argv, env=None):
     return p, url
 
 
-def start_sonde(workdir, name, sonde_toml, plugins_toml):
+def start_sonde(workdir, name, sonde_toml, plugins_toml, binary=None, plugin_dir=None):
+    """A sonde daemon (`binary`, default SONDE, with the plugins in `plugin_dir`, default
+    the checkout's) on a free port, its files under workdir/sonde-<name>."""
     d = os.path.join(workdir, f"sonde-{name}")
     os.makedirs(d, exist_ok=True)
     with open(f"{d}/sonde.toml", "w") as f:
@@ -109,8 +111,8 @@ def start_sonde(workdir, name, sonde_toml, plugins_toml):
     with open(f"{d}/plugins.toml", "w") as f:
         f.write(plugins_toml)
     port = free_port()
-    p = subprocess.Popen([SONDE, "run", "--config", f"{d}/sonde.toml", "--plugins", f"{d}/plugins.toml",
-                          "--plugin-dir", os.path.join(ROOT, "plugins"), "--data-dir", f"{d}/data",
+    p = subprocess.Popen([binary or SONDE, "run", "--config", f"{d}/sonde.toml", "--plugins", f"{d}/plugins.toml",
+                          "--plugin-dir", plugin_dir or os.path.join(ROOT, "plugins"), "--data-dir", f"{d}/data",
                           "--listen", f"127.0.0.1:{port}"],
                          stdout=subprocess.DEVNULL, stderr=open(f"{d}/stderr.log", "w"), cwd=d)
     base = f"http://127.0.0.1:{port}"

@@ -31,6 +31,7 @@ spans two block ranges.
 
 Usage: benches/scrape_vs_prometheus.py [--seconds 60] [--rounds 4] [--warmup 240]
                                        [--daemons prometheus,sonde]
+                                       [--baseline SONDE_BIN:PLUGIN_DIR]  (A/B two builds)
 Needs: target/release/sonde and plugins/prometheus.wasm (scripts/build), the Debian
 package prometheus (2.42).
 """
@@ -150,12 +151,11 @@ class Prometheus:
 
 
 class Sonde:
-    name = "sonde"
-
-    def __init__(self, workdir, target):
+    def __init__(self, workdir, target, name="sonde", binary=None, plugin_dir=None):
+        self.name = name
         plugins = (f'[app]\nplugin = "prometheus"\ninterval = "1s"\n[app.grants]\nhttp = ["{target}"]\n'
                    f'[app.config]\nurl = "http://{target}/metrics"\n')
-        self.proc, self.base = start_sonde(workdir, "scrape", "", plugins)
+        self.proc, self.base = start_sonde(workdir, name, "", plugins, binary, plugin_dir)
 
     def counters(self):
         m = get(self.base + "/metrics")
@@ -189,6 +189,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=240)
     ap.add_argument("--daemons", default="prometheus,sonde")
+    # A/B of two sonde builds in the same windows: a saved binary and its plugin dir
+    # (e.g. copies of target/release/sonde and plugins/*.wasm taken before a change).
+    ap.add_argument("--baseline", metavar="SONDE_BIN:PLUGIN_DIR",
+                    help="also run this sonde build as 'baseline' beside the checkout's")
     if len(sys.argv) == 3 and sys.argv[1] == "_serve":
         return serve(int(sys.argv[2]))
     a = ap.parse_args()
@@ -214,6 +218,9 @@ def main():
                 daemons.append(Prometheus(workdir, target))
             if "sonde" in which:
                 daemons.append(Sonde(workdir, target))
+            if a.baseline:
+                binary, plugin_dir = a.baseline.split(":", 1)
+                daemons.append(Sonde(workdir, target, "baseline", binary, plugin_dir))
             time.sleep(a.warmup)
             rounds = []
             for i in range(a.rounds):
@@ -235,7 +242,12 @@ def main():
     rss = {n: statistics.median(r[n]["rss"] for r in rounds) for n in names}
     print("all windows: " + ", ".join(f"{n} {total[n]:.3f} ms per 1k samples" for n in names))
     print("median window: " + ", ".join(f"{n} {med[n]:.3f} ms per 1k samples, RSS {rss[n]:.1f} MB" for n in names))
-    if len(names) == 2:
+    if "baseline" in names:
+        print("sonde ÷ baseline: CPU per 1k samples "
+              f"{total['sonde'] / total['baseline']:.2f} over all windows (by round: "
+              + ", ".join(f"{r['sonde']['ms_per_1k'] / r['baseline']['ms_per_1k']:.2f}" for r in rounds)
+              + f"), RSS {rss['sonde'] / rss['baseline']:.2f}")
+    if "sonde" in names and "Prometheus 2.42" in names:
         s, p = "sonde", "Prometheus 2.42"
         print(f"sonde ÷ Prometheus: CPU per 1k samples {total[s] / total[p]:.2f} over all windows, "
               f"{med[s] / med[p]:.2f} median window (by round: "
