@@ -65,8 +65,10 @@ pub struct SeriesTable {
     series: IdMap<u32, SeriesEntry>,
     /// Storage ref → plugin id, to catch two ids with the same label set.
     by_ref: IdMap<SeriesRef, u32>,
-    /// Refs reported by the previous successful collection.
-    present: Vec<SeriesRef>,
+    /// Ids and refs reported by the previous successful collection.
+    present: Vec<(u32, SeriesRef)>,
+    /// The round that reported `present`.
+    present_round: u64,
     round: u64,
 }
 
@@ -96,12 +98,6 @@ impl SeriesTable {
         self.validate(batch)?;
         self.round += 1;
         let mut added = 0;
-        for f in &batch.families {
-            self.families.insert(f.id);
-            let names = sample_names(&f.name, f.kind);
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            head.set_metadata(&names, metadata(f));
-        }
         let mut new_refs = Vec::with_capacity(batch.series.len());
         for s in &batch.series {
             let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(s.labels.len() + target.pairs.len() + 1);
@@ -150,31 +146,58 @@ impl SeriesTable {
             new_refs.push((s.id, sref));
             added += 1;
         }
+        // One lookup per sample: it checks the id (unknown, or twice in the batch),
+        // marks the series seen and counts the ones seen last time too. A failed
+        // batch leaves `seen` marks of its own round, which no later round matches.
         let mut samples = Vec::with_capacity(batch.ids.len() + self.present.len());
         let mut present = Vec::with_capacity(batch.ids.len());
+        let mut seen_again = 0;
+        let round = self.round;
         for (i, id) in batch.ids.iter().enumerate() {
-            let e = self.series.get_mut(id).expect("validated");
-            e.seen = self.round;
-            let t = match batch.timestamps.get(i) {
-                Some(&t) if t != NOW => t,
-                _ => now_ms,
+            let problem = match self.series.get_mut(id) {
+                None => format!("sample for unknown series id {id}"),
+                Some(e) if e.seen == round => format!("series id {id} reported twice in one batch"),
+                Some(e) => {
+                    seen_again += usize::from(e.seen == self.present_round);
+                    e.seen = round;
+                    let t = match batch.timestamps.get(i) {
+                        Some(&t) if t != NOW => t,
+                        _ => now_ms,
+                    };
+                    samples.push((e.sref, t, batch.values[i]));
+                    present.push((*id, e.sref));
+                    continue;
+                }
             };
-            samples.push((e.sref, t, batch.values[i]));
-            present.push(e.sref);
+            self.rollback(head, &new_refs);
+            return Err(format!("invalid output: {problem}"));
+        }
+        // The batch is sound: its families are known from now on.
+        for f in &batch.families {
+            self.families.insert(f.id);
+            let names = sample_names(&f.name, f.kind);
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            head.set_metadata(&names, metadata(f));
         }
         let reported = samples.len();
-        let round = self.round;
-        let gone: Vec<SeriesRef> = self
-            .present
-            .iter()
-            .copied()
-            .filter(|r| {
-                self.by_ref
-                    .get(r)
-                    .and_then(|id| self.series.get(id))
-                    .is_none_or(|e| e.seen != round)
-            })
-            .collect();
+        // Every series reported last time was reported again (the usual case): none
+        // went away, and no second pass over them is needed.
+        let gone: Vec<SeriesRef> = if seen_again == self.present.len() {
+            Vec::new()
+        } else {
+            self.present
+                .iter()
+                .filter(|&&(id, r)| {
+                    let entry = match self.series.get(&id) {
+                        Some(e) if e.sref == r => Some(e),
+                        // Forgotten, or the id now names another series: whoever has the ref.
+                        _ => self.by_ref.get(&r).and_then(|id| self.series.get(id)),
+                    };
+                    entry.is_none_or(|e| e.seen != round)
+                })
+                .map(|&(_, r)| r)
+                .collect()
+        };
         samples.extend(gone.iter().map(|r| (*r, now_ms, STALE_NAN)));
         head.append(&samples)?;
         for id in &batch.forget {
@@ -184,6 +207,7 @@ impl SeriesTable {
             }
         }
         self.present = present;
+        self.present_round = round;
         Ok(Applied {
             samples: reported,
             series_added: added,
@@ -193,7 +217,7 @@ impl SeriesTable {
 
     /// A failed collection: every series reported last time goes stale.
     pub fn mark_all_stale(&mut self, head: &Storage, now_ms: i64) -> usize {
-        let samples: Vec<_> = self.present.drain(..).map(|r| (r, now_ms, STALE_NAN)).collect();
+        let samples: Vec<_> = self.present.drain(..).map(|(_, r)| (r, now_ms, STALE_NAN)).collect();
         if let Err(e) = head.append(&samples) {
             tracing::warn!("staleness markers lost: {e}");
         }
@@ -263,15 +287,7 @@ impl SeriesTable {
                 }
             }
         }
-        let mut seen: IdSet<u32> = IdSet::with_capacity_and_hasher(b.ids.len(), Default::default());
-        for id in &b.ids {
-            if !self.series.contains_key(id) && !new_series.contains(id) {
-                return bad(format!("sample for unknown series id {id}"));
-            }
-            if !seen.insert(*id) {
-                return bad(format!("series id {id} reported twice in one batch"));
-            }
-        }
+        // Sample ids are checked by `apply`'s one pass over them.
         Ok(())
     }
 }
@@ -527,6 +543,22 @@ mod tests {
             vec![(r#"m{instance="h",job="j"}"#.into(), 1000, 1.0)],
             "nothing was appended"
         );
+        // A batch that defines a family and a series and then fails on its samples
+        // keeps neither: the same definitions are accepted next time, and the series
+        // the failed batches named are not taken for gone.
+        let b = batch(vec![family(3, "n")], vec![series(2, "n", &[])], &[(2, 1.0), (2, 2.0)]);
+        let err = t.apply(&b, &target(), &head, 2000).unwrap_err();
+        assert!(err.contains("series id 2 reported twice"), "{err}");
+        let b = batch(vec![family(3, "n")], vec![series(2, "n", &[])], &[(1, 3.0), (2, 4.0)]);
+        let applied = t.apply(&b, &target(), &head, 3000).unwrap();
+        assert_eq!(applied.stale_marked, 0);
+        assert_eq!(
+            dump(&head),
+            vec![
+                (r#"m{instance="h",job="j"}"#.into(), 3000, 3.0),
+                (r#"n{instance="h",job="j"}"#.into(), 3000, 4.0),
+            ]
+        );
     }
 
     #[test]
@@ -541,8 +573,9 @@ mod tests {
         let err = t.apply(&b, &target(), &head, 1000).unwrap_err();
         assert!(err.contains("same name and labels"), "{err}");
         assert_eq!(t.len(), 0);
-        // The ids are free again: a valid batch defining them is accepted.
-        let ok = batch(vec![], vec![series(1, "m", &[("a", "1")])], &[(1, 1.0)]);
+        // The ids are free again, the family id too: a valid batch defining them is
+        // accepted.
+        let ok = batch(vec![family(0, "m")], vec![series(1, "m", &[("a", "1")])], &[(1, 1.0)]);
         t.apply(&ok, &target(), &head, 2000).unwrap();
     }
 
