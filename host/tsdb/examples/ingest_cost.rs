@@ -1,13 +1,19 @@
 //! Storage-only ingest cost with the block cuts and compactions that a long run does:
 //! what one scraped sample costs the store, amortised.
 //!
-//!     cargo run --release -p sonde-tsdb --example ingest_cost -- [series] [minutes]
+//!     cargo run --release -p sonde-tsdb --example ingest_cost -- [series] [minutes] [evict_mib]
 //!
 //! Appends the synthetic set (`series`, default 10,000; half counters, half 2-decimal
 //! random walks) at 1 s for `minutes` (default 130, so the 1 h compaction runs twice) of
 //! simulated time, as the daemon would: one batch per second, a WAL flush every second,
 //! an fsync every 10 s and `Db::maintain` every 10 s. Reports thread CPU time for the
 //! appends and for the maintenance (cuts, checkpoints, compactions) separately.
+//!
+//! `evict_mib` (default 0): before each batch, write that many MiB of other memory (not
+//! timed), as the daemon's HTTP, plugin and query work does between scrapes, so the store's
+//! series and chunks are no longer in the CPU caches when the batch comes (32 evicts this
+//! machine's L3). Without it, 10k series stay cached and appends look cheaper than in the
+//! daemon.
 
 mod common;
 
@@ -26,6 +32,7 @@ fn main() {
     let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let series = *args.first().unwrap_or(&10_000);
     let minutes = *args.get(1).unwrap_or(&130) as i64;
+    let mut other = vec![0u8; *args.get(2).unwrap_or(&0) as usize * 1024 * 1024];
     let dir = tempfile::tempdir().unwrap();
     // An hour boundary, so the 1 h compaction windows are whole.
     let t0 = 1_795_320_000_000i64 / 3_600_000 * 3_600_000;
@@ -37,6 +44,10 @@ fn main() {
     for step in 0..steps {
         let t = t0 + step * 1000;
         let batch = data.batch(t);
+        for b in other.iter_mut().step_by(64) {
+            *b = b.wrapping_add(step as u8);
+        }
+        std::hint::black_box(&mut other);
         let c = thread_cpu();
         db.append_at(&batch, t).unwrap();
         db.flush().unwrap();

@@ -106,6 +106,27 @@ impl BitWriter {
     pub fn reserve(&mut self, additional: usize) {
         self.buf.reserve(additional);
     }
+
+    /// Asks the CPU to bring the byte the next write goes to into its cache.
+    #[inline]
+    pub fn prefetch_end(&self) {
+        if let Some(last) = self.buf.last() {
+            prefetch(last);
+        }
+    }
+}
+
+/// A cache prefetch hint for the line holding `p` (no-op where unsupported).
+#[inline(always)]
+pub fn prefetch<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it reads nothing architecturally and never faults.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>((p as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// Reads bits MSB-first from a byte slice. Every read is bounds-checked and returns `None` past the end.

@@ -31,7 +31,7 @@ use pco::standalone::{simple_compress, simple_decompress_into};
 use super::ChunkError;
 use super::bits::{BitReader, BitWriter};
 use super::decimal::{from_scaled, is_special, to_scaled};
-use super::head::{decode_checked, split_header};
+use super::head::{ChunkParts, decode_checked};
 use super::stream::{StreamCoder, ValueMode};
 
 const TAG_STREAM: u8 = 0x01;
@@ -78,26 +78,24 @@ pub fn encode_stream_column(ts: &[i64], vs: &[f64]) -> Vec<u8> {
     encode_stream(ts, vs, ValueMode::for_values(vs.iter().copied()))
 }
 
-/// Appends to `out` a column holding `chunks` (head chunks' bytes, [`HeadChunk::as_bytes`],
-/// non-empty and in time order) without decoding them; returns the number of samples.
+/// Appends to `out` a column holding `chunks` (head chunks, [`HeadChunk::parts`], in time
+/// order) without decoding them; returns the number of samples.
 ///
-/// [`HeadChunk::as_bytes`]: super::HeadChunk::as_bytes
-pub fn column_from_chunks(out: &mut Vec<u8>, chunks: &[&[u8]]) -> u64 {
-    let parts: Vec<_> = chunks.iter().filter_map(|c| split_header(c)).collect();
-    assert_eq!(parts.len(), chunks.len(), "head chunks are never empty");
-    let n: u64 = parts.iter().map(|p| p.0 as u64).sum();
-    if let [(_, mode, stream)] = parts[..] {
+/// [`HeadChunk::parts`]: super::HeadChunk::parts
+pub fn column_from_chunks(out: &mut Vec<u8>, chunks: &[ChunkParts]) -> u64 {
+    let n: u64 = chunks.iter().map(|p| p.count() as u64).sum();
+    if let [one] = chunks {
         out.push(TAG_STREAM);
         write_varint(out, n);
-        out.extend_from_slice(&mode);
-        out.extend_from_slice(stream);
+        out.extend_from_slice(&one.mode());
+        out.extend_from_slice(one.stream);
     } else {
         out.push(TAG_CHUNKS);
         write_varint(out, n);
         write_varint(out, chunks.len() as u64);
         for c in chunks {
             write_varint(out, c.len() as u64);
-            out.extend_from_slice(c);
+            c.write_to(out);
         }
     }
     n
@@ -504,7 +502,7 @@ mod tests {
         let mut rng = Rng(3);
         for set in sample_sets().into_iter().filter(|s| !s.is_empty()) {
             let chunks = head_chunks(&set);
-            let parts: Vec<&[u8]> = chunks.iter().map(|c| c.as_bytes()).collect();
+            let parts: Vec<ChunkParts> = chunks.iter().map(|c| c.parts().unwrap()).collect();
             let mut col = vec![0xAA];
             assert_eq!(column_from_chunks(&mut col, &parts), set.len() as u64);
             assert_eq!(col.remove(0), 0xAA, "appends to what is there");
@@ -514,8 +512,8 @@ mod tests {
             assert_same(&ts.into_iter().zip(vs).collect::<Vec<_>>(), &set);
             if chunks.len() == 1 {
                 assert_eq!(
-                    &col[col.len() - (parts[0].len() - 4)..],
-                    &parts[0][4..],
+                    &col[col.len() - parts[0].stream.len()..],
+                    parts[0].stream,
                     "the chunk's stream, copied"
                 );
             }
@@ -533,11 +531,11 @@ mod tests {
         let a = head_chunks(&(0..5).map(|i| (i * 1000, i as f64)).collect::<Vec<_>>());
         let b = head_chunks(&(3..8).map(|i| (i * 1000, i as f64)).collect::<Vec<_>>());
         let mut col = Vec::new();
-        column_from_chunks(&mut col, &[a[0].as_bytes(), b[0].as_bytes()]);
+        column_from_chunks(&mut col, &[a[0].parts().unwrap(), b[0].parts().unwrap()]);
         assert!(decode_columns(&col).is_err(), "times go back at the second chunk");
         let c = head_chunks(&(5..8).map(|i| (i * 1000, i as f64)).collect::<Vec<_>>());
         let mut col = Vec::new();
-        column_from_chunks(&mut col, &[a[0].as_bytes(), c[0].as_bytes()]);
+        column_from_chunks(&mut col, &[a[0].parts().unwrap(), c[0].parts().unwrap()]);
         assert_eq!(decode_columns(&col).unwrap().0.len(), 8);
         col[1] = 7;
         assert!(decode_columns(&col).is_err(), "count says 7, chunks hold 8");

@@ -1,6 +1,6 @@
 //! The head chunk: one series' most recent samples, compressed as they arrive.
 //!
-//! Layout of [`HeadChunk::as_bytes`]:
+//! Layout of [`HeadChunk::to_bytes`] (and of [`ChunkParts`], the same in two pieces):
 //!
 //! ```text
 //! byte 0     format (high nibble, currently 1) | value mode (low nibble: 0..=4 decimal scale, 5 float)
@@ -11,6 +11,10 @@
 //!
 //! An empty chunk is zero bytes. A chunk picks the cheapest value mode for the samples it holds; a
 //! sample that does not fit makes it re-encode all its samples in the more general mode.
+//!
+//! The count in the writer's own bytes is not kept up to date: an append then touches only the
+//! end of the buffer (the head appends to 10k chunks in turn, and the header's cache line was a
+//! second cache miss per sample). [`HeadChunk::parts`] and [`HeadChunk::to_bytes`] put it in.
 
 use super::ChunkError;
 use super::bits::{BitReader, BitWriter};
@@ -19,7 +23,6 @@ use super::stream::{StreamCoder, ValueMode};
 /// Format version in the high nibble of byte 0.
 const FORMAT: u8 = 1;
 const HEADER_LEN: usize = 4;
-const COUNT: std::ops::Range<usize> = 2..4;
 
 /// A chunk is full at this many samples: 2 minutes at 1 s, 30 minutes at 15 s. Small chunks keep
 /// re-encoding and queries of the newest samples cheap; blocks re-compress whole columns anyway.
@@ -28,7 +31,7 @@ pub const MAX_SAMPLES: usize = 120;
 pub const MAX_BYTES: usize = 1024;
 
 /// Append-only compressed samples of one series, in time order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct HeadChunk {
     w: BitWriter,
     coder: StreamCoder,
@@ -80,7 +83,6 @@ impl HeadChunk {
         }
         if self.coder.encode(&mut self.w, t, v) {
             self.len += 1;
-            self.w.bytes_mut()[COUNT].copy_from_slice(&self.len.to_le_bytes());
         } else {
             self.reencode_with(t, v);
         }
@@ -110,7 +112,6 @@ impl HeadChunk {
             }
         }
         c.len = samples.len() as u16;
-        c.w.bytes_mut()[COUNT].copy_from_slice(&c.len.to_le_bytes());
         Some(c)
     }
 
@@ -136,12 +137,29 @@ impl HeadChunk {
     }
 
     pub fn iter(&self) -> HeadIter<'_> {
-        iter_bytes(self.w.bytes())
+        self.parts().map_or_else(|| iter_bytes(&[]), |p| p.iter())
     }
 
-    /// The persistent form; [`from_bytes`](Self::from_bytes) reads it back.
-    pub fn as_bytes(&self) -> &[u8] {
-        self.w.bytes()
+    /// The persistent form as its header and its sample stream (no copy); `None` when empty.
+    pub fn parts(&self) -> Option<ChunkParts<'_>> {
+        let b = self.w.bytes();
+        let stream = b.get(HEADER_LEN..)?;
+        let [c0, c1] = self.len.to_le_bytes();
+        Some(ChunkParts {
+            header: [b[0], b[1], c0, c1],
+            stream,
+        })
+    }
+
+    /// The persistent form; [`from_bytes`](Self::from_bytes) reads it back. Empty for an empty chunk.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.parts().map_or_else(Vec::new, |p| p.to_vec())
+    }
+
+    /// Asks the CPU to cache the bytes the next [`append`](Self::append) writes to.
+    #[inline]
+    pub fn prefetch(&self) {
+        self.w.prefetch_end();
     }
 
     /// Heap bytes held by this chunk.
@@ -149,7 +167,7 @@ impl HeadChunk {
         self.w.capacity()
     }
 
-    /// Reads a chunk written by [`as_bytes`](Self::as_bytes), checking every sample; more samples
+    /// Reads a chunk written by [`to_bytes`](Self::to_bytes), checking every sample; more samples
     /// can be appended to it.
     pub fn from_bytes(b: Vec<u8>) -> Result<Self, ChunkError> {
         if b.is_empty() {
@@ -164,7 +182,7 @@ impl HeadChunk {
     }
 }
 
-/// Decodes a non-empty chunk's persistent form ([`HeadChunk::as_bytes`]) from disk, checking
+/// Decodes a non-empty chunk's persistent form ([`HeadChunk::to_bytes`]) from disk, checking
 /// the header, every sample and the padding; `f` gets each sample. Returns the coder as it
 /// stands after the last sample, the bit position there, and the sample count.
 pub(crate) fn decode_checked(b: &[u8], mut f: impl FnMut(i64, f64)) -> Result<(StreamCoder, usize, u16), ChunkError> {
@@ -192,29 +210,87 @@ pub(crate) fn decode_checked(b: &[u8], mut f: impl FnMut(i64, f64)) -> Result<(S
     Ok((coder, end, len))
 }
 
-/// The sample count, value mode and shift bytes of a valid chunk, and its sample stream.
-pub(crate) fn split_header(b: &[u8]) -> Option<(u16, [u8; 2], &[u8])> {
-    match b {
-        [code, shift, c0, c1, stream @ ..] => Some((u16::from_le_bytes([*c0, *c1]), [code & 0xf, *shift], stream)),
-        _ => None,
+/// A chunk's persistent form in two pieces: the header (with the sample count) and the sample
+/// stream. What [`HeadChunk::parts`] lends without copying, or a frozen chunk's bytes split.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkParts<'a> {
+    pub header: [u8; HEADER_LEN],
+    pub stream: &'a [u8],
+}
+
+impl<'a> ChunkParts<'a> {
+    /// Splits a persistent form; `None` when shorter than a header (an empty chunk).
+    pub fn split(b: &'a [u8]) -> Option<Self> {
+        let (header, stream) = b.split_first_chunk::<HEADER_LEN>()?;
+        Some(ChunkParts {
+            header: *header,
+            stream,
+        })
+    }
+
+    pub fn count(&self) -> u16 {
+        u16::from_le_bytes([self.header[2], self.header[3]])
+    }
+
+    /// The value mode and shift bytes, as a block column stores them.
+    pub fn mode(&self) -> [u8; 2] {
+        [self.header[0] & 0xf, self.header[1]]
+    }
+
+    /// Bytes of the persistent form.
+    pub fn len(&self) -> usize {
+        HEADER_LEN + self.stream.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.header);
+        out.extend_from_slice(self.stream);
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len());
+        self.write_to(&mut v);
+        v
+    }
+
+    /// Decodes the samples without rebuilding an encoder.
+    pub fn iter(&self) -> HeadIter<'a> {
+        let mode = ValueMode::from_bytes(self.header[0] & 0xf, self.header[1]).unwrap_or(ValueMode::Float);
+        HeadIter {
+            r: BitReader::new(self.stream),
+            coder: StreamCoder::new(mode),
+            left: self.count(),
+        }
     }
 }
 
-/// Decodes the samples of a chunk's persistent form ([`HeadChunk::as_bytes`]) without
+impl PartialEq for HeadChunk {
+    /// Same samples, same bytes, same encoder state: the count the writer's bytes hold aside.
+    fn eq(&self, other: &Self) -> bool {
+        fn stored(c: &HeadChunk) -> Option<([u8; HEADER_LEN], &[u8])> {
+            c.parts().map(|p| (p.header, p.stream))
+        }
+        self.len == other.len && self.coder == other.coder && stored(self) == stored(other)
+    }
+}
+
+impl Eq for HeadChunk {}
+
+/// Decodes the samples of a chunk's persistent form ([`HeadChunk::to_bytes`]) without
 /// rebuilding the encoder: frozen chunks keep only their bytes. Bytes that are not a
 /// valid chunk yield no (or fewer) samples.
 pub fn iter_bytes(b: &[u8]) -> HeadIter<'_> {
-    let (mode, left) = match b {
-        [code, shift, c0, c1, ..] => (
-            ValueMode::from_bytes(code & 0xf, *shift).unwrap_or(ValueMode::Float),
-            u16::from_le_bytes([*c0, *c1]),
-        ),
-        _ => (ValueMode::Float, 0),
-    };
-    HeadIter {
-        r: BitReader::at(b, HEADER_LEN * 8),
-        coder: StreamCoder::new(mode),
-        left,
+    match ChunkParts::split(b) {
+        Some(p) => p.iter(),
+        None => HeadIter {
+            r: BitReader::new(&[]),
+            coder: StreamCoder::new(ValueMode::Float),
+            left: 0,
+        },
     }
 }
 
@@ -271,7 +347,7 @@ mod tests {
     }
 
     fn mode_of(c: &HeadChunk) -> u8 {
-        c.as_bytes()[0] & 0xf
+        c.to_bytes()[0] & 0xf
     }
 
     #[test]
@@ -282,7 +358,7 @@ mod tests {
             assert_same(&c.iter().collect::<Vec<_>>(), &set);
             assert_eq!(c.first_time(), set.first().map(|s| s.0));
             assert_eq!(c.last_time(), set.last().map(|s| s.0));
-            let back = HeadChunk::from_bytes(c.as_bytes().to_vec()).unwrap();
+            let back = HeadChunk::from_bytes(c.to_bytes().to_vec()).unwrap();
             assert_same(&back.iter().collect::<Vec<_>>(), &set);
             assert_eq!(back, c, "a chunk read back continues exactly where the writer stood");
         }
@@ -292,11 +368,11 @@ mod tests {
     fn appending_after_from_bytes_matches_appending_directly() {
         for set in sample_sets() {
             for cut in [0, 1, set.len() / 2, set.len().saturating_sub(1)] {
-                let mut c = HeadChunk::from_bytes(chunk_of(&set[..cut]).as_bytes().to_vec()).unwrap();
+                let mut c = HeadChunk::from_bytes(chunk_of(&set[..cut]).to_bytes().to_vec()).unwrap();
                 for &(t, v) in &set[cut..] {
                     c.append(t, v);
                 }
-                assert_eq!(c.as_bytes(), chunk_of(&set).as_bytes());
+                assert_eq!(c.to_bytes(), chunk_of(&set).to_bytes());
             }
         }
     }
@@ -366,11 +442,11 @@ mod tests {
         let mut c = HeadChunk::new();
         c.append(1, 8192.0 * 1024.0);
         c.append(2, 8192.0 * 1024.0 + 4096.0);
-        assert_eq!(c.as_bytes()[..2], [0x10, 12]);
+        assert_eq!(c.to_bytes()[..2], [0x10, 12]);
         c.append(3, 8192.0 * 1024.0 + 1024.0);
-        assert_eq!(c.as_bytes()[..2], [0x10, 10]);
+        assert_eq!(c.to_bytes()[..2], [0x10, 10]);
         c.append(4, 7.0);
-        assert_eq!(c.as_bytes()[..2], [0x10, 0]);
+        assert_eq!(c.to_bytes()[..2], [0x10, 0]);
         let want = [8192.0 * 1024.0, 8192.0 * 1024.0 + 4096.0, 8192.0 * 1024.0 + 1024.0, 7.0];
         assert_same(
             &c.iter().collect::<Vec<_>>(),
@@ -397,7 +473,7 @@ mod tests {
         assert!(c.is_full());
         assert_eq!(c.len(), MAX_SAMPLES);
         assert!(
-            c.memory_bytes() <= c.as_bytes().len() + 8,
+            c.memory_bytes() <= c.to_bytes().len() + 8,
             "a full chunk gives back spare capacity"
         );
     }
@@ -413,9 +489,9 @@ mod tests {
             n += 1;
         }
         assert!(
-            c.as_bytes().len() >= MAX_BYTES && (n as usize) < MAX_SAMPLES,
+            c.to_bytes().len() >= MAX_BYTES && (n as usize) < MAX_SAMPLES,
             "{n} samples, {} bytes",
-            c.as_bytes().len()
+            c.to_bytes().len()
         );
     }
 
@@ -427,9 +503,9 @@ mod tests {
             .collect();
         let c = chunk_of(&set);
         assert!(
-            c.as_bytes().len() <= 4 + 14 + 120 * 2 / 8 + 4,
+            c.to_bytes().len() <= 4 + 14 + 120 * 2 / 8 + 4,
             "{} bytes",
-            c.as_bytes().len()
+            c.to_bytes().len()
         );
     }
 
@@ -439,7 +515,7 @@ mod tests {
         // repeat of value and interval as one bit.
         let set: Vec<_> = (0..120).map(|i| (1_767_225_600_000 + i * 15_000, 42.0)).collect();
         let c = chunk_of(&set);
-        assert!(c.as_bytes().len() <= 16 + 120 / 8 + 1, "{} bytes", c.as_bytes().len());
+        assert!(c.to_bytes().len() <= 16 + 120 / 8 + 1, "{} bytes", c.to_bytes().len());
         assert_same(&c.iter().collect::<Vec<_>>(), &set);
     }
 
@@ -448,7 +524,7 @@ mod tests {
         let c = HeadChunk::new();
         assert_eq!(c.iter().count(), 0);
         assert_eq!((c.first_time(), c.last_time()), (None, None));
-        assert!(c.as_bytes().is_empty() && c.memory_bytes() == 0);
+        assert!(c.to_bytes().is_empty() && c.memory_bytes() == 0);
         assert_eq!(HeadChunk::from_bytes(Vec::new()).unwrap(), c);
     }
 
@@ -457,11 +533,11 @@ mod tests {
         let mut rng = Rng(9);
         for set in sample_sets().iter().step_by(3) {
             let good = chunk_of(set);
-            for bad in damaged(good.as_bytes(), &mut rng) {
+            for bad in damaged(&good.to_bytes(), &mut rng) {
                 if let Ok(c) = HeadChunk::from_bytes(bad.clone()) {
                     // A damaged chunk can still be valid; then it reads back fully and consistently.
                     assert_eq!(c.iter().count(), c.len());
-                    assert_eq!(c.as_bytes(), &bad[..]);
+                    assert_eq!(c.to_bytes(), &bad[..]);
                 }
             }
         }
@@ -486,7 +562,7 @@ mod tests {
 
     #[test]
     fn out_of_order_timestamps_are_rejected() {
-        let mut b = chunk_of(&[(5, 1.0), (6, 1.0)]).as_bytes().to_vec();
+        let mut b = chunk_of(&[(5, 1.0), (6, 1.0)]).to_bytes().to_vec();
         // Same stream with the second timestamp equal to the first: rebuild by hand.
         let mut w = BitWriter::new();
         w.write_bits(0x10, 8);

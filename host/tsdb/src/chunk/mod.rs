@@ -18,7 +18,9 @@ mod tests;
 mod xor;
 
 pub use column::{column_from_chunks, decode_columns, encode_columns, encode_columns_beating, encode_stream_column};
-pub use head::{HeadChunk, HeadIter, MAX_BYTES as HEAD_MAX_BYTES, MAX_SAMPLES as HEAD_MAX_SAMPLES, iter_bytes};
+pub use head::{
+    ChunkParts, HeadChunk, HeadIter, MAX_BYTES as HEAD_MAX_BYTES, MAX_SAMPLES as HEAD_MAX_SAMPLES, iter_bytes,
+};
 pub use pages::{Page, column_from_pages, decode_columns_in};
 
 /// A chunk or column that cannot be decoded. Encoded data comes from disk, so decoders return this

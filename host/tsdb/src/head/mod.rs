@@ -44,7 +44,7 @@ impl ClosedChunk {
         Some(ClosedChunk {
             min_t: c.first_time()?,
             max_t: c.last_time()?,
-            bytes: c.as_bytes().into(),
+            bytes: c.to_bytes().into_boxed_slice(),
         })
     }
 

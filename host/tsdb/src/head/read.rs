@@ -3,7 +3,7 @@
 
 use super::ClosedChunk;
 use super::{Head, MemSeries};
-use crate::chunk::{HeadChunk, column_from_chunks, encode_stream_column};
+use crate::chunk::{ChunkParts, HeadChunk, column_from_chunks, encode_stream_column};
 use crate::labels::Labels;
 use crate::postings::SeriesRef;
 use promql_parser::label::Matcher;
@@ -38,7 +38,12 @@ pub struct CutSeries {
 /// The series' in-order chunks with samples in `[mint, maxt)`, into `parts`, when each of
 /// them lies wholly inside and no out-of-order sample falls there; with the first and last
 /// sample's time (None: no samples there). None when the chunks must be decoded instead.
-fn whole_chunks<'a>(s: &'a MemSeries, mint: i64, maxt: i64, parts: &mut Vec<&'a [u8]>) -> Option<Option<(i64, i64)>> {
+fn whole_chunks<'a>(
+    s: &'a MemSeries,
+    mint: i64,
+    maxt: i64,
+    parts: &mut Vec<ChunkParts<'a>>,
+) -> Option<Option<(i64, i64)>> {
     parts.clear();
     if s.ooo.iter().any(|(t, _)| *t >= mint && *t < maxt) {
         return None;
@@ -48,7 +53,7 @@ fn whole_chunks<'a>(s: &'a MemSeries, mint: i64, maxt: i64, parts: &mut Vec<&'a 
         if c.min_t < mint || c.max_t >= maxt {
             return None;
         }
-        parts.push(&c.bytes);
+        parts.push(ChunkParts::split(&c.bytes)?);
         first = first.or(Some(c.min_t));
         last = Some(c.max_t);
     }
@@ -59,7 +64,7 @@ fn whole_chunks<'a>(s: &'a MemSeries, mint: i64, maxt: i64, parts: &mut Vec<&'a 
         if f < mint || l >= maxt {
             return None;
         }
-        parts.push(s.open.as_bytes());
+        parts.push(s.open.parts()?);
         first = first.or(Some(f));
         last = Some(l);
     }
@@ -139,7 +144,7 @@ impl Head {
     pub fn cut_range(&self, mint: i64, maxt: i64) -> BlockCut {
         let g = self.inner.read().unwrap();
         let mut cut = BlockCut::default();
-        let mut parts: Vec<&[u8]> = Vec::new();
+        let mut parts: Vec<ChunkParts> = Vec::new();
         for s in g.series.values() {
             let start = cut.bytes.len();
             let (samples, min_t, max_t) = if let Some(chunks) = whole_chunks(s, mint, maxt, &mut parts) {
