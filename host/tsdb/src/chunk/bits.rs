@@ -119,11 +119,26 @@ impl BitWriter {
 /// A cache prefetch hint for the line holding `p` (no-op where unsupported).
 #[inline(always)]
 pub fn prefetch<T>(p: &T) {
+    prefetch_ptr(std::ptr::from_ref(p).cast());
+}
+
+/// A cache prefetch hint for every cache line of `v`.
+#[inline(always)]
+pub fn prefetch_all<T>(v: &T) {
+    let p = std::ptr::from_ref(v).cast::<u8>();
+    for offset in (0..std::mem::size_of::<T>()).step_by(64) {
+        prefetch_ptr(p.wrapping_add(offset));
+    }
+}
+
+#[inline(always)]
+fn prefetch_ptr(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint: it reads nothing architecturally and never faults.
+    // SAFETY: a prefetch is only a hint: it reads nothing architecturally and never faults,
+    // whatever the address.
     unsafe {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>((p as *const T).cast::<i8>());
+        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;

@@ -4,6 +4,7 @@
 //! merged when the range is cut to a block), too old (rejected).
 
 use super::{Head, Inner, MemSeries};
+use crate::chunk::bits::{prefetch, prefetch_all};
 use crate::labels::Labels;
 use crate::postings::SeriesRef;
 use std::sync::atomic::Ordering;
@@ -100,7 +101,12 @@ impl Head {
             },
             min_valid: g.min_valid_t,
         };
-        for &(r, t, v) in samples {
+        for (i, &(r, t, v)) in samples.iter().enumerate() {
+            // The series a few samples ahead: its look-up hits the (small) map, its
+            // data is fetched while this one is classified.
+            if let Some(s) = samples.get(i + PREFETCH_AHEAD).and_then(|a| g.series.get(&a.0)) {
+                prefetch(&s.last);
+            }
             let Some(s) = g.series.get(&r) else {
                 outcomes.push(AppendOutcome::Rejected(Rejected::UnknownSeries));
                 continue;
@@ -126,9 +132,12 @@ impl Head {
         let mut ooo = 0;
         let range = self.chunk_range_ms;
         for (i, (&(r, t, v), o)) in samples.iter().zip(outcomes).enumerate() {
-            // The chunk a few samples ahead will be written to: have the CPU fetch its
-            // end now. With thousands of series each append's chunk is out of cache,
-            // and that miss was most of an append's cost.
+            // With thousands of series, each append's series and chunk are out of
+            // cache, and those misses were most of an append's cost: fetch the series
+            // two steps ahead, then (once it is in cache) the end of its open chunk.
+            if let Some(s) = samples.get(i + 2 * PREFETCH_AHEAD).and_then(|a| inner.series.get(&a.0)) {
+                prefetch_all::<MemSeries>(s);
+            }
             if let Some(s) = samples.get(i + PREFETCH_AHEAD).and_then(|a| inner.series.get(&a.0)) {
                 s.open.prefetch();
             }
@@ -260,7 +269,7 @@ impl Inner {
         let pairs: Vec<_> = labels.pairs().to_vec();
         self.postings.add(r, &pairs);
         self.by_labels.insert(labels.clone(), r);
-        self.series.insert(r, MemSeries::new(labels));
+        self.series.insert(r, Box::new(MemSeries::new(labels)));
     }
 
     pub(crate) fn remove_series(&mut self, r: SeriesRef) {
