@@ -56,8 +56,13 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Starts a scrape.
-    pub fn begin(&mut self) {
+    /// Starts a scrape of a `page_len`-byte page. The first one sizes the text buffer
+    /// for the page at once: grown by doubling, it would leave about its own size in
+    /// freed blocks behind in the plugin's memory, which never shrinks.
+    pub fn begin(&mut self, page_len: usize) {
+        if self.keys.capacity() == 0 {
+            self.keys.reserve_exact(page_len);
+        }
         self.epoch = self.epoch.wrapping_add(1);
         self.live = 0;
         self.next_order.clear();
@@ -253,14 +258,14 @@ mod tests {
     #[test]
     fn positional_hits_moved_series_and_pruning() {
         let mut c = Cache::default();
-        c.begin();
+        c.begin(0);
         for (i, k) in ["a", "b", "c"].iter().enumerate() {
             assert_eq!(c.lookup(k.as_bytes()), None);
             c.insert(k.as_bytes(), i as u64);
         }
         c.end();
         // Same order, then a moved and a missing series.
-        c.begin();
+        c.begin(0);
         let got: Vec<u64> = ["a", "c", "b"]
             .iter()
             .map(|k| {
@@ -270,12 +275,12 @@ mod tests {
             .collect();
         assert_eq!(got, [0, 2, 1]);
         c.end();
-        c.begin();
+        c.begin(0);
         let i = c.lookup(b"c").expect("cached");
         assert_eq!(c.handle(i), 2);
         c.end();
         assert_eq!(c.len(), 1, "a and b were not seen");
-        c.begin();
+        c.begin(0);
         assert_eq!(c.lookup(b"a"), None);
         let i = c.insert(b"a", 7);
         assert_eq!(c.handle(i), 7);
@@ -304,7 +309,7 @@ mod tests {
     /// Handles of `keys` looked up as one scrape; `None` for a miss (then inserted
     /// with handle = 1000 + position).
     fn scrape(c: &mut Cache, keys: &[String]) -> Vec<Option<u64>> {
-        c.begin();
+        c.begin(0);
         let got = keys
             .iter()
             .enumerate()

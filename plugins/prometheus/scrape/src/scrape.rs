@@ -131,7 +131,7 @@ impl Scraper {
     /// Parses `body` and emits its samples into `out`. A malformed body fails as a
     /// whole (nothing is stored), as in Prometheus.
     pub fn emit(&mut self, body: &[u8], format: Format, out: &mut Collection) -> Result<Stats, ParseError> {
-        self.cache.begin();
+        self.cache.begin(body.len());
         let mut stats = Stats::default();
         let mut meta = Meta::default();
         let mut lines = Lines::new(body, format);
