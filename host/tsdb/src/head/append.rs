@@ -9,7 +9,8 @@ use crate::labels::Labels;
 use crate::postings::SeriesRef;
 use std::sync::atomic::Ordering;
 
-/// How many samples ahead [`Head::apply`] prefetches a series' open chunk.
+/// How many samples ahead [`Head::check`] prefetches a series and [`Head::apply`] the end of its
+/// open chunk (the series itself twice as far ahead).
 const PREFETCH_AHEAD: usize = 8;
 
 /// Why a sample was not stored.
