@@ -10,9 +10,57 @@ pub type SeriesRef = u64;
 #[derive(Default)]
 pub struct Postings {
     /// name → value → refs (ascending).
-    by_label: HashMap<Arc<str>, BTreeMap<Arc<str>, Vec<SeriesRef>>>,
+    by_label: HashMap<Arc<str>, BTreeMap<Arc<str>, Refs>>,
     /// Every live series (ascending): the universe for negative matchers.
     all: Vec<SeriesRef>,
+}
+
+/// The refs of one label value, ascending. Most values of a high-cardinality label (an
+/// id, a path, a pod) belong to one series: that ref is kept inline, without the
+/// allocation a one-element `Vec` costs (~32 bytes of heap a series).
+#[derive(Debug)]
+enum Refs {
+    One(SeriesRef),
+    Many(Vec<SeriesRef>),
+}
+
+impl Refs {
+    fn as_slice(&self) -> &[SeriesRef] {
+        match self {
+            Refs::One(r) => std::slice::from_ref(r),
+            Refs::Many(v) => v,
+        }
+    }
+
+    fn insert(&mut self, r: SeriesRef) {
+        match self {
+            Refs::One(x) if *x == r => {}
+            Refs::One(x) => {
+                let mut v = vec![*x];
+                insert_sorted(&mut v, r);
+                *self = Refs::Many(v);
+            }
+            Refs::Many(v) => insert_sorted(v, r),
+        }
+    }
+
+    /// Removes `r`; whether no ref is left.
+    fn remove(&mut self, r: SeriesRef) -> bool {
+        match self {
+            Refs::One(x) => *x == r,
+            Refs::Many(v) => {
+                remove_sorted(v, r);
+                match v[..] {
+                    [] => true,
+                    [one] => {
+                        *self = Refs::One(one);
+                        false
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
 }
 
 fn insert_sorted(v: &mut Vec<SeriesRef>, r: SeriesRef) {
@@ -37,7 +85,12 @@ impl Postings {
     pub fn add(&mut self, r: SeriesRef, labels: &[(Arc<str>, Arc<str>)]) {
         for (n, v) in labels {
             let values = self.by_label.entry(n.clone()).or_default();
-            insert_sorted(values.entry(v.clone()).or_default(), r);
+            match values.get_mut(v) {
+                Some(refs) => refs.insert(r),
+                None => {
+                    values.insert(v.clone(), Refs::One(r));
+                }
+            }
         }
         insert_sorted(&mut self.all, r);
     }
@@ -45,11 +98,8 @@ impl Postings {
     pub fn remove(&mut self, r: SeriesRef, labels: &[(Arc<str>, Arc<str>)]) {
         for (n, v) in labels {
             if let Some(values) = self.by_label.get_mut(n) {
-                if let Some(refs) = values.get_mut(v) {
-                    remove_sorted(refs, r);
-                    if refs.is_empty() {
-                        values.remove(v);
-                    }
+                if values.get_mut(v).is_some_and(|refs| refs.remove(r)) {
+                    values.remove(v);
                 }
                 if values.is_empty() {
                     self.by_label.remove(n);
@@ -64,22 +114,24 @@ impl Postings {
     fn matching(&self, m: &Matcher) -> Vec<SeriesRef> {
         let values = self.by_label.get(m.name.as_str());
         let empty_matches = matcher_matches(m, "");
-        let mut sets: Vec<&Vec<SeriesRef>> = Vec::new();
+        let mut sets: Vec<&[SeriesRef]> = Vec::new();
         if let Some(values) = values {
             match &m.op {
-                MatchOp::Equal => sets.extend(values.get(m.value.as_str())),
+                MatchOp::Equal => sets.extend(values.get(m.value.as_str()).map(Refs::as_slice)),
                 _ => sets.extend(
                     values
                         .iter()
                         .filter(|(v, _)| matcher_matches(m, v))
-                        .map(|(_, refs)| refs),
+                        .map(|(_, refs)| refs.as_slice()),
                 ),
             }
         }
         let mut out = union(&sets);
         if empty_matches {
             // Series without the label match too: all minus those that have it.
-            let with_label: Vec<&Vec<SeriesRef>> = values.map(|v| v.values().collect()).unwrap_or_default();
+            let with_label: Vec<&[SeriesRef]> = values
+                .map(|v| v.values().map(Refs::as_slice).collect())
+                .unwrap_or_default();
             let without = difference(&self.all, &union(&with_label));
             out = union(&[&out, &without]);
         }
@@ -128,10 +180,10 @@ pub fn matcher_matches(m: &Matcher, value: &str) -> bool {
     }
 }
 
-fn union(sets: &[&Vec<SeriesRef>]) -> Vec<SeriesRef> {
+fn union(sets: &[&[SeriesRef]]) -> Vec<SeriesRef> {
     match sets {
         [] => Vec::new(),
-        [one] => (*one).clone(),
+        [one] => one.to_vec(),
         _ => {
             let mut v: Vec<SeriesRef> = sets.iter().flat_map(|s| s.iter().copied()).collect();
             v.sort_unstable();
@@ -214,6 +266,32 @@ mod tests {
         assert_eq!(sel(&p, r#"{mode!=""}"#), vec![1, 2, 3]);
         assert_eq!(sel(&p, r#"{__name__=~".+",mode=~".*"}"#), vec![1, 2, 3, 4]);
         assert_eq!(sel(&p, r#"nothing"#), Vec::<SeriesRef>::new());
+    }
+
+    #[test]
+    fn a_value_goes_from_one_ref_to_many_and_back() {
+        let mut p = Postings::default();
+        let id = |i: &str| l(&[("__name__", "m"), ("id", i)]);
+        p.add(5, &id("a"));
+        assert!(matches!(p.by_label["id"]["a"], Refs::One(5)));
+        p.add(5, &id("a"));
+        assert_eq!(sel(&p, r#"m{id="a"}"#), vec![5], "adding a ref twice keeps one");
+        p.add(3, &id("a"));
+        p.add(9, &id("a"));
+        assert_eq!(sel(&p, r#"m{id="a"}"#), vec![3, 5, 9]);
+        p.remove(5, &id("a"));
+        p.remove(9, &id("a"));
+        assert!(matches!(p.by_label["id"]["a"], Refs::One(3)));
+        assert_eq!(sel(&p, r#"m{id=~"a|b"}"#), vec![3]);
+        p.remove(7, &id("a"));
+        assert_eq!(
+            sel(&p, r#"m{id="a"}"#),
+            vec![3],
+            "removing an absent ref changes nothing"
+        );
+        p.remove(3, &id("a"));
+        assert!(p.label_values("id").is_empty(), "the value went with its last ref");
+        assert_eq!(sel(&p, r#"m"#), Vec::<SeriesRef>::new());
     }
 
     #[test]
