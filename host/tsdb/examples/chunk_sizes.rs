@@ -204,7 +204,10 @@ impl Totals {
             .iter()
             .map(|c| c.memory_bytes() + size_of::<HeadChunk>())
             .sum::<usize>();
-        self.head += chunks.iter().map(|c| c.parts().map_or(0, |p| p.len())).sum::<usize>();
+        self.head += chunks
+            .iter()
+            .map(|c| c.parts().map_or(0, |p| p.byte_len()))
+            .sum::<usize>();
 
         let start = Instant::now();
         let mut n = 0;

@@ -10,7 +10,7 @@ mod writer;
 
 pub use index::Entry;
 pub use reader::{Block, BlockIndex};
-pub use writer::{BlockWriter, write_block};
+pub use writer::BlockWriter;
 
 use serde::{Deserialize, Serialize};
 

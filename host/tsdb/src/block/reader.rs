@@ -281,11 +281,6 @@ impl Block {
         out
     }
 
-    /// All samples of the series at index position `i` of `idx`.
-    pub fn series_samples(&self, idx: &BlockIndex, i: usize) -> Result<Vec<(i64, f64)>, BlockError> {
-        self.column_samples(&idx.entries[i])
-    }
-
     /// All samples of a series' column (for compaction).
     pub fn column_samples(&self, e: &Entry) -> Result<Vec<(i64, f64)>, BlockError> {
         self.read_column(e, i64::MIN, i64::MAX)
@@ -324,7 +319,24 @@ impl Block {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::write_block;
+    use crate::block::BlockWriter;
+    use std::path::{Path, PathBuf};
+
+    /// Writes `series` (sorted by labels, samples in time order, all within
+    /// `[min_time, max_time)`) as a block under `blocks_dir`; returns its directory.
+    fn write_block(
+        blocks_dir: &Path,
+        min_time: i64,
+        max_time: i64,
+        level: u32,
+        series: &[crate::head::SeriesSamples],
+    ) -> Result<PathBuf, BlockError> {
+        let mut w = BlockWriter::new(blocks_dir, min_time, max_time, level)?;
+        for s in series {
+            w.add(&s.labels, &s.samples)?;
+        }
+        w.finish()
+    }
 
     fn series(pairs: &[(&str, &str)], samples: Vec<(i64, f64)>) -> SeriesSamples {
         let mut i = crate::labels::Interner::default();

@@ -5,27 +5,10 @@
 use super::index::{self, Entry};
 use super::{BlockError, CHUNKS_FILE, INDEX_FILE, META_FILE, Meta, dir_name};
 use crate::chunk::{encode_columns, encode_stream_column};
-use crate::head::SeriesSamples;
 use crate::labels::Labels;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// Writes `series` (sorted by labels, samples in time order, all within
-/// `[min_time, max_time)`) as a block under `blocks_dir`; returns its directory.
-pub fn write_block(
-    blocks_dir: &Path,
-    min_time: i64,
-    max_time: i64,
-    level: u32,
-    series: &[SeriesSamples],
-) -> Result<PathBuf, BlockError> {
-    let mut w = BlockWriter::new(blocks_dir, min_time, max_time, level)?;
-    for s in series {
-        w.add(&s.labels, &s.samples)?;
-    }
-    w.finish()
-}
 
 /// Streams series into a new block, one at a time and in label order, so compaction
 /// never holds more than one series' samples.

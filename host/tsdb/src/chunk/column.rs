@@ -57,12 +57,10 @@ pub fn encode_columns_beating(ts: &[i64], vs: &[f64], stream_estimate: usize) ->
     assert_eq!(ts.len(), vs.len(), "one timestamp per value");
     assert!(ts.len() <= MAX_COLUMN_SAMPLES, "column too long");
     let mode = ValueMode::for_values(vs.iter().copied());
-    let pco = encode_pco(ts, vs, mode);
-    if let Some(p) = &pco
-        && p.len() < stream_estimate
-    {
-        return pco.unwrap_or_default();
-    }
+    let pco = match encode_pco(ts, vs, mode) {
+        Some(p) if p.len() < stream_estimate => return p,
+        other => other,
+    };
     let stream = encode_stream(ts, vs, mode);
     match pco {
         Some(p) if p.len() < stream.len() => p,
@@ -94,7 +92,7 @@ pub fn column_from_chunks(out: &mut Vec<u8>, chunks: &[ChunkParts]) -> u64 {
         write_varint(out, n);
         write_varint(out, chunks.len() as u64);
         for c in chunks {
-            write_varint(out, c.len() as u64);
+            write_varint(out, c.byte_len() as u64);
             c.write_to(out);
         }
     }

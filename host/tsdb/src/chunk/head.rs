@@ -238,12 +238,8 @@ impl<'a> ChunkParts<'a> {
     }
 
     /// Bytes of the persistent form.
-    pub fn len(&self) -> usize {
+    pub fn byte_len(&self) -> usize {
         HEADER_LEN + self.stream.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     pub fn write_to(&self, out: &mut Vec<u8>) {
@@ -252,14 +248,15 @@ impl<'a> ChunkParts<'a> {
     }
 
     pub fn to_vec(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(self.len());
+        let mut v = Vec::with_capacity(self.byte_len());
         self.write_to(&mut v);
         v
     }
 
     /// Decodes the samples without rebuilding an encoder.
     pub fn iter(&self) -> HeadIter<'a> {
-        let mode = ValueMode::from_bytes(self.header[0] & 0xf, self.header[1]).unwrap_or(ValueMode::Float);
+        let [code, shift] = self.mode();
+        let mode = ValueMode::from_bytes(code, shift).unwrap_or(ValueMode::Float);
         HeadIter {
             r: BitReader::new(self.stream),
             coder: StreamCoder::new(mode),
@@ -358,7 +355,7 @@ mod tests {
             assert_same(&c.iter().collect::<Vec<_>>(), &set);
             assert_eq!(c.first_time(), set.first().map(|s| s.0));
             assert_eq!(c.last_time(), set.last().map(|s| s.0));
-            let back = HeadChunk::from_bytes(c.to_bytes().to_vec()).unwrap();
+            let back = HeadChunk::from_bytes(c.to_bytes()).unwrap();
             assert_same(&back.iter().collect::<Vec<_>>(), &set);
             assert_eq!(back, c, "a chunk read back continues exactly where the writer stood");
         }
@@ -368,7 +365,7 @@ mod tests {
     fn appending_after_from_bytes_matches_appending_directly() {
         for set in sample_sets() {
             for cut in [0, 1, set.len() / 2, set.len().saturating_sub(1)] {
-                let mut c = HeadChunk::from_bytes(chunk_of(&set[..cut]).to_bytes().to_vec()).unwrap();
+                let mut c = HeadChunk::from_bytes(chunk_of(&set[..cut]).to_bytes()).unwrap();
                 for &(t, v) in &set[cut..] {
                     c.append(t, v);
                 }
@@ -562,7 +559,7 @@ mod tests {
 
     #[test]
     fn out_of_order_timestamps_are_rejected() {
-        let mut b = chunk_of(&[(5, 1.0), (6, 1.0)]).to_bytes().to_vec();
+        let mut b = chunk_of(&[(5, 1.0), (6, 1.0)]).to_bytes();
         // Same stream with the second timestamp equal to the first: rebuild by hand.
         let mut w = BitWriter::new();
         w.write_bits(0x10, 8);

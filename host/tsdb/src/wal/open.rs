@@ -145,7 +145,9 @@ fn replay_checkpoint<F: FnMut(RecordRef<'_>)>(
 ) -> Result<(), WalError> {
     for s in segment::list(cdir)?.segments {
         let path = cdir.join(segment_name(s));
-        let (offset, damage) = replay_segment(&path, decoder, visit, stats, &mut i64::MIN.clone())?;
+        // Checkpoints are not segments of the log: their sample times are not tracked.
+        let mut untracked = i64::MIN;
+        let (offset, damage) = replay_segment(&path, decoder, visit, stats, &mut untracked)?;
         if let Some(damage) = damage {
             warn!(checkpoint = %cdir.display(), segment = %path.display(), offset, %damage,
                 "WAL: checkpoint is damaged; skipping the rest of it and replaying the segments after it");
