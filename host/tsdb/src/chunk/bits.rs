@@ -107,6 +107,13 @@ impl BitWriter {
         self.buf.reserve(additional);
     }
 
+    /// Grows the buffer to exactly `capacity` bytes when it is smaller (no doubling).
+    pub fn grow_to(&mut self, capacity: usize) {
+        if let Some(more) = capacity.checked_sub(self.buf.len()) {
+            self.buf.reserve_exact(more);
+        }
+    }
+
     /// Asks the CPU to bring the byte the next write goes to into its cache.
     #[inline]
     pub fn prefetch_end(&self) {

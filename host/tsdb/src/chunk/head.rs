@@ -30,6 +30,14 @@ pub const MAX_SAMPLES: usize = 120;
 /// ... or at this many bytes, for values that compress badly.
 pub const MAX_BYTES: usize = 1024;
 
+/// Spare bytes the open chunk keeps for the next sample: more than one sample ever takes in
+/// practice (a raw 64-bit value and a raw 64-bit timestamp with their prefixes come to ~21);
+/// a larger one would only make the `Vec` grow by itself.
+const MAX_SAMPLE_BYTES: usize = 24;
+/// The open chunk grows by this many bytes at a time rather than by doubling: doubling
+/// leaves a quarter of every open chunk unused on average, ~40 bytes a series at 1 s.
+const GROW_STEP: usize = 32;
+
 /// Append-only compressed samples of one series, in time order.
 #[derive(Clone, Debug)]
 pub struct HeadChunk {
@@ -79,7 +87,13 @@ impl HeadChunk {
         );
         assert!(self.len < u16::MAX, "head chunk holds too many samples");
         if self.len == 0 {
-            *self = Self::with_mode(ValueMode::for_first(v), 16);
+            *self = Self::with_mode(ValueMode::for_first(v), MAX_SAMPLE_BYTES + HEADER_LEN);
+        }
+        let used = self.w.bytes().len();
+        if self.w.capacity() - used < MAX_SAMPLE_BYTES {
+            // A multiple of 16 minus malloc's 8-byte header, so the block holds no padding.
+            self.w
+                .grow_to((used + MAX_SAMPLE_BYTES + GROW_STEP).next_multiple_of(16) - 8);
         }
         if self.coder.encode(&mut self.w, t, v) {
             self.len += 1;
@@ -473,6 +487,22 @@ mod tests {
             c.memory_bytes() <= c.to_bytes().len() + 8,
             "a full chunk gives back spare capacity"
         );
+    }
+
+    #[test]
+    fn the_open_chunk_grows_in_steps_not_by_doubling() {
+        let mut c = HeadChunk::new();
+        let mut rng = Rng(5);
+        let mut t = 0;
+        while !c.is_full() {
+            t += 1 + (rng.next() >> 40) as i64;
+            c.append(t, f64::from_bits(rng.next()));
+            let (len, cap) = (c.to_bytes().len(), c.memory_bytes());
+            assert!(
+                c.is_full() || cap - len <= MAX_SAMPLE_BYTES + GROW_STEP + 16,
+                "{len} bytes in a buffer of {cap}"
+            );
+        }
     }
 
     #[test]

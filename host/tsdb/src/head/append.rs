@@ -153,6 +153,9 @@ impl Head {
                     .is_some_and(|(lt, _)| lt.div_euclid(range) != t.div_euclid(range));
                 if s.open.is_full() || (new_range && !s.open.is_empty()) {
                     let full = std::mem::take(&mut s.open);
+                    // Exactly one slot more: a series holds one or two closed chunks, and
+                    // `Vec`'s first allocation of four would cost ~100 bytes a series.
+                    s.chunks.reserve_exact(1);
                     s.chunks.extend(super::ClosedChunk::freeze(&full));
                 }
                 s.open.append(t, v);

@@ -235,6 +235,7 @@ fn drop_before(s: &mut MemSeries, t: i64) {
         }
         s.open = n;
     }
+    s.chunks.shrink_to_fit();
     if s.open.is_empty() && s.chunks.is_empty() && s.ooo.is_empty() {
         // Every sample is gone; forgetting `last` lets the series start afresh (appends
         // before the cut are rejected by the head's min valid time anyway).
