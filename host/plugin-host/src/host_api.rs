@@ -1,7 +1,7 @@
 //! The `sonde:plugin/host` interface: logging and host facts WASI cannot give.
 
 use crate::bindings::sonde::plugin::host::{FsStats, Host, Level, UnameInfo};
-use crate::bindings::sonde::plugin::types::{self, Error};
+use crate::bindings::sonde::plugin::types::{self, Error, Family, Label, Series};
 use crate::state::State;
 use std::collections::HashSet;
 use std::ffi::CStr;
@@ -72,6 +72,39 @@ impl Host for State {
 
     fn uname(&mut self) -> wasmtime::Result<UnameInfo> {
         Ok(uname())
+    }
+
+    fn define(&mut self, families: Vec<Family>, series: Vec<Series>) -> wasmtime::Result<()> {
+        let p = &mut self.pending;
+        p.bytes += families
+            .iter()
+            .map(|f| size_of::<Family>() + f.name.len() + f.help.len() + f.unit.len())
+            .sum::<usize>();
+        p.bytes += series
+            .iter()
+            .map(|s| {
+                size_of::<Series>()
+                    + s.name.len()
+                    + s.labels
+                        .iter()
+                        .map(|l| size_of::<Label>() + l.name.len() + l.value.len())
+                        .sum::<usize>()
+            })
+            .sum::<usize>();
+        let limit = self.limits.limit;
+        if p.bytes > limit {
+            // Reported as the memory limit it is (CallError::OutOfMemory), not a bare trap.
+            self.limits.refused.store(p.bytes, std::sync::atomic::Ordering::Relaxed);
+            p.clear();
+            return Err(wasmtime::format_err!(
+                "plugin {} defined more than {limit} bytes of families and series in one collection \
+                 (its memory_limit; raise memory_limit in plugins.toml if this is legitimate)",
+                self.name
+            ));
+        }
+        p.families.extend(families);
+        p.series.extend(series);
+        Ok(())
     }
 }
 

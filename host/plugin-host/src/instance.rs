@@ -127,13 +127,21 @@ impl PluginInstance {
             .map_err(CallError::Plugin)
     }
 
+    /// One collection. Definitions the guest handed over with `host.define` during it
+    /// are put in front of the batch's own, as if it had returned them.
     pub async fn collect(&mut self, timeout: Duration) -> Result<Batch, CallError> {
         let PluginInstance {
             store, source, ticker, ..
         } = self;
-        guarded(store, ticker, timeout, |s| source.call_collect(s))
-            .await?
-            .map_err(CallError::Plugin)
+        store.data_mut().pending.clear();
+        let result = guarded(store, ticker, timeout, |s| source.call_collect(s)).await;
+        let pending = std::mem::take(&mut store.data_mut().pending);
+        let mut batch = result?.map_err(CallError::Plugin)?;
+        if !pending.series.is_empty() || !pending.families.is_empty() {
+            batch.families.splice(0..0, pending.families);
+            batch.series.splice(0..0, pending.series);
+        }
+        Ok(batch)
     }
 
     /// Hands a batch of datagrams to a push source (see `push.ingest` in the WIT).

@@ -54,6 +54,24 @@ pub struct State {
     /// When the current call must end; checked on every epoch tick.
     pub(crate) deadline: Option<Instant>,
     pub(crate) log_budget: u32,
+    /// Definitions handed over by `host.define` during the collection under way.
+    pub(crate) pending: Pending,
+}
+
+/// What `host.define` received during one collection, merged into its batch when
+/// `collect` returns (see `define` in wit/plugin.wit).
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub(crate) families: Vec<crate::bindings::Family>,
+    pub(crate) series: Vec<crate::bindings::Series>,
+    /// Host bytes they take (strings plus records), checked against the memory limit.
+    pub(crate) bytes: usize,
+}
+
+impl Pending {
+    pub(crate) fn clear(&mut self) {
+        *self = Pending::default();
+    }
 }
 
 impl State {
@@ -107,6 +125,7 @@ impl State {
             incidents,
             deadline: None,
             log_budget: 0,
+            pending: Pending::default(),
         })
     }
 }

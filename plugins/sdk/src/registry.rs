@@ -1,6 +1,7 @@
 //! Series registration and batch encoding: turns typed samples into the compact wire.
 
 use crate::bindings::sonde::plugin::types::{Batch, Error, Family as WireFamily, Label, MetricKind, Series};
+use hashbrown::HashTable;
 use std::collections::HashMap;
 
 /// "Stamp with the collection's start time" in `batch.timestamps`.
@@ -71,8 +72,8 @@ pub(crate) struct Registry {
     families: HashMap<Box<str>, (u32, MetricKind)>,
     series: Vec<Option<SeriesRec>>,
     free: Vec<u32>,
-    /// Hash of (family, name, labels) → ids with that hash (almost always one).
-    index: Index,
+    /// Ids by `series_hash` (4 bytes a series; a map from hash to ids took ~50).
+    index: HashTable<u32>,
     epoch: u64,
     /// Series ids in the order the previous collection emitted them: most plugins
     /// emit in the same order every time, so the series at the same position is
@@ -82,6 +83,24 @@ pub(crate) struct Registry {
     generation: u32,
 }
 
+/// New definitions are handed to the host (`host.define`) this many at a time rather
+/// than all in the batch: a first collection of 100k series would otherwise hold every
+/// definition in the guest's memory at once (~200 bytes a series in wasm32), and linear
+/// memory never shrinks.
+const DEFINE_CHUNK: usize = 256;
+
+impl Registry {
+    /// Takes the live series `id` out of the index.
+    fn unindex(&mut self, id: u32) {
+        let Some(hash) = self.series[id as usize].as_ref().map(|r| r.hash) else {
+            return;
+        };
+        if let Ok(entry) = self.index.find_entry(hash, |&i| i == id) {
+            entry.remove();
+        }
+    }
+}
+
 /// The output of one collection, handed to [`crate::Plugin::collect`].
 pub struct Collection<'a> {
     reg: &'a mut Registry,
@@ -89,6 +108,18 @@ pub struct Collection<'a> {
     error: Option<Error>,
     /// Series emitted more than once in this collection (the first value is kept).
     duplicates: Vec<String>,
+    /// Definitions of this collection already handed to the host, to undo on failure.
+    handed: Handed,
+}
+
+#[derive(Default)]
+struct Handed {
+    series: Vec<u32>,
+    families: Vec<String>,
+    /// Natively there is no host: the definitions wait here and go back in front of
+    /// the batch in `finish`, as the host puts them.
+    #[cfg(not(target_arch = "wasm32"))]
+    held: (Vec<WireFamily>, Vec<Series>),
 }
 
 /// Mixes `bytes` into `hash` eight bytes at a time (the Fx hash step): this runs for
@@ -117,26 +148,6 @@ fn series_hash(family: u32, name: &str, labels: &[(&str, &str)]) -> u64 {
     h
 }
 
-/// The index keys are already hashes: don't hash them again.
-#[derive(Default)]
-struct Prehashed(u64);
-
-impl std::hash::Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | *b as u64;
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-type Index = HashMap<u64, Vec<u32>, std::hash::BuildHasherDefault<Prehashed>>;
-
 impl<'a> Collection<'a> {
     pub(crate) fn new(reg: &'a mut Registry) -> Self {
         reg.epoch += 1;
@@ -153,6 +164,27 @@ impl<'a> Collection<'a> {
             },
             error: None,
             duplicates: Vec::new(),
+            handed: Handed::default(),
+        }
+    }
+
+    /// Hands the definitions made so far to the host (`host.define`), which treats
+    /// them as part of this collection's batch.
+    fn hand_over(&mut self) {
+        self.handed.series.extend(self.batch.series.iter().map(|s| s.id));
+        self.handed
+            .families
+            .extend(self.batch.families.iter().map(|f| f.name.clone()));
+        #[cfg(target_arch = "wasm32")]
+        {
+            crate::bindings::sonde::plugin::host::define(&self.batch.families, &self.batch.series);
+            self.batch.families.clear();
+            self.batch.series.clear();
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.handed.held.0.append(&mut self.batch.families);
+            self.handed.held.1.append(&mut self.batch.series);
         }
     }
 
@@ -339,14 +371,14 @@ impl<'a> Collection<'a> {
             return id;
         }
         let hash = series_hash(family, name, labels);
-        if let Some(ids) = self.reg.index.get(&hash) {
-            for id in ids {
-                if let Some(rec) = &self.reg.series[*id as usize]
-                    && rec.matches(family, name, labels)
-                {
-                    return *id;
-                }
-            }
+        let series = &self.reg.series;
+        let found = self.reg.index.find(hash, |&id| {
+            series[id as usize]
+                .as_ref()
+                .is_some_and(|rec| rec.matches(family, name, labels))
+        });
+        if let Some(&id) = found {
+            return id;
         }
         let mut rec = SeriesRec::new(family, hash, name, labels);
         self.reg.generation = self.reg.generation.wrapping_add(1);
@@ -361,7 +393,10 @@ impl<'a> Collection<'a> {
                 (self.reg.series.len() - 1) as u32
             }
         };
-        self.reg.index.entry(hash).or_default().push(id);
+        let series = &self.reg.series;
+        self.reg
+            .index
+            .insert_unique(hash, id, |&i| series[i as usize].as_ref().map_or(0, |r| r.hash));
         self.batch.series.push(Series {
             id,
             family,
@@ -374,6 +409,9 @@ impl<'a> Collection<'a> {
                 })
                 .collect(),
         });
+        if self.batch.series.len() >= DEFINE_CHUNK {
+            self.hand_over();
+        }
         id
     }
 
@@ -392,6 +430,12 @@ impl<'a> Collection<'a> {
                 self.duplicates.join(", ")
             ));
         }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let (families, series) = std::mem::take(&mut self.handed.held);
+            self.batch.families.splice(0..0, families);
+            self.batch.series.splice(0..0, series);
+        }
         if !self.batch.timestamps.is_empty() && self.batch.timestamps.len() < self.batch.ids.len() {
             self.batch.timestamps.resize(self.batch.ids.len(), NOW);
         }
@@ -399,14 +443,8 @@ impl<'a> Collection<'a> {
         for id in 0..self.reg.series.len() {
             let stale = matches!(&self.reg.series[id], Some(rec) if rec.seen != epoch);
             if stale {
-                let rec = self.reg.series[id].take().expect("checked above");
-                let hash = rec.hash;
-                if let Some(ids) = self.reg.index.get_mut(&hash) {
-                    ids.retain(|i| *i as usize != id);
-                    if ids.is_empty() {
-                        self.reg.index.remove(&hash);
-                    }
-                }
+                self.reg.unindex(id as u32);
+                self.reg.series[id] = None;
                 self.reg.free.push(id as u32);
                 self.batch.forget.push(id as u32);
             }
@@ -437,21 +475,29 @@ impl Collection<'_> {
         NativeRegistry::default()
     }
 
+    /// Undoes the registrations of a failed collection, those handed over included:
+    /// the host discards them with the batch.
     fn rollback(&mut self) {
-        for s in &self.batch.series {
-            if let Some(rec) = self.reg.series[s.id as usize].take() {
-                let hash = rec.hash;
-                if let Some(ids) = self.reg.index.get_mut(&hash) {
-                    ids.retain(|i| *i != s.id);
-                    if ids.is_empty() {
-                        self.reg.index.remove(&hash);
-                    }
-                }
-                self.reg.free.push(s.id);
+        let ids = self
+            .handed
+            .series
+            .iter()
+            .copied()
+            .chain(self.batch.series.iter().map(|s| s.id));
+        for id in ids.collect::<Vec<_>>() {
+            if self.reg.series[id as usize].is_some() {
+                self.reg.unindex(id);
+                self.reg.series[id as usize] = None;
+                self.reg.free.push(id);
             }
         }
-        for f in &self.batch.families {
-            self.reg.families.remove(f.name.as_str());
+        let names = self
+            .handed
+            .families
+            .iter()
+            .chain(self.batch.families.iter().map(|f| &f.name));
+        for name in names {
+            self.reg.families.remove(name.as_str());
         }
     }
 }
@@ -615,6 +661,57 @@ mod tests {
         assert_eq!(names, ["b"], "b is defined again, a was known before");
         assert_eq!(b.series.len(), 1);
         assert_eq!(b.series[0].name, "b");
+    }
+
+    /// Many new series in one collection: emitted over several `host.define` calls (held
+    /// natively), the batch still defines each exactly once, before its samples.
+    fn emit_many(c: &mut Collection, n: usize) {
+        let f = c.family("m", MetricKind::Gauge, "h");
+        for i in 0..n {
+            let v = i.to_string();
+            c.sample(f, "m", &[("i", &v)], i as f64);
+        }
+    }
+
+    #[test]
+    fn definitions_handed_over_in_pieces_make_one_whole_batch() {
+        let n = DEFINE_CHUNK * 2 + 7;
+        let mut reg = Registry::default();
+        let b = collect(&mut reg, |c| {
+            emit_many(c, n / 2);
+            assert!(c.handed.series.len() >= DEFINE_CHUNK, "handed over while collecting");
+            emit_many(c, n);
+        })
+        .unwrap();
+        assert_eq!(b.families.len(), 1);
+        let mut defined: Vec<u32> = b.series.iter().map(|s| s.id).collect();
+        defined.sort_unstable();
+        defined.dedup();
+        assert_eq!(defined.len(), n);
+        assert_eq!(b.series.len(), n, "each series defined once");
+        assert_eq!(b.ids.len(), n, "the second emission of a series is a duplicate");
+        let again = collect(&mut reg, |c| emit_many(c, n)).unwrap();
+        assert!(again.series.is_empty() && again.families.is_empty());
+        assert_eq!(again.ids, b.ids);
+    }
+
+    #[test]
+    fn a_failed_collection_takes_back_what_it_handed_over() {
+        let n = DEFINE_CHUNK * 3;
+        let mut reg = Registry::default();
+        let mut c = Collection::new(&mut reg);
+        emit_many(&mut c, n);
+        assert!(c.finish(Err(Error::Failed("boom".into()))).is_err());
+        let b = collect(&mut reg, |c| emit_many(c, n)).unwrap();
+        assert_eq!(b.families.len(), 1, "the family is defined again");
+        assert_eq!(b.series.len(), n, "every series is defined again");
+        let mut ids = b.ids.clone();
+        ids.sort_unstable();
+        assert_eq!(
+            ids,
+            (0..n as u32).collect::<Vec<_>>(),
+            "the failed collection's ids were freed"
+        );
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //! linear memory: a trap, not a panic), `garbage` (a sample of a series id that was
 //! never registered), `garbage-len` (more ids than values), `read-file` (reads
 //! /etc/hostname, which no test grants), `http` (GET `http://<target>/` through
-//! wasi:http), `tcp` (connects to `<target>`). The access modes succeed, and emit a
+//! wasi:http), `tcp` (connects to `<target>`), `define-flood` (hands the host ever more
+//! series definitions through `host.define`, 64 KiB each, without returning),
+//! `define-ahead` (a healthy mode: defines its series through `host.define`, then
+//! returns a batch holding only the sample). The access modes succeed, and emit a
 //! sample, if the host lets them through, so a test only passes when the host really
 //! refuses.
 //!
@@ -19,7 +22,8 @@
 
 use serde::Deserialize;
 use sonde_plugin_sdk::bindings::exports::sonde::plugin::source::{Batch, Guest, PluginInfo};
-use sonde_plugin_sdk::bindings::sonde::plugin::types::{Family, MetricKind, Series};
+use sonde_plugin_sdk::bindings::sonde::plugin::host;
+use sonde_plugin_sdk::bindings::sonde::plugin::types::{Family, Label, MetricKind, Series};
 use sonde_plugin_sdk::{Error, parse_config};
 use std::cell::RefCell;
 
@@ -36,6 +40,8 @@ enum Mode {
     ReadFile,
     Http,
     Tcp,
+    DefineFlood,
+    DefineAhead,
 }
 
 #[derive(Deserialize)]
@@ -136,6 +142,29 @@ fn collect(state: &mut State) -> Result<Batch, Error> {
             Ok(status) => Ok(gauge(state, "misbehave_http_status", status as f64)),
             Err(e) => Err(e),
         },
+        Mode::DefineFlood => {
+            let big = "x".repeat(64 * 1024);
+            for id in 0.. {
+                let series = Series {
+                    id,
+                    family: ID,
+                    name: "misbehave_flood".into(),
+                    labels: vec![Label {
+                        name: "big".into(),
+                        value: big.clone(),
+                    }],
+                };
+                host::define(&[], &[series]);
+            }
+            unreachable!("the host traps the flood")
+        }
+        Mode::DefineAhead => {
+            let mut b = gauge(state, "misbehave_defined_ahead", 1.0);
+            host::define(&b.families, &b.series);
+            b.families.clear();
+            b.series.clear();
+            Ok(b)
+        }
         Mode::Tcp => match std::net::TcpStream::connect(target) {
             Ok(_) => Ok(gauge(state, "misbehave_tcp_connected", 1.0)),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
