@@ -5,7 +5,8 @@
 //!     cargo run --release -p sonde-tsdb --example series_memory -- [series] [minutes]
 //!
 //! Uses the synthetic set (4 labels a series, `series` default 100,000, `minutes`
-//! default 3: a head spans up to 1.5 block ranges of 2 min). Heap bytes in use come
+//! default 3: with `Db`'s default cut delay, half a range, a head spans up to 1.5 block
+//! ranges of 2 min). Heap bytes in use come
 //! from glibc's `mallinfo2` (allocated, not resident: malloc slack and fragmentation
 //! show in RSS on top); `Head::memory_bytes` is the head's own estimate beside it.
 

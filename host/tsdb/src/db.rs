@@ -2,8 +2,8 @@
 //! is logged before it is applied, so after a crash `Db::open` replays the WAL (from
 //! the newest checkpoint) and the head is what it was at the last sync.
 //!
-//! Maintenance (`Db::maintain`, every few seconds): when the head spans 1.5 block
-//! ranges (2 min), its oldest full range is written as a block and dropped from the head, and
+//! Maintenance (`Db::maintain`, every few seconds): once a block range (2 min) ended more
+//! than the cut delay ago, it is written as a block and dropped from the head, and
 //! the WAL is checkpointed past it; blocks of a complete larger window are compacted;
 //! blocks past the retention time, or the oldest ones beyond the size limit, are
 //! deleted. Queries merge the head and every overlapping block.
@@ -16,7 +16,7 @@ use crate::wal::{self, RecordRef, Wal, WalError, WalStats};
 use promql_parser::label::Matcher;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -27,9 +27,16 @@ pub struct Options {
     /// Total bytes of blocks and WAL above which the oldest blocks are deleted
     /// (None: no size limit).
     pub retention_size: Option<u64>,
-    /// Time range of the blocks cut from the head; the head holds up to 1.5× this.
-    /// Short, so the head's memory per series stays small at 1 s scrapes.
+    /// Time range of the blocks cut from the head. Short, so the head's memory per series
+    /// stays small at 1 s scrapes.
     pub block_range: Duration,
+    /// How long after a range ends the head keeps it before cutting it into a block (the
+    /// head then spans up to `block_range + cut_delay`). A sample arriving later than this
+    /// behind its own timestamp is refused as too old, so it must cover the slowest writer:
+    /// a collection's samples carry its start time and arrive when it ends. Never less than
+    /// `out_of_order_window`; writers can raise it with [`Db::hold_cuts_for`]. `None`: half
+    /// a block range.
+    pub cut_delay: Option<Duration>,
     /// Windows blocks are compacted into (each a multiple of the previous and of
     /// `block_range`).
     pub compaction_ranges: Vec<Duration>,
@@ -45,6 +52,7 @@ impl Default for Options {
             retention: Duration::from_secs(15 * 24 * 3600),
             retention_size: None,
             block_range: Duration::from_secs(2 * 60),
+            cut_delay: None,
             compaction_ranges: crate::compact::DEFAULT_RANGES.to_vec(),
             out_of_order_window: Duration::ZERO,
             wal: Default::default(),
@@ -138,6 +146,8 @@ pub struct Db {
     wal: Mutex<Wal>,
     dir: PathBuf,
     opts: Options,
+    /// The cut delay in force (ms): `opts.cut_delay`, raised by [`Db::hold_cuts_for`].
+    cut_delay_ms: AtomicI64,
     pub open_stats: OpenStats,
 }
 
@@ -280,9 +290,26 @@ impl Db {
             stats: DbStats::default(),
             wal: Mutex::new(wal),
             dir: dir.to_path_buf(),
+            cut_delay_ms: AtomicI64::new(
+                opts.cut_delay
+                    .unwrap_or(opts.block_range / 2)
+                    .max(opts.out_of_order_window)
+                    .as_millis() as i64,
+            ),
             opts,
             open_stats,
         })
+    }
+
+    /// A writer whose samples may arrive up to `late` after their timestamps: ranges are
+    /// cut into blocks no sooner than that after they end (the cut delay only grows).
+    pub fn hold_cuts_for(&self, late: Duration) {
+        self.cut_delay_ms.fetch_max(late.as_millis() as i64, Ordering::Relaxed);
+    }
+
+    /// The delay in force between the end of a range and its cut.
+    pub fn cut_delay(&self) -> Duration {
+        Duration::from_millis(self.cut_delay_ms.load(Ordering::Relaxed).max(0) as u64)
     }
 
     pub fn head(&self) -> &Head {
@@ -415,14 +442,15 @@ impl Db {
         self.opts.block_range.as_millis().max(1) as i64
     }
 
-    /// Cuts the head's oldest ranges while the head spans 1.5 ranges and the range
-    /// ends half a range before `now_ms` (so a late sample can still reach the head).
+    /// Cuts the head's oldest range once both the clock (`now_ms`) and the newest sample
+    /// are the cut delay past its end (so a late sample can still reach the head).
     fn cut_blocks(&self, now_ms: i64) -> Result<(), DbError> {
         let range = self.block_range_ms();
+        let delay = self.cut_delay_ms.load(Ordering::Relaxed);
         while let Some((min_t, max_t)) = self.head.time_range() {
             let start = min_t.div_euclid(range) * range;
             let end = start + range;
-            if max_t - min_t < range * 3 / 2 || end > now_ms - range / 2 {
+            if max_t < end + delay || now_ms < end + delay {
                 break;
             }
             if let Some(dir) = self.write_head_range(start, end)? {
@@ -876,6 +904,30 @@ mod tests {
     }
 
     #[test]
+    fn the_cut_delay_sets_how_long_a_finished_range_stays_in_the_head() {
+        let head_min_after = |hold: Option<Duration>| {
+            let dir = tempfile::tempdir().unwrap();
+            let opts = Options {
+                cut_delay: Some(Duration::from_secs(2)),
+                ..block_opts()
+            };
+            let db = Db::open(dir.path(), opts).unwrap();
+            if let Some(late) = hold {
+                db.hold_cuts_for(late);
+            }
+            fill(&db, 0, 200);
+            db.maintain(200_000).unwrap();
+            db.head().time_range().unwrap().0
+        };
+        // [190 s, 200 s) ended at 200 s, less than the delay ago: it stays in the head.
+        assert_eq!(head_min_after(None), 190_000);
+        // A writer that may be 25 s late holds back every range that ended after 175 s.
+        assert_eq!(head_min_after(Some(Duration::from_secs(25))), 170_000);
+        // Holding for less than the configured delay changes nothing.
+        assert_eq!(head_min_after(Some(Duration::from_secs(1))), 190_000);
+    }
+
+    #[test]
     fn full_ranges_become_blocks_then_compact_and_queries_see_everything() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path(), block_opts()).unwrap();
@@ -895,7 +947,7 @@ mod tests {
         let (head_min, _) = db.head().time_range().unwrap();
         assert!(
             head_min >= 180_000,
-            "the head keeps at most 1.5 block ranges: {head_min}"
+            "the head keeps at most a range and the cut delay: {head_min}"
         );
         assert_eq!(dump(&db), before, "blocks + head return every sample once");
         drop(db);

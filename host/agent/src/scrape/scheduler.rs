@@ -257,6 +257,10 @@ impl Scraper {
     /// Runs until `shutdown` flips to true.
     pub async fn run(self, head: Arc<Storage>, mut shutdown: watch::Receiver<bool>) {
         let target = self.target.clone();
+        // A collection's samples carry its start time and are stored when it ends: after
+        // the timeout at worst, twice that when the instance is re-created (configure
+        // has its own timeout) first.
+        head.hold_cuts_for(target.timeout * 2 + Duration::from_secs(5));
         let labels = TargetLabels {
             pairs: target.labels(),
             honor: target.spec.honor_labels,

@@ -6,6 +6,7 @@ use crate::storage::{Metadata, STALE_NAN, SeriesRef, Storage};
 use sonde_plugin_host::{Batch, MetricKind};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::time::Duration;
 
 /// Ids and refs are small integers chosen by the plugin and the store: one multiply
 /// hashes them well enough, and this table is on the per-sample path (SipHash cost
@@ -32,6 +33,23 @@ impl Hasher for IdHasher {
 
 type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 type IdSet<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
+
+/// The most a target's explicit timestamps hold block cuts back (see
+/// [`hold_cuts_for_timestamps`]); older samples are refused once their range is cut.
+const MAX_TIMESTAMP_HOLD: Duration = Duration::from_secs(10 * 60);
+
+/// A target that exposes its own timestamps (an exporter relaying data it fetched a
+/// minute ago) sends samples behind the clock: block cuts then wait that long (up to
+/// [`MAX_TIMESTAMP_HOLD`]) so that its next samples still reach the head.
+fn hold_cuts_for_timestamps(batch: &Batch, head: &Storage, now_ms: i64) {
+    let oldest = batch.timestamps.iter().copied().filter(|&t| t != NOW).min();
+    if let Some(t) = oldest
+        && t < now_ms
+    {
+        let behind = Duration::from_millis(now_ms.abs_diff(t)).min(MAX_TIMESTAMP_HOLD);
+        head.hold_cuts_for(behind + Duration::from_secs(5));
+    }
+}
 
 /// `batch.timestamps` value meaning "the collection's start time".
 const NOW: i64 = i64::MIN;
@@ -199,6 +217,9 @@ impl SeriesTable {
                 .collect()
         };
         samples.extend(gone.iter().map(|r| (*r, now_ms, STALE_NAN)));
+        if !batch.timestamps.is_empty() {
+            hold_cuts_for_timestamps(batch, head, now_ms);
+        }
         head.append(&samples)?;
         for id in &batch.forget {
             if let Some(e) = self.series.remove(id) {
@@ -577,6 +598,28 @@ mod tests {
         // accepted.
         let ok = batch(vec![family(0, "m")], vec![series(1, "m", &[("a", "1")])], &[(1, 1.0)]);
         t.apply(&ok, &target(), &head, 2000).unwrap();
+    }
+
+    #[test]
+    fn explicit_timestamps_behind_the_clock_hold_block_cuts_back() {
+        let (_dir, head) = crate::storage::test_storage();
+        let before = head.db().cut_delay();
+        let mut t = SeriesTable::default();
+        let mut b = batch(vec![family(0, "m")], vec![series(1, "m", &[])], &[(1, 1.0)]);
+        b.timestamps = vec![NOW];
+        t.apply(&b, &target(), &head, 1_000_000).unwrap();
+        assert_eq!(head.db().cut_delay(), before, "no explicit timestamp: no hold");
+        b = batch(vec![], vec![], &[(1, 2.0)]);
+        b.timestamps = vec![1_000_000 - 90_000];
+        t.apply(&b, &target(), &head, 1_001_000).unwrap();
+        assert_eq!(head.db().cut_delay(), Duration::from_secs(91 + 5));
+        b.timestamps = vec![1_001_000 - 24 * 3_600_000];
+        t.apply(&b, &target(), &head, 1_002_000).unwrap();
+        assert_eq!(
+            head.db().cut_delay(),
+            MAX_TIMESTAMP_HOLD + Duration::from_secs(5),
+            "capped"
+        );
     }
 
     #[test]

@@ -24,6 +24,13 @@ pub struct Storage {
     pub write_errors: AtomicU64,
 }
 
+/// The least time a finished block range stays in the head before it is cut: room for
+/// samples appended a little after their timestamps (rule evaluations, staleness
+/// markers, the 10 s maintenance tick). Collections hold cuts for their timeout on top
+/// (see [`Storage::hold_cuts_for`]). Prometheus waits half its 2 h range; sonde's range is
+/// 2 min and a shorter wait keeps fewer samples a series in memory (~40 % fewer at 1 s).
+const CUT_DELAY: Duration = Duration::from_secs(15);
+
 impl Storage {
     pub fn open(dir: &Path, cfg: &crate::config::StorageConfig) -> Result<Self, String> {
         let defaults = Options::default();
@@ -31,6 +38,7 @@ impl Storage {
             retention: cfg.retention.map_or(defaults.retention, |d| d.0),
             retention_size: cfg.retention_size.map(|b| b.0),
             out_of_order_window: cfg.out_of_order_window.map_or(Duration::ZERO, |d| d.0),
+            cut_delay: Some(CUT_DELAY),
             ..defaults
         };
         let db = Db::open(dir, opts).map_err(|e| format!("cannot open storage in {}: {e}", dir.display()))?;
@@ -61,6 +69,12 @@ impl Storage {
         self.db
             .get_or_create(pairs)
             .map_err(|e| self.failed("create series", e))
+    }
+
+    /// A writer (a collection) whose samples reach the store up to `late` after their
+    /// timestamps: block cuts wait that long after a range ends, so none are refused.
+    pub fn hold_cuts_for(&self, late: Duration) {
+        self.db.hold_cuts_for(late);
     }
 
     pub fn release(&self, r: SeriesRef) {
