@@ -659,7 +659,7 @@ impl Db {
         let g = self.head.inner.read().unwrap();
         let mut visit = |r: &SeriesRef| {
             if let Some(s) = g.series.get(r).filter(|s| has_samples_in(s, mint, maxt)) {
-                f(&mut s.labels.iter());
+                f(&mut g.symbols.iter(&s.labels));
             }
         };
         if sets.is_empty() {

@@ -5,7 +5,6 @@
 
 use super::{Head, Inner, MemSeries};
 use crate::chunk::bits::{prefetch, prefetch_all};
-use crate::labels::Labels;
 use crate::postings::SeriesRef;
 use std::sync::atomic::Ordering;
 
@@ -40,13 +39,7 @@ impl Head {
     pub fn get_or_create(&self, pairs: &[(&str, &str)]) -> (SeriesRef, bool) {
         let mut g = self.inner.write().unwrap();
         let inner = &mut *g;
-        let labels = Labels::from_pairs(
-            pairs
-                .iter()
-                .map(|(n, v)| (inner.interner.intern(n), inner.interner.intern(v)))
-                .collect(),
-        );
-        if let Some(&r) = inner.by_labels.get(&labels) {
+        if let Some(r) = inner.find_series(pairs) {
             if let Some(s) = inner.series.get_mut(&r) {
                 s.pins += 1;
             }
@@ -54,7 +47,7 @@ impl Head {
         }
         let r = inner.next_ref;
         inner.next_ref += 1;
-        inner.insert_series(r, labels);
+        inner.insert_series(r, pairs);
         inner.series.get_mut(&r).expect("just inserted").pins = 1;
         self.stats.series_created.fetch_add(1, Ordering::Relaxed);
         (r, true)
@@ -67,14 +60,8 @@ impl Head {
         if inner.series.contains_key(&r) {
             return;
         }
-        let labels = Labels::from_pairs(
-            pairs
-                .iter()
-                .map(|(n, v)| (inner.interner.intern(n), inner.interner.intern(v)))
-                .collect(),
-        );
         inner.next_ref = inner.next_ref.max(r + 1);
-        inner.insert_series(r, labels);
+        inner.insert_series(r, pairs);
     }
 
     pub fn release(&self, r: SeriesRef) {
@@ -269,17 +256,47 @@ fn classify(s: &MemSeries, last: Option<(i64, f64)>, t: i64, v: f64, limits: Lim
 }
 
 impl Inner {
-    pub(crate) fn insert_series(&mut self, r: SeriesRef, labels: Labels) {
-        let pairs: Vec<_> = labels.pairs().to_vec();
-        self.postings.add(r, &pairs);
-        self.by_labels.insert(labels.clone(), r);
+    /// The series with these labels, if any.
+    pub(crate) fn find_series(&self, pairs: &[(&str, &str)]) -> Option<SeriesRef> {
+        let ids = self.symbols.find_set(pairs)?;
+        let series = &self.series;
+        self.by_labels
+            .find(self.symbols.hash_ids(&ids), |r| {
+                series.get(r).is_some_and(|s| s.labels.ids() == ids)
+            })
+            .copied()
+    }
+
+    /// Adds a series; a series with the same labels under another ref (a WAL written
+    /// by a bug) is no longer found by its labels.
+    pub(crate) fn insert_series(&mut self, r: SeriesRef, pairs: &[(&str, &str)]) {
+        if let Some(old) = self.find_series(pairs) {
+            self.unindex(old);
+        }
+        let labels = self.symbols.acquire_set(pairs);
+        self.postings.add(r, &self.symbols.pairs(&labels));
+        let hash = self.symbols.hash_ids(labels.ids());
         self.series.insert(r, Box::new(MemSeries::new(labels)));
+        let (series, symbols) = (&self.series, &self.symbols);
+        self.by_labels.insert_unique(hash, r, |r| {
+            series.get(r).map_or(0, |s| symbols.hash_ids(s.labels.ids()))
+        });
+    }
+
+    /// Takes `r` out of the label-set map.
+    fn unindex(&mut self, r: SeriesRef) {
+        let Some(s) = self.series.get(&r) else { return };
+        let hash = self.symbols.hash_ids(s.labels.ids());
+        if let Ok(e) = self.by_labels.find_entry(hash, |x| *x == r) {
+            e.remove();
+        }
     }
 
     pub(crate) fn remove_series(&mut self, r: SeriesRef) {
+        self.unindex(r);
         if let Some(s) = self.series.remove(&r) {
-            self.postings.remove(r, s.labels.pairs());
-            self.by_labels.remove(&s.labels);
+            self.postings.remove(r, &self.symbols.pairs(&s.labels));
+            self.symbols.release_set(&s.labels);
         }
     }
 }

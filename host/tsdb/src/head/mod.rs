@@ -13,7 +13,7 @@ pub use append::{AppendOutcome, Rejected};
 pub use read::{BlockCut, CutSeries, SeriesSamples};
 
 use crate::chunk::{HeadChunk, HeadIter, iter_bytes};
-use crate::labels::{Interner, Labels};
+use crate::labels::{SymLabels, Symbols};
 use crate::postings::{Postings, SeriesRef};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -54,7 +54,7 @@ impl ClosedChunk {
 }
 
 pub(crate) struct MemSeries {
-    pub(crate) labels: Labels,
+    pub(crate) labels: SymLabels,
     /// Full chunks, oldest first.
     pub(crate) chunks: Vec<ClosedChunk>,
     /// The chunk being appended to.
@@ -68,7 +68,7 @@ pub(crate) struct MemSeries {
 }
 
 impl MemSeries {
-    fn new(labels: Labels) -> Self {
+    fn new(labels: SymLabels) -> Self {
         MemSeries {
             labels,
             chunks: Vec::new(),
@@ -92,6 +92,7 @@ impl MemSeries {
         std::mem::size_of::<Self>()
             + self.chunks.iter().map(|c| c.bytes.len()).sum::<usize>()
             + self.chunks.capacity() * std::mem::size_of::<ClosedChunk>()
+            + self.labels.ids().len() * 4
             + self.open.memory_bytes()
             + self.ooo.capacity() * 16
     }
@@ -119,12 +120,13 @@ pub(crate) type RefMap<V> = HashMap<SeriesRef, V, BuildHasherDefault<RefHasher>>
 
 #[derive(Default)]
 pub(crate) struct Inner {
-    pub(crate) by_labels: HashMap<Labels, SeriesRef>,
+    /// Refs by the hash of their label set's ids ([`Symbols::hash_ids`]).
+    pub(crate) by_labels: hashbrown::HashTable<SeriesRef>,
     /// Boxed, so the map itself stays small enough to stay in cache (16 bytes an entry):
     /// a look-up then costs no cache miss and the series can be prefetched by address.
     pub(crate) series: RefMap<Box<MemSeries>>,
     pub(crate) postings: Postings,
-    pub(crate) interner: Interner,
+    pub(crate) symbols: Symbols,
     pub(crate) meta: HashMap<String, Metadata>,
     pub(crate) next_ref: SeriesRef,
     /// Oldest and newest sample time in the head (i64::MAX / i64::MIN when empty).
@@ -202,15 +204,11 @@ impl Head {
         (g.min_t <= g.max_t).then_some((g.min_t, g.max_t))
     }
 
-    /// Heap bytes held by series data (chunks, out-of-order buffers, series structs).
+    /// Heap bytes held by series data (chunks, out-of-order buffers, series structs, label
+    /// ids) and the label strings.
     pub fn memory_bytes(&self) -> usize {
-        self.inner
-            .read()
-            .unwrap()
-            .series
-            .values()
-            .map(|s| s.memory_bytes())
-            .sum()
+        let g = self.inner.read().unwrap();
+        g.series.values().map(|s| s.memory_bytes()).sum::<usize>() + g.symbols.memory_bytes()
     }
 
     pub fn num_chunks(&self) -> usize {
@@ -341,6 +339,12 @@ mod tests {
         h.release(b);
         let removed = h.truncate_before(150_000);
         assert_eq!(removed, vec![b]);
+        {
+            let g = h.inner.read().unwrap();
+            assert!(g.symbols.find("b").is_none(), "its label strings went with it");
+            assert!(g.symbols.find("a").is_some() && g.symbols.find("__name__").is_some());
+            assert_eq!(g.by_labels.len(), 1);
+        }
         let got = &h.select(&name_is("a"), 0, i64::MAX)[0].samples;
         assert_eq!(got.first(), Some(&(150_000, 150.0)));
         assert_eq!(got.len(), 150);

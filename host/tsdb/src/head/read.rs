@@ -109,7 +109,7 @@ impl Head {
             if !samples.is_empty() {
                 out.push(SeriesSamples {
                     series_ref: r,
-                    labels: s.labels.clone(),
+                    labels: g.symbols.labels(&s.labels),
                     samples,
                 });
             }
@@ -124,7 +124,7 @@ impl Head {
             .select(matchers)
             .iter()
             .filter_map(|r| g.series.get(r))
-            .map(|s| s.labels.clone())
+            .map(|s| g.symbols.labels(&s.labels))
             .collect()
     }
 
@@ -161,7 +161,7 @@ impl Head {
                 (samples.len() as u64, first.0, last.0)
             };
             cut.series.push(CutSeries {
-                labels: s.labels.clone(),
+                labels: g.symbols.labels(&s.labels),
                 span: start..cut.bytes.len(),
                 samples,
                 min_t,
@@ -199,9 +199,6 @@ impl Head {
             .unwrap_or(i64::MAX);
         if inner.series.is_empty() {
             inner.max_t = i64::MIN;
-        }
-        if !removed.is_empty() {
-            inner.interner.sweep();
         }
         self.stats
             .series_removed
