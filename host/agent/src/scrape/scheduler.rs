@@ -275,6 +275,8 @@ impl Scraper {
             last_ingest_warning: None,
         };
         let mut ticker = tokio::time::interval_at(first_tick(&target), target.interval);
+        let interval_ms = target.interval.as_millis() as i64;
+        let mut last_t: Option<i64> = None;
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut listeners: Option<Listeners> = None;
         loop {
@@ -345,7 +347,8 @@ impl Scraper {
             }
             let started = SystemTime::now();
             let t0 = Instant::now();
-            let t = now_ms(started);
+            let t = aligned(now_ms(started), last_t, interval_ms);
+            last_t = Some(t);
             // Shutdown cancels a collection in flight (a plugin may wait on a peer for
             // its whole timeout); its instance is dropped with the task.
             let outcome = tokio::select! {
@@ -366,6 +369,20 @@ impl Scraper {
         if target.is_removed() {
             run.retire(host.as_ref());
         }
+    }
+}
+
+/// How far a collection's start may be off its schedule and still be stamped on it, as
+/// Prometheus's `--scrape.timestamp-tolerance` (default 2 ms, timestamps adjusted by
+/// default): regular timestamps cost the head 1 bit a sample instead of a few.
+const TIMESTAMP_TOLERANCE_MS: i64 = 2;
+
+/// The timestamp of a collection started at `t`: the previous one plus the interval when
+/// `t` is within the tolerance of that, else `t`.
+fn aligned(t: i64, last: Option<i64>, interval_ms: i64) -> i64 {
+    match last {
+        Some(last) if (t - (last + interval_ms)).abs() <= TIMESTAMP_TOLERANCE_MS => last + interval_ms,
+        _ => t,
     }
 }
 
@@ -725,5 +742,22 @@ mod tests {
         assert!(target_error(&many).unwrap().ends_with("e15; and 4 more"));
         let long = target_error(&["x".repeat(5000)]).unwrap();
         assert_eq!(long.len(), MAX_TARGET_ERROR_LEN + 3);
+    }
+
+    #[test]
+    fn starts_within_two_ms_of_the_schedule_are_stamped_on_it() {
+        assert_eq!(aligned(1_000_003, None, 1000), 1_000_003, "nothing to align to");
+        assert_eq!(aligned(1_001_002, Some(1_000_000), 1000), 1_001_000);
+        assert_eq!(aligned(1_000_998, Some(1_000_000), 1000), 1_001_000);
+        assert_eq!(
+            aligned(1_001_003, Some(1_000_000), 1000),
+            1_001_003,
+            "3 ms late is kept"
+        );
+        assert_eq!(
+            aligned(1_002_001, Some(1_000_000), 1000),
+            1_002_001,
+            "a missed tick is kept"
+        );
     }
 }
