@@ -15,7 +15,7 @@ use promql_parser::label::Matcher;
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct Block {
@@ -33,13 +33,16 @@ pub struct BlockIndex {
     /// Every label string once, sorted.
     symbols: Vec<Arc<str>>,
     entries: Vec<Entry>,
-    postings: OnceLock<Postings>,
+    /// Postings of the label names queries asked for, built on first use: a block's
+    /// unique labels (an id, a path) are rarely matched on, and their postings would
+    /// cost ~100 bytes a series in every index kept (rule evaluations keep the newest
+    /// blocks' indexes resident).
+    postings: Mutex<HashMap<u32, Arc<ValuePostings>>>,
 }
 
-/// Series positions by label: for each label name (symbol), its values (symbols) with
-/// the positions of the series that have them, ascending.
-#[derive(Default)]
-struct Postings(HashMap<u32, HashMap<u32, Vec<u32>>>);
+/// For one label name: its values (symbols) with the positions of the series that
+/// have them, ascending.
+type ValuePostings = HashMap<u32, Vec<u32>>;
 
 impl BlockIndex {
     pub fn len(&self) -> usize {
@@ -67,16 +70,21 @@ impl BlockIndex {
         self.symbols.binary_search_by(|x| (**x).cmp(s)).ok().map(|i| i as u32)
     }
 
-    fn postings(&self) -> &Postings {
-        self.postings.get_or_init(|| {
-            let mut p = Postings::default();
-            for (i, e) in self.entries.iter().enumerate() {
-                for (n, v) in &e.labels {
-                    p.0.entry(*n).or_default().entry(*v).or_default().push(i as u32);
+    /// The postings of label name `name` (a symbol).
+    fn postings(&self, name: u32) -> Arc<ValuePostings> {
+        let mut all = self.postings.lock().unwrap();
+        all.entry(name)
+            .or_insert_with(|| {
+                let mut p = ValuePostings::new();
+                for (i, e) in self.entries.iter().enumerate() {
+                    if let Some((_, v)) = e.labels.iter().find(|(n, _)| *n == name) {
+                        p.entry(*v).or_default().push(i as u32);
+                    }
                 }
-            }
-            p
-        })
+                p.shrink_to_fit();
+                Arc::new(p)
+            })
+            .clone()
     }
 
     /// Positions of the series matching all `matchers`: narrowed through the postings
@@ -84,8 +92,8 @@ impl BlockIndex {
     fn select_positions(&self, matchers: &[Matcher]) -> Vec<usize> {
         let mut candidates: Option<Vec<u32>> = None;
         for m in matchers.iter().filter(|m| !matcher_matches(m, "")) {
-            let by_value = self.symbol(&m.name).and_then(|n| self.postings().0.get(&n));
-            let mut set: Vec<u32> = match by_value {
+            let by_value = self.symbol(&m.name).map(|n| self.postings(n));
+            let mut set: Vec<u32> = match by_value.as_deref() {
                 None => Vec::new(),
                 Some(values) => match &m.op {
                     promql_parser::label::MatchOp::Equal => self
@@ -217,7 +225,7 @@ impl Block {
         Ok(BlockIndex {
             symbols: symbols.into_iter().map(Arc::from).collect(),
             entries,
-            postings: OnceLock::new(),
+            postings: Mutex::new(HashMap::new()),
         })
     }
 
@@ -412,6 +420,14 @@ mod tests {
         let path = write_block(dir.path(), 0, 100, 1, &input).unwrap();
         let b = Block::open(&path).unwrap();
         let idx = b.cached_index().unwrap();
+        let _ = idx.select_positions(&sel(r#"up{job="api"}"#));
+        let built: Vec<&str> = {
+            let p = idx.postings.lock().unwrap();
+            let mut v: Vec<&str> = p.keys().map(|n| &*idx.symbols[*n as usize]).collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(built, ["__name__", "job"], "postings only of the names matched on");
         for q in [
             r#"up"#,
             r#"{job="api"}"#,
