@@ -134,7 +134,7 @@ impl Symbols {
             return;
         }
         if let Some(s) = self.strings[id as usize].take() {
-            if let Ok(e) = self.index.find_entry(self.hasher.hash_one(&*s), |&i| i == id) {
+            if let Ok(e) = self.index.find_entry(self.hash(&s), |&i| i == id) {
                 e.remove();
             }
             self.free.push(id);

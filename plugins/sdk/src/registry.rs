@@ -484,7 +484,7 @@ impl Collection<'_> {
             .iter()
             .copied()
             .chain(self.batch.series.iter().map(|s| s.id));
-        for id in ids.collect::<Vec<_>>() {
+        for id in ids {
             if self.reg.series[id as usize].is_some() {
                 self.reg.unindex(id);
                 self.reg.series[id as usize] = None;

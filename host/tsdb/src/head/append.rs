@@ -60,6 +60,11 @@ impl Head {
         if inner.series.contains_key(&r) {
             return;
         }
+        // A WAL written by a bug could name one label set twice: the later ref wins the
+        // look-up by labels, as it did when the map was keyed by label set.
+        if let Some(old) = inner.find_series(pairs) {
+            inner.unindex(old);
+        }
         inner.next_ref = inner.next_ref.max(r + 1);
         inner.insert_series(r, pairs);
     }
@@ -267,12 +272,8 @@ impl Inner {
             .copied()
     }
 
-    /// Adds a series; a series with the same labels under another ref (a WAL written
-    /// by a bug) is no longer found by its labels.
+    /// Adds a series; no series may have these labels (callers look first).
     pub(crate) fn insert_series(&mut self, r: SeriesRef, pairs: &[(&str, &str)]) {
-        if let Some(old) = self.find_series(pairs) {
-            self.unindex(old);
-        }
         let labels = self.symbols.acquire_set(pairs);
         self.postings.add(r, &self.symbols.pairs(&labels));
         let hash = self.symbols.hash_ids(labels.ids());
