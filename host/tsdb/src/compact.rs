@@ -3,10 +3,10 @@
 //! time), deduplicating samples that several blocks hold (overlaps from out-of-order
 //! data or a crash between writing a block and checkpointing the WAL).
 
-use crate::block::{Block, BlockError, BlockWriter, Entry};
+use crate::block::{Block, BlockError, BlockIndex, BlockWriter, Entry};
 use crate::chunk::{Page, column_from_pages, encode_columns_beating};
-use crate::labels::Labels;
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,18 +51,46 @@ pub fn plan(blocks: &[Arc<Block>], ranges: &[i64], complete_before: i64) -> Opti
 pub fn merge(blocks_dir: &Path, min_time: i64, max_time: i64, sources: &[Arc<Block>]) -> Result<PathBuf, BlockError> {
     let level = sources.iter().map(|b| b.meta.level).max().unwrap_or(1) + 1;
     let indexes = sources.iter().map(|b| b.index()).collect::<Result<Vec<_>, _>>()?;
-    // Every label set, sorted, with the blocks that hold it (in the sources' time order).
-    let mut series: BTreeMap<Labels, Vec<(usize, usize)>> = BTreeMap::new();
-    for (bi, idx) in indexes.iter().enumerate() {
-        for si in 0..idx.len() {
-            series.entry(idx.labels(si)).or_default().push((bi, si));
+    let (symbols, ranks) = merge_symbols(&indexes);
+    let mut w = BlockWriter::new(blocks_dir, min_time, max_time, level, symbols)?;
+    // A k-way merge of the sources' series (each index is sorted by label set): `keys[b]`
+    // is the label set of source b's next series, in the merged symbol numbers, which
+    // compare like the label sets themselves.
+    let mut next = vec![0usize; indexes.len()];
+    let mut keys: Vec<Vec<u32>> = vec![Vec::new(); indexes.len()];
+    let load = |b: usize, at: usize, key: &mut Vec<u32>| {
+        key.clear();
+        if at < indexes[b].len() {
+            let rank = &ranks[b];
+            key.extend(
+                indexes[b]
+                    .label_ids(at)
+                    .flat_map(|(n, v)| [rank[n as usize], rank[v as usize]]),
+            );
         }
+    };
+    for (b, key) in keys.iter_mut().enumerate() {
+        load(b, 0, key);
     }
-    let mut w = BlockWriter::new(blocks_dir, min_time, max_time, level)?;
+    let mut key = Vec::new();
+    let mut entries: Vec<(usize, Entry)> = Vec::new();
     let mut out = Vec::new();
-    for (labels, holders) in &mut series {
-        holders.sort_by_key(|&(bi, si)| indexes[bi].entry(si).min_t);
-        let entries: Vec<(usize, &Entry)> = holders.iter().map(|&(bi, si)| (bi, indexes[bi].entry(si))).collect();
+    loop {
+        let live = (0..indexes.len()).filter(|&b| next[b] < indexes[b].len());
+        let Some(min) = live.min_by(|&a, &b| keys[a].cmp(&keys[b])) else {
+            break;
+        };
+        key.clone_from(&keys[min]);
+        // The blocks holding this series, in time order.
+        entries.clear();
+        for b in 0..indexes.len() {
+            if next[b] < indexes[b].len() && keys[b] == key {
+                entries.push((b, indexes[b].entry(next[b])));
+                next[b] += 1;
+                load(b, next[b], &mut keys[b]);
+            }
+        }
+        entries.sort_by_key(|(_, e)| e.min_t);
         let disjoint = entries.windows(2).all(|w| w[0].1.max_t < w[1].1.min_t);
         out.clear();
         let (n, lo, hi) = if disjoint {
@@ -70,8 +98,8 @@ pub fn merge(blocks_dir: &Path, min_time: i64, max_time: i64, sources: &[Arc<Blo
             (n, entries[0].1.min_t, entries[entries.len() - 1].1.max_t)
         } else {
             let mut samples: Vec<(i64, f64)> = Vec::new();
-            for &(bi, e) in &entries {
-                samples.extend(sources[bi].column_samples(e)?);
+            for (b, e) in &entries {
+                samples.extend(sources[*b].column_samples(e)?);
             }
             samples.sort_by_key(|(t, _)| *t);
             samples.dedup_by_key(|(t, _)| *t);
@@ -80,15 +108,38 @@ pub fn merge(blocks_dir: &Path, min_time: i64, max_time: i64, sources: &[Arc<Blo
             out = encode_columns_beating(&ts, &vs, estimate);
             (ts.len() as u64, ts[0], ts[ts.len() - 1])
         };
-        w.add_column(labels, &out, n, lo, hi)?;
+        w.add_column_ids(&key, &out, n, lo, hi)?;
     }
     w.finish()
+}
+
+/// The union of the sources' symbol tables, sorted, and each source's symbol numbers
+/// in it (`ranks[source][symbol]`).
+fn merge_symbols(indexes: &[BlockIndex]) -> (Vec<&str>, Vec<Vec<u32>>) {
+    let mut ranks: Vec<Vec<u32>> = indexes.iter().map(|i| Vec::with_capacity(i.symbol_count())).collect();
+    let mut heap = BinaryHeap::new();
+    for (b, idx) in indexes.iter().enumerate() {
+        if idx.symbol_count() > 0 {
+            heap.push(Reverse((idx.symbol(0), b, 0u32)));
+        }
+    }
+    let mut merged: Vec<&str> = Vec::new();
+    while let Some(Reverse((s, b, i))) = heap.pop() {
+        if merged.last() != Some(&s) {
+            merged.push(s);
+        }
+        ranks[b].push((merged.len() - 1) as u32);
+        if ((i + 1) as usize) < indexes[b].symbol_count() {
+            heap.push(Reverse((indexes[b].symbol(i + 1), b, i + 1)));
+        }
+    }
+    (merged, ranks)
 }
 
 /// Writes into `out` one series' column from its time-ordered, disjoint source columns:
 /// runs of level-1 columns become one re-encoded page, others are copied. Returns the
 /// sample count.
-fn paged(out: &mut Vec<u8>, sources: &[Arc<Block>], entries: &[(usize, &Entry)]) -> Result<u64, BlockError> {
+fn paged(out: &mut Vec<u8>, sources: &[Arc<Block>], entries: &[(usize, Entry)]) -> Result<u64, BlockError> {
     let mut owned: Vec<(Vec<u8>, u64, i64, i64)> = Vec::new();
     let mut run: Vec<(i64, f64)> = Vec::new();
     let mut run_bytes = 0usize;
@@ -100,7 +151,7 @@ fn paged(out: &mut Vec<u8>, sources: &[Arc<Block>], entries: &[(usize, &Entry)])
         owned.push((encode_columns_beating(&ts, &vs, *run_bytes), ts.len() as u64, lo, hi));
         *run_bytes = 0;
     };
-    for &(bi, e) in entries {
+    for &(bi, ref e) in entries {
         if sources[bi].meta.level <= 1 {
             run.extend(sources[bi].column_samples(e)?);
             run_bytes += e.length as usize;
@@ -125,7 +176,7 @@ fn paged(out: &mut Vec<u8>, sources: &[Arc<Block>], entries: &[(usize, &Entry)])
     })
 }
 
-fn blocks_of(sources: &[Arc<Block>], entries: &[(usize, &Entry)]) -> String {
+fn blocks_of(sources: &[Arc<Block>], entries: &[(usize, Entry)]) -> String {
     let dirs: Vec<String> = entries
         .iter()
         .map(|(bi, _)| sources[*bi].dir.display().to_string())

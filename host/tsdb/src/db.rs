@@ -153,6 +153,9 @@ pub struct Db {
 
 const BLOCKS_DIR: &str = "blocks";
 
+/// Series whose columns a block cut copies per hold of the head's read lock.
+const CUT_BATCH: usize = 4096;
+
 /// How long a block's decoded index is kept after the last query that used it.
 const INDEX_IDLE: Duration = Duration::from_secs(5 * 60);
 
@@ -232,12 +235,6 @@ fn insert_str(set: &mut std::collections::BTreeSet<String>, s: &str) {
 
 /// Whether a head series has a sample in `[mint, maxt]`, judged from its chunks' time
 /// ranges without decoding them.
-fn has_samples_in(s: &crate::head::MemSeries, mint: i64, maxt: i64) -> bool {
-    s.chunks.iter().any(|c| c.min_t <= maxt && c.max_t >= mint)
-        || (s.open.first_time().is_some_and(|f| f <= maxt) && s.open.last_time().is_some_and(|l| l >= mint))
-        || s.ooo.iter().any(|(t, _)| *t >= mint && *t <= maxt)
-}
-
 impl Db {
     pub fn open(dir: &Path, opts: Options) -> Result<Db, DbError> {
         let started = std::time::Instant::now();
@@ -464,13 +461,27 @@ impl Db {
 
     /// Writes the head's samples in `[start, end)` as a level-1 block; None if it has none.
     fn write_head_range(&self, start: i64, end: i64) -> Result<Option<PathBuf>, DbError> {
-        let cut = self.head.cut_range(start, end);
-        if cut.series.is_empty() {
+        let plan = self.head.plan_cut(start, end);
+        if plan.is_empty() {
             return Ok(None);
         }
-        let mut w = crate::block::BlockWriter::new(&self.dir.join(BLOCKS_DIR), start, end, 1)?;
-        for s in &cut.series {
-            w.add_column(&s.labels, &cut.bytes[s.span.clone()], s.samples, s.min_t, s.max_t)?;
+        let symbols = plan.symbols.iter().map(|s| &**s);
+        let mut w = crate::block::BlockWriter::new(&self.dir.join(BLOCKS_DIR), start, end, 1, symbols)?;
+        let mut batch = crate::head::CutBatch::default();
+        let mut series = plan.series();
+        while series.len() > 0 {
+            let part: Vec<(SeriesRef, &[u32])> = series.by_ref().take(CUT_BATCH).collect();
+            self.head
+                .cut_columns(part.iter().map(|(r, _)| *r), start, end, &mut batch);
+            for ((_, ids), col) in part.iter().zip(&batch.columns) {
+                if let Some(c) = col {
+                    w.add_column_ids(ids, &batch.bytes[c.span.clone()], c.samples, c.min_t, c.max_t)?;
+                }
+            }
+        }
+        if w.series() == 0 {
+            w.abandon();
+            return Ok(None);
         }
         Ok(Some(w.finish()?))
     }
@@ -658,7 +669,7 @@ impl Db {
         self.for_each_block_series(sets, mint, maxt, f);
         let g = self.head.inner.read().unwrap();
         let mut visit = |r: &SeriesRef| {
-            if let Some(s) = g.series.get(r).filter(|s| has_samples_in(s, mint, maxt)) {
+            if let Some(s) = g.series.get(r).filter(|s| s.overlaps(mint, maxt)) {
                 f(&mut g.symbols.iter(&s.labels));
             }
         };
@@ -974,7 +985,7 @@ mod tests {
         let top = blocks.iter().find(|b| b.meta.level == 3).expect("a 10 min block");
         assert_eq!((top.meta.min_time, top.meta.max_time), (0, 600_000));
         let idx = top.index().unwrap();
-        let col = top.column_bytes(idx.entry(0)).unwrap();
+        let col = top.column_bytes(&idx.entry(0)).unwrap();
         assert_eq!(col[0], 0x04, "the 2 min columns were copied as pages");
         let a = vec![Matcher::new(promql_parser::label::MatchOp::Equal, "__name__", "a")];
         let pick = |db: &Db, lo: i64, hi: i64| -> Vec<(i64, u64)> {
@@ -1137,5 +1148,66 @@ mod tests {
         drop(db);
         let db = Db::open(dir.path(), block_opts()).unwrap();
         assert_eq!(dump(&db), before);
+    }
+
+    #[test]
+    fn a_cut_of_more_series_than_a_batch_and_its_compaction_keep_every_series_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), block_opts()).unwrap();
+        let n = CUT_BATCH + 300;
+        // Created in an order unlike label order; values shared between names.
+        let refs: Vec<SeriesRef> = (0..n)
+            .map(|i| {
+                let id = format!("{}", (i * 7919) % n);
+                let name = ["m_b", "m_a"][i % 2];
+                db.get_or_create(&[("__name__", name), ("id", &id), ("k", "v")])
+                    .unwrap()
+            })
+            .collect();
+        // Series 0 has no sample in the first range: the cut passes it by.
+        for t in [1_000i64, 4_000, 12_000, 15_000] {
+            let batch: Vec<_> = refs
+                .iter()
+                .enumerate()
+                .skip((t < 10_000) as usize)
+                .map(|(i, r)| (*r, t, i as f64))
+                .collect();
+            db.append(&batch).unwrap();
+        }
+        let before = dump(&db);
+        let range = db.block_range_ms();
+        let first = Block::open(&db.write_head_range(0, range).unwrap().unwrap()).unwrap();
+        let second = Block::open(&db.write_head_range(range, 2 * range).unwrap().unwrap()).unwrap();
+        assert_eq!((first.meta.series, second.meta.series), (n as u64 - 1, n as u64));
+        let idx = second.index().unwrap();
+        let labels: Vec<Labels> = (0..idx.len()).map(|i| idx.labels(i)).collect();
+        assert!(labels.windows(2).all(|w| w[0] < w[1]), "label-set order");
+        let merged = crate::compact::merge(
+            &dir.path().join(BLOCKS_DIR),
+            0,
+            2 * range,
+            &[Arc::new(first), Arc::new(second)],
+        )
+        .unwrap();
+        let merged = Block::open(&merged).unwrap();
+        assert_eq!((merged.meta.series, merged.meta.samples), (n as u64, 4 * n as u64 - 2));
+        let idx = merged.index().unwrap();
+        let labels: Vec<Labels> = (0..idx.len()).map(|i| idx.labels(i)).collect();
+        assert!(
+            labels.windows(2).all(|w| w[0] < w[1]),
+            "label-set order after the merge"
+        );
+        let got: Vec<(String, Vec<(i64, u64)>)> = (0..idx.len())
+            .map(|i| {
+                let samples = merged.column_samples(&idx.entry(i)).unwrap();
+                (
+                    format!("{:?}", idx.labels(i)),
+                    samples.iter().map(|(t, v)| (*t, v.to_bits())).collect(),
+                )
+            })
+            .collect();
+        let mut sorted = got.clone();
+        sorted.sort();
+        assert_eq!(sorted, before, "the merged block holds what the head held");
     }
 }

@@ -141,6 +141,11 @@ impl Symbols {
         }
     }
 
+    /// Ids handed out so far (in use or free): every id is below this.
+    pub(crate) fn slots(&self) -> usize {
+        self.strings.len()
+    }
+
     pub(crate) fn get(&self, id: u32) -> &Arc<str> {
         self.strings[id as usize].as_ref().expect("a symbol in use")
     }

@@ -174,7 +174,8 @@ fn collect_window(file: &Path, start: i64, end: i64) -> Result<Vec<(Labels, Vec<
 
 fn write_window(db: &Db, start: i64, end: i64, series: Vec<(Labels, Vec<HeadChunk>)>) -> Result<(), String> {
     let blocks_dir = db.dir().join("blocks");
-    let mut w = BlockWriter::new(&blocks_dir, start, end, 3).map_err(|e| e.to_string())?;
+    let mut w = BlockWriter::for_label_sets(&blocks_dir, start, end, 3, series.iter().map(|(l, _)| l))
+        .map_err(|e| e.to_string())?;
     let mut samples = Vec::new();
     for (labels, chunks) in series {
         samples.clear();

@@ -8,7 +8,7 @@ mod index;
 mod reader;
 mod writer;
 
-pub use index::Entry;
+pub use index::{Entry, LabelIds};
 pub use reader::{Block, BlockIndex};
 pub use writer::BlockWriter;
 
@@ -38,6 +38,9 @@ pub enum BlockError {
     Io { dir: String, source: std::io::Error },
     #[error("block {dir}: {what}")]
     Corrupt { dir: String, what: String },
+    /// A writer was handed what a block cannot hold (a bug in the caller).
+    #[error("block {dir}: {what}")]
+    Invalid { dir: String, what: String },
 }
 
 /// A block's directory name: sortable by time, unique per write.

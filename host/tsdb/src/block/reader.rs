@@ -5,7 +5,7 @@
 //! would cost more memory per series than the head; decoding a 20k-series index per
 //! query cost ~5 ms.
 
-use super::index::{self, Entry};
+use super::index::{Entry, Index, LabelIds};
 use super::{BlockError, CHUNKS_FILE, INDEX_FILE, META_FILE, Meta};
 use crate::chunk::decode_columns_in;
 use crate::head::SeriesSamples;
@@ -30,9 +30,7 @@ pub struct Block {
 
 /// A block's index, decoded.
 pub struct BlockIndex {
-    /// Every label string once, sorted.
-    symbols: Vec<Arc<str>>,
-    entries: Vec<Entry>,
+    index: Index,
     /// Postings of the label names queries asked for, built on first use: a block's
     /// unique labels (an id, a path) are rarely matched on, and their postings would
     /// cost ~100 bytes a series in every index kept (rule evaluations keep the newest
@@ -44,30 +42,34 @@ pub struct BlockIndex {
 /// have them, ascending.
 type ValuePostings = HashMap<u32, Vec<u32>>;
 
+/// A matcher with its label name looked up in a block's symbols (None: no series has
+/// the name, so its value is "" everywhere).
+type Resolved<'m> = (&'m Matcher, Option<u32>);
+
 impl BlockIndex {
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.index.len() == 0
     }
 
-    /// The value of label `name` of series `i` ("" when absent, as in Prometheus).
-    fn value(&self, i: usize, name: &str) -> &str {
-        self.entries[i]
-            .labels
+    /// The value of the label named by symbol `name` of series `i` ("" when absent, as
+    /// in Prometheus).
+    fn value(&self, i: usize, name: Option<u32>) -> &str {
+        name.and_then(|name| self.index.label_ids(i).find(|(n, _)| *n == name))
+            .map_or("", |(_, v)| self.index.symbol(v))
+    }
+
+    fn resolve<'m>(&self, matchers: &'m [Matcher]) -> Vec<Resolved<'m>> {
+        matchers.iter().map(|m| (m, self.index.find_symbol(&m.name))).collect()
+    }
+
+    fn matches(&self, i: usize, matchers: &[Resolved<'_>]) -> bool {
+        matchers
             .iter()
-            .find(|(n, _)| &*self.symbols[*n as usize] == name)
-            .map_or("", |(_, v)| &self.symbols[*v as usize])
-    }
-
-    fn matches(&self, i: usize, matchers: &[Matcher]) -> bool {
-        matchers.iter().all(|m| matcher_matches(m, self.value(i, &m.name)))
-    }
-
-    fn symbol(&self, s: &str) -> Option<u32> {
-        self.symbols.binary_search_by(|x| (**x).cmp(s)).ok().map(|i| i as u32)
+            .all(|(m, name)| matcher_matches(m, self.value(i, *name)))
     }
 
     /// The postings of label name `name` (a symbol).
@@ -76,9 +78,9 @@ impl BlockIndex {
         all.entry(name)
             .or_insert_with(|| {
                 let mut p = ValuePostings::new();
-                for (i, e) in self.entries.iter().enumerate() {
-                    if let Some((_, v)) = e.labels.iter().find(|(n, _)| *n == name) {
-                        p.entry(*v).or_default().push(i as u32);
+                for i in 0..self.index.len() {
+                    if let Some((_, v)) = self.index.label_ids(i).find(|(n, _)| *n == name) {
+                        p.entry(v).or_default().push(i as u32);
                     }
                 }
                 p.shrink_to_fit();
@@ -90,21 +92,23 @@ impl BlockIndex {
     /// Positions of the series matching all `matchers`: narrowed through the postings
     /// by every matcher that cannot match an empty value, then checked in full.
     fn select_positions(&self, matchers: &[Matcher]) -> Vec<usize> {
+        let resolved = self.resolve(matchers);
         let mut candidates: Option<Vec<u32>> = None;
-        for m in matchers.iter().filter(|m| !matcher_matches(m, "")) {
-            let by_value = self.symbol(&m.name).map(|n| self.postings(n));
+        for (m, name) in resolved.iter().filter(|(m, _)| !matcher_matches(m, "")) {
+            let by_value = name.map(|n| self.postings(n));
             let mut set: Vec<u32> = match by_value.as_deref() {
                 None => Vec::new(),
                 Some(values) => match &m.op {
                     promql_parser::label::MatchOp::Equal => self
-                        .symbol(&m.value)
+                        .index
+                        .find_symbol(&m.value)
                         .and_then(|v| values.get(&v))
                         .cloned()
                         .unwrap_or_default(),
                     _ => {
                         let mut u: Vec<u32> = values
                             .iter()
-                            .filter(|(v, _)| matcher_matches(m, &self.symbols[**v as usize]))
+                            .filter(|(v, _)| matcher_matches(m, self.index.symbol(**v)))
                             .flat_map(|(_, refs)| refs.iter().copied())
                             .collect();
                         u.sort_unstable();
@@ -125,9 +129,9 @@ impl BlockIndex {
             Some(c) => c
                 .into_iter()
                 .map(|i| i as usize)
-                .filter(|&i| self.matches(i, matchers))
+                .filter(|&i| self.matches(i, &resolved))
                 .collect(),
-            None => (0..self.entries.len()).filter(|&i| self.matches(i, matchers)).collect(),
+            None => (0..self.index.len()).filter(|&i| self.matches(i, &resolved)).collect(),
         }
     }
 
@@ -136,11 +140,11 @@ impl BlockIndex {
     /// label-value lookups of the API.
     pub fn matching(&self, sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<usize> {
         let in_range = |i: &usize| {
-            let e = &self.entries[*i];
+            let e = self.index.entry(*i);
             e.max_t >= mint && e.min_t <= maxt
         };
         if sets.is_empty() {
-            return (0..self.entries.len()).filter(in_range).collect();
+            return (0..self.index.len()).filter(in_range).collect();
         }
         let mut out: Vec<usize> = sets
             .iter()
@@ -155,26 +159,38 @@ impl BlockIndex {
     }
 
     /// Where series `i`'s column lies and what it holds.
-    pub fn entry(&self, i: usize) -> &Entry {
-        &self.entries[i]
+    pub fn entry(&self, i: usize) -> Entry {
+        self.index.entry(i)
     }
 
     /// The label pairs of series `i`, sorted by name.
     pub fn label_pairs(&self, i: usize) -> impl Iterator<Item = (&str, &str)> {
-        self.entries[i]
-            .labels
-            .iter()
-            .map(|(n, v)| (&*self.symbols[*n as usize], &*self.symbols[*v as usize]))
+        self.index
+            .label_ids(i)
+            .map(|(n, v)| (self.index.symbol(n), self.index.symbol(v)))
     }
 
     pub fn labels(&self, i: usize) -> Labels {
-        let e = &self.entries[i];
-        Labels::from_pairs(
-            e.labels
-                .iter()
-                .map(|(n, v)| (self.symbols[*n as usize].clone(), self.symbols[*v as usize].clone()))
-                .collect(),
-        )
+        Labels::from_pairs(self.label_pairs(i).map(|(n, v)| (Arc::from(n), Arc::from(v))).collect())
+    }
+
+    /// Series `i`'s label pairs as symbol numbers (see [`BlockIndex::symbol`]).
+    pub fn label_ids(&self, i: usize) -> LabelIds<'_> {
+        self.index.label_ids(i)
+    }
+
+    pub fn symbol_count(&self) -> usize {
+        self.index.symbol_count()
+    }
+
+    /// Symbol `i`; symbols are numbered in string order.
+    pub fn symbol(&self, i: u32) -> &str {
+        self.index.symbol(i)
+    }
+
+    /// Heap bytes held (postings not counted).
+    pub fn memory_bytes(&self) -> usize {
+        self.index.memory_bytes()
     }
 }
 
@@ -203,11 +219,10 @@ impl Block {
             cached: Mutex::new(None),
         };
         let idx = block.index()?;
-        if idx
-            .entries
-            .iter()
-            .any(|e| e.offset.saturating_add(e.length) > chunks_len)
-        {
+        if (0..idx.len()).any(|i| {
+            let e = idx.entry(i);
+            e.offset.saturating_add(e.length) > chunks_len
+        }) {
             return Err(corrupt("index points past the end of the chunks file".into()));
         }
         Ok(block)
@@ -220,11 +235,9 @@ impl Block {
             dir: name.clone(),
             source,
         })?;
-        let (symbols, entries) =
-            index::decode(&bytes, self.meta.min_time).map_err(|what| BlockError::Corrupt { dir: name, what })?;
+        let index = Index::decode(bytes, self.meta.min_time).map_err(|what| BlockError::Corrupt { dir: name, what })?;
         Ok(BlockIndex {
-            symbols: symbols.into_iter().map(Arc::from).collect(),
-            entries,
+            index,
             postings: Mutex::new(HashMap::new()),
         })
     }
@@ -267,11 +280,11 @@ impl Block {
         };
         let mut out = Vec::new();
         for i in idx.select_positions(matchers) {
-            let e = &idx.entries[i];
+            let e = idx.entry(i);
             if e.max_t < mint || e.min_t > maxt {
                 continue;
             }
-            match self.read_column(e, mint, maxt) {
+            match self.read_column(&e, mint, maxt) {
                 Ok(samples) => {
                     let samples: Vec<(i64, f64)> =
                         samples.into_iter().filter(|(t, _)| *t >= mint && *t <= maxt).collect();
@@ -339,7 +352,8 @@ mod tests {
         level: u32,
         series: &[crate::head::SeriesSamples],
     ) -> Result<PathBuf, BlockError> {
-        let mut w = BlockWriter::new(blocks_dir, min_time, max_time, level)?;
+        let mut w =
+            BlockWriter::for_label_sets(blocks_dir, min_time, max_time, level, series.iter().map(|s| &s.labels))?;
         for s in series {
             w.add(&s.labels, &s.samples)?;
         }
@@ -423,7 +437,7 @@ mod tests {
         let _ = idx.select_positions(&sel(r#"up{job="api"}"#));
         let built: Vec<&str> = {
             let p = idx.postings.lock().unwrap();
-            let mut v: Vec<&str> = p.keys().map(|n| &*idx.symbols[*n as usize]).collect();
+            let mut v: Vec<&str> = p.keys().map(|n| idx.symbol(*n)).collect();
             v.sort_unstable();
             v
         };
@@ -443,7 +457,8 @@ mod tests {
             r#"{job="api", job="db"}"#,
         ] {
             let m = sel(q);
-            let scan: Vec<usize> = (0..idx.len()).filter(|&i| idx.matches(i, &m)).collect();
+            let resolved = idx.resolve(&m);
+            let scan: Vec<usize> = (0..idx.len()).filter(|&i| idx.matches(i, &resolved)).collect();
             assert_eq!(idx.select_positions(&m), scan, "{q}");
         }
         assert!(b.evict_idle_index(Duration::from_secs(3600)), "recently used: kept");

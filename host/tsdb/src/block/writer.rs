@@ -6,12 +6,13 @@ use super::index::{self, Entry};
 use super::{BlockError, CHUNKS_FILE, INDEX_FILE, META_FILE, Meta, dir_name};
 use crate::chunk::{encode_columns, encode_stream_column};
 use crate::labels::Labels;
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Streams series into a new block, one at a time and in label order, so compaction
-/// never holds more than one series' samples.
+/// Streams series into a new block, one at a time and in label order: columns go to the
+/// file as they come and the index is built as it goes (~30 bytes a series), so neither
+/// a head cut nor a compaction holds more than one series' samples.
 pub struct BlockWriter {
     blocks_dir: PathBuf,
     tmp: PathBuf,
@@ -20,14 +21,22 @@ pub struct BlockWriter {
     level: u32,
     chunks: std::io::BufWriter<std::fs::File>,
     offset: u64,
-    entries: Vec<(Labels, u64, u64, i64, i64, u64)>,
+    index: index::Builder,
     samples: u64,
     ts: Vec<i64>,
     vs: Vec<f64>,
+    ids: Vec<u32>,
 }
 
 impl BlockWriter {
-    pub fn new(blocks_dir: &Path, min_time: i64, max_time: i64, level: u32) -> Result<Self, BlockError> {
+    /// A writer for series whose label strings are all in `symbols` (sorted, unique).
+    pub fn new<'a>(
+        blocks_dir: &Path,
+        min_time: i64,
+        max_time: i64,
+        level: u32,
+        symbols: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, BlockError> {
         let nonce = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -40,6 +49,10 @@ impl BlockWriter {
             level,
         };
         let tmp = blocks_dir.join(format!("{}.tmp", dir_name(&probe, nonce)));
+        let index = index::Builder::new(symbols, min_time).map_err(|what| BlockError::Invalid {
+            dir: tmp.display().to_string(),
+            what,
+        })?;
         let io = |source| BlockError::Io {
             dir: tmp.display().to_string(),
             source,
@@ -54,11 +67,34 @@ impl BlockWriter {
             level,
             chunks,
             offset: 0,
-            entries: Vec::new(),
+            index,
             samples: 0,
             ts: Vec::new(),
             vs: Vec::new(),
+            ids: Vec::new(),
         })
+    }
+
+    /// A writer for the label sets `sets` (the symbol table is collected from them).
+    pub fn for_label_sets<'a>(
+        blocks_dir: &Path,
+        min_time: i64,
+        max_time: i64,
+        level: u32,
+        sets: impl IntoIterator<Item = &'a Labels>,
+    ) -> Result<Self, BlockError> {
+        let symbols: BTreeSet<&str> = sets
+            .into_iter()
+            .flat_map(|l| l.iter().flat_map(|(n, v)| [n, v]))
+            .collect();
+        Self::new(blocks_dir, min_time, max_time, level, symbols)
+    }
+
+    fn invalid(&self, what: String) -> BlockError {
+        BlockError::Invalid {
+            dir: self.tmp.display().to_string(),
+            what,
+        }
     }
 
     /// Adds one series; calls must come in ascending label order. Level-1 blocks (cut from
@@ -92,16 +128,59 @@ impl BlockWriter {
         min_t: i64,
         max_t: i64,
     ) -> Result<(), BlockError> {
-        debug_assert!(self.entries.last().is_none_or(|e| e.0 < *labels), "series out of order");
+        let mut ids = std::mem::take(&mut self.ids);
+        ids.clear();
+        for (n, v) in labels.iter() {
+            for s in [n, v] {
+                match self.index.symbol(s) {
+                    Some(id) => ids.push(id),
+                    None => return Err(self.invalid(format!("label string {s:?} is not in the symbol table"))),
+                }
+            }
+        }
+        let r = self.add_column_ids(&ids, col, samples, min_t, max_t);
+        self.ids = ids;
+        r
+    }
+
+    /// [`BlockWriter::add_column`] with the label set as `(name, value)` symbol numbers
+    /// (positions in the writer's symbol table), flattened, sorted by name.
+    pub fn add_column_ids(
+        &mut self,
+        ids: &[u32],
+        col: &[u8],
+        samples: u64,
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<(), BlockError> {
+        let entry = Entry {
+            offset: self.offset,
+            length: col.len() as u64,
+            min_t,
+            max_t,
+            samples,
+        };
+        self.index.add(ids, &entry).map_err(|what| self.invalid(what))?;
         self.chunks.write_all(col).map_err(|source| BlockError::Io {
             dir: self.tmp.display().to_string(),
             source,
         })?;
-        self.entries
-            .push((labels.clone(), self.offset, col.len() as u64, min_t, max_t, samples));
         self.offset += col.len() as u64;
         self.samples += samples;
         Ok(())
+    }
+
+    /// Series added so far.
+    pub fn series(&self) -> u64 {
+        self.index.series()
+    }
+
+    /// Drops the block being written (its temporary directory).
+    pub fn abandon(self) {
+        drop(self.chunks);
+        if let Err(e) = std::fs::remove_dir_all(&self.tmp) {
+            tracing::warn!(dir = %self.tmp.display(), "cannot remove an abandoned block: {e}");
+        }
     }
 
     /// Writes the index and meta, fsyncs, and renames the block into place.
@@ -113,40 +192,18 @@ impl BlockWriter {
         };
         let chunks = self.chunks.into_inner().map_err(|e| io(e.into_error()))?;
         chunks.sync_all().map_err(&io)?;
-        // Symbols: every label string, sorted, numbered.
-        let mut symbols: BTreeMap<&str, u32> = BTreeMap::new();
-        for (labels, ..) in &self.entries {
-            for (n, v) in labels.iter() {
-                symbols.insert(n, 0);
-                symbols.insert(v, 0);
-            }
-        }
-        for (i, id) in symbols.values_mut().enumerate() {
-            *id = i as u32;
-        }
-        let entries: Vec<Entry> = self
-            .entries
-            .iter()
-            .map(|(labels, offset, length, min_t, max_t, samples)| Entry {
-                labels: labels.iter().map(|(n, v)| (symbols[n], symbols[v])).collect(),
-                offset: *offset,
-                length: *length,
-                min_t: *min_t,
-                max_t: *max_t,
-                samples: *samples,
-            })
-            .collect();
-        let sym_list: Vec<&str> = symbols.keys().copied().collect();
-        write_synced(
-            &self.tmp.join(INDEX_FILE),
-            &index::encode(&sym_list, &entries, self.min_time),
-        )
-        .map_err(&io)?;
+        let mut index_file = std::io::BufWriter::new(std::fs::File::create(self.tmp.join(INDEX_FILE)).map_err(&io)?);
+        self.index.write_to(&mut index_file).map_err(&io)?;
+        index_file
+            .into_inner()
+            .map_err(|e| io(e.into_error()))?
+            .sync_all()
+            .map_err(&io)?;
         let meta = Meta {
             version: 1,
             min_time: self.min_time,
             max_time: self.max_time,
-            series: entries.len() as u64,
+            series: self.index.series(),
             samples: self.samples,
             level: self.level,
         };

@@ -10,7 +10,7 @@ mod append;
 mod read;
 
 pub use append::{AppendOutcome, Rejected};
-pub use read::{BlockCut, CutSeries, SeriesSamples};
+pub use read::{CutBatch, CutColumn, CutPlan, SeriesSamples};
 
 use crate::chunk::{HeadChunk, HeadIter, iter_bytes};
 use crate::labels::{SymLabels, Symbols};
@@ -357,15 +357,31 @@ mod tests {
         assert!(created && b2 != b, "a removed series gets a new ref");
     }
 
-    /// The samples of each series in a cut, decoded from its columns, by metric name.
-    fn decode_cut(cut: &BlockCut) -> Vec<(String, Vec<(i64, f64)>)> {
-        cut.series
-            .iter()
-            .map(|s| {
-                let (ts, vs) = crate::chunk::decode_columns(&cut.bytes[s.span.clone()]).unwrap();
-                assert_eq!(s.samples as usize, ts.len());
-                assert_eq!((s.min_t, s.max_t), (ts[0], ts[ts.len() - 1]));
-                (s.labels.metric_name().to_string(), ts.into_iter().zip(vs).collect())
+    /// A series of a cut: metric name, the column's first byte, its samples decoded.
+    type CutOut = (String, u8, Vec<(i64, f64)>);
+
+    /// The series of a cut of `[lo, hi)`, in plan order.
+    fn decode_cut(h: &Head, lo: i64, hi: i64) -> Vec<CutOut> {
+        let plan = h.plan_cut(lo, hi);
+        let mut batch = CutBatch::default();
+        h.cut_columns(plan.series().map(|(r, _)| r), lo, hi, &mut batch);
+        plan.series()
+            .zip(&batch.columns)
+            .filter_map(|((_, ids), col)| {
+                let c = col.as_ref()?;
+                let col = &batch.bytes[c.span.clone()];
+                let (ts, vs) = crate::chunk::decode_columns(col).unwrap();
+                assert_eq!(c.samples as usize, ts.len());
+                assert_eq!((c.min_t, c.max_t), (ts[0], ts[ts.len() - 1]));
+                let name = ids
+                    .chunks(2)
+                    .find(|p| &*plan.symbols[p[0] as usize] == "__name__")
+                    .unwrap()[1];
+                Some((
+                    plan.symbols[name as usize].to_string(),
+                    col[0],
+                    ts.into_iter().zip(vs).collect(),
+                ))
             })
             .collect()
     }
@@ -392,19 +408,19 @@ mod tests {
                 );
             }
         }
-        let cut = h.cut_range(TEST_RANGE, 2 * TEST_RANGE);
         let want: Vec<_> = samples
             .iter()
             .map(|s| (s.1, s.2))
             .filter(|s| (TEST_RANGE..2 * TEST_RANGE).contains(&s.0))
             .collect();
-        assert_eq!(decode_cut(&cut), vec![("a".to_string(), want)]);
+        let cut = decode_cut(&h, TEST_RANGE, 2 * TEST_RANGE);
         assert_eq!(
-            cut.bytes[cut.series[0].span.start], 0x03,
+            cut,
+            vec![("a".to_string(), 0x03, want)],
             "several chunks copied as a list"
         );
-        let first = decode_cut(&h.cut_range(0, TEST_RANGE));
-        assert_eq!(first[1], ("b".to_string(), vec![(5_000, 1.5)]));
+        let first = decode_cut(&h, 0, TEST_RANGE);
+        assert_eq!((&first[1].0, &first[1].2), (&"b".to_string(), &vec![(5_000, 1.5)]));
     }
 
     #[test]
@@ -418,7 +434,7 @@ mod tests {
         want.sort_by_key(|s| s.0);
         // The out-of-order sample is in the range; so is a cut through the middle of chunks.
         for (lo, hi) in [(TEST_RANGE, 2 * TEST_RANGE), (50_000, 170_000)] {
-            let got = decode_cut(&h.cut_range(lo, hi));
+            let got: Vec<_> = decode_cut(&h, lo, hi).into_iter().map(|(n, _, s)| (n, s)).collect();
             let expect: Vec<_> = want.iter().copied().filter(|s| (lo..hi).contains(&s.0)).collect();
             assert_eq!(got, vec![("m".to_string(), expect)]);
         }

@@ -18,17 +18,41 @@ pub struct SeriesSamples {
     pub samples: Vec<(i64, f64)>,
 }
 
-/// A time range of the head, encoded for a block: every series' column back to back in
-/// `bytes`.
+/// What cutting `[mint, maxt)` into a block needs from the head first: the series with
+/// samples there, sorted by label set, and their label strings. ~40 bytes a series:
+/// a cut holds neither label sets nor columns of all series at once.
 #[derive(Default)]
-pub struct BlockCut {
-    pub series: Vec<CutSeries>,
-    pub bytes: Vec<u8>,
+pub struct CutPlan {
+    /// Every label string of those series, sorted (the block's symbol table).
+    pub symbols: Vec<Arc<str>>,
+    /// The series: ref, and where its label set lies in `ids`.
+    series: Vec<(SeriesRef, u32, u32)>,
+    /// The label sets as `(name, value)` positions in `symbols`, flattened.
+    ids: Vec<u32>,
 }
 
-/// One series of a [`BlockCut`]: its column is `bytes[span]`.
-pub struct CutSeries {
-    pub labels: Labels,
+impl CutPlan {
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// The series in label-set order, with their label sets as positions in `symbols`.
+    pub fn series(&self) -> impl ExactSizeIterator<Item = (SeriesRef, &[u32])> + Clone {
+        self.series
+            .iter()
+            .map(|&(r, at, len)| (r, &self.ids[at as usize..(at + len) as usize]))
+    }
+}
+
+/// Columns of some series of a cut: `bytes[span]` each, None for a series with no
+/// samples in the range (any more).
+#[derive(Default)]
+pub struct CutBatch {
+    pub bytes: Vec<u8>,
+    pub columns: Vec<Option<CutColumn>>,
+}
+
+pub struct CutColumn {
     pub span: std::ops::Range<usize>,
     pub samples: u64,
     pub min_t: i64,
@@ -72,6 +96,13 @@ fn whole_chunks<'a>(
 }
 
 impl MemSeries {
+    /// Whether a chunk or out-of-order sample of the series overlaps `[mint, maxt]`.
+    pub(crate) fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.chunks.iter().any(|c| c.min_t <= maxt && c.max_t >= mint)
+            || (self.open.first_time().is_some_and(|f| f <= maxt) && self.open.last_time().is_some_and(|l| l >= mint))
+            || self.ooo.iter().any(|(t, _)| *t >= mint && *t <= maxt)
+    }
+
     /// Samples in `[mint, maxt]`, in-order chunks merged with out-of-order ones.
     pub(crate) fn samples(&self, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
         let closed = self
@@ -136,40 +167,89 @@ impl Head {
         self.inner.read().unwrap().postings.label_values(name)
     }
 
-    /// Every series with samples in `[mint, maxt)`, encoded as block columns, sorted by
-    /// labels as the block index wants them. A series whose chunks all lie inside the range
-    /// (the usual case: [`Head::apply`] cuts chunks at multiples of the chunk range) has
-    /// them copied as they are; one with out-of-order samples there, or a chunk straddling
-    /// the range's edge, is decoded and encoded again.
-    pub fn cut_range(&self, mint: i64, maxt: i64) -> BlockCut {
+    /// The series with samples in `[mint, maxt)` (or chunks overlapping it), sorted by
+    /// label set, for [`Head::cut_columns`]. The read lock is held only to copy refs,
+    /// symbol ids and shared strings; sorting happens after.
+    pub fn plan_cut(&self, mint: i64, maxt: i64) -> CutPlan {
+        let mut refs: Vec<(SeriesRef, u32, u32)> = Vec::new();
+        let mut ids: Vec<u32> = Vec::new();
+        let mut strings: Vec<(Arc<str>, u32)> = Vec::new();
+        let slots;
+        {
+            let g = self.inner.read().unwrap();
+            slots = g.symbols.slots();
+            let mut seen = vec![false; slots];
+            for (r, s) in g.series.iter() {
+                if !s.overlaps(mint, maxt - 1) {
+                    continue;
+                }
+                let l = s.labels.ids();
+                refs.push((*r, ids.len() as u32, l.len() as u32));
+                ids.extend_from_slice(l);
+                for &id in l {
+                    if !std::mem::replace(&mut seen[id as usize], true) {
+                        strings.push((g.symbols.get(id).clone(), id));
+                    }
+                }
+            }
+        }
+        strings.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut rank = vec![0u32; slots];
+        for (i, (_, id)) in strings.iter().enumerate() {
+            rank[*id as usize] = i as u32;
+        }
+        for id in &mut ids {
+            *id = rank[*id as usize];
+        }
+        let at = |&(_, start, len): &(SeriesRef, u32, u32)| &ids[start as usize..(start + len) as usize];
+        refs.sort_unstable_by(|a, b| at(a).cmp(at(b)));
+        CutPlan {
+            symbols: strings.into_iter().map(|(s, _)| s).collect(),
+            series: refs,
+            ids,
+        }
+    }
+
+    /// The columns of `refs` (series of a [`CutPlan`]) for `[mint, maxt)`, into `out`,
+    /// one per ref. A series whose chunks all lie inside the range (the usual case:
+    /// [`Head::apply`] cuts chunks at multiples of the chunk range) has them copied as
+    /// they are; one with out-of-order samples there, or a chunk straddling the range's
+    /// edge, is decoded and encoded again.
+    pub fn cut_columns(&self, refs: impl Iterator<Item = SeriesRef>, mint: i64, maxt: i64, out: &mut CutBatch) {
+        out.bytes.clear();
+        out.columns.clear();
         let g = self.inner.read().unwrap();
-        let mut cut = BlockCut::default();
         let mut parts: Vec<ChunkParts> = Vec::new();
-        for s in g.series.values() {
-            let start = cut.bytes.len();
+        for r in refs {
+            let Some(s) = g.series.get(&r) else {
+                out.columns.push(None);
+                continue;
+            };
+            let start = out.bytes.len();
             let (samples, min_t, max_t) = if let Some(chunks) = whole_chunks(s, mint, maxt, &mut parts) {
-                let Some((min_t, max_t)) = chunks else { continue };
-                (column_from_chunks(&mut cut.bytes, &parts), min_t, max_t)
+                let Some((min_t, max_t)) = chunks else {
+                    out.columns.push(None);
+                    continue;
+                };
+                (column_from_chunks(&mut out.bytes, &parts), min_t, max_t)
             } else {
                 let samples = s.samples(mint, maxt - 1);
                 let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+                    out.columns.push(None);
                     continue;
                 };
                 let ts: Vec<i64> = samples.iter().map(|x| x.0).collect();
                 let vs: Vec<f64> = samples.iter().map(|x| x.1).collect();
-                cut.bytes.extend_from_slice(&encode_stream_column(&ts, &vs));
+                out.bytes.extend_from_slice(&encode_stream_column(&ts, &vs));
                 (samples.len() as u64, first.0, last.0)
             };
-            cut.series.push(CutSeries {
-                labels: g.symbols.labels(&s.labels),
-                span: start..cut.bytes.len(),
+            out.columns.push(Some(CutColumn {
+                span: start..out.bytes.len(),
                 samples,
                 min_t,
                 max_t,
-            });
+            }));
         }
-        cut.series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        cut
     }
 
     /// Drops every sample before `t` (it is in a block now) and series that are left
