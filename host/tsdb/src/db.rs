@@ -156,8 +156,11 @@ const BLOCKS_DIR: &str = "blocks";
 /// Series whose columns a block cut copies per hold of the head's read lock.
 const CUT_BATCH: usize = 4096;
 
-/// How long a block's decoded index is kept after the last query that used it.
-const INDEX_IDLE: Duration = Duration::from_secs(5 * 60);
+/// How long a block's decoded index is kept after the last query that used it. Rules
+/// evaluated every few seconds keep the blocks of their range resident; a block that
+/// left every range goes a minute later (decoding it again costs a read of the file
+/// and one pass over it).
+const INDEX_IDLE: Duration = Duration::from_secs(60);
 
 /// Opens every block under `dir`; removes leftovers of interrupted writes; a damaged
 /// block is skipped with a warning (and left for inspection) rather than failing.

@@ -98,16 +98,16 @@ impl Head {
             // The series a few samples ahead: its look-up hits the (small) map, its
             // data is fetched while this one is classified.
             if let Some(s) = samples.get(i + PREFETCH_AHEAD).and_then(|a| g.series.get(&a.0)) {
-                prefetch(&s.last);
+                prefetch(s.last_addr());
             }
             let Some(s) = g.series.get(&r) else {
                 outcomes.push(AppendOutcome::Rejected(Rejected::UnknownSeries));
                 continue;
             };
             let last = if repeats {
-                batch_last.get(&r).copied().or(s.last)
+                batch_last.get(&r).copied().or(s.last())
             } else {
-                s.last
+                s.last()
             };
             let o = classify(s, last, t, v, limits);
             if repeats && o == AppendOutcome::Appended && last.is_none_or(|(lt, _)| t > lt) {
@@ -138,20 +138,19 @@ impl Head {
                 continue;
             }
             let Some(s) = inner.series.get_mut(&r) else { continue };
-            if s.last.is_none_or(|(lt, _)| t > lt) {
+            if s.last().is_none_or(|(lt, _)| t > lt) {
                 // The open chunk holds samples since `last`'s range began (when not empty).
                 let new_range = s
-                    .last
+                    .last()
                     .is_some_and(|(lt, _)| lt.div_euclid(range) != t.div_euclid(range));
                 if s.open.is_full() || (new_range && !s.open.is_empty()) {
                     let full = std::mem::take(&mut s.open);
-                    // Exactly one slot more: a series holds one or two closed chunks, and
-                    // `Vec`'s first allocation of four would cost ~100 bytes a series.
-                    s.chunks.reserve_exact(1);
-                    s.chunks.extend(super::ClosedChunk::freeze(&full));
+                    if let Some(c) = super::ClosedChunk::freeze(&full) {
+                        s.chunks.push(c);
+                    }
                 }
                 s.open.append(t, v);
-                s.last = Some((t, v));
+                s.set_last(Some((t, v)));
             } else {
                 match s.ooo.binary_search_by_key(&t, |(ot, _)| *ot) {
                     Ok(_) => continue,
@@ -215,7 +214,8 @@ fn has_repeats(samples: &[(SeriesRef, i64, f64)]) -> bool {
 }
 
 fn classify(s: &MemSeries, last: Option<(i64, f64)>, t: i64, v: f64, limits: Limits) -> AppendOutcome {
-    if t < limits.min_valid && t < limits.ooo_horizon {
+    // The oldest possible time marks "no sample" in a series (`MemSeries::last`).
+    if t == super::NO_SAMPLE || (t < limits.min_valid && t < limits.ooo_horizon) {
         return AppendOutcome::Rejected(Rejected::OutOfOrder);
     }
     let Some((lt, lv)) = last else {

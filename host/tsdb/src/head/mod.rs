@@ -53,30 +53,121 @@ impl ClosedChunk {
     }
 }
 
+/// One per active series, so every field counts: 200 bytes (a 208-byte heap block)
+/// where `Vec`s and `Option`s made it 232 (240).
 pub(crate) struct MemSeries {
     pub(crate) labels: SymLabels,
     /// Full chunks, oldest first.
-    pub(crate) chunks: Vec<ClosedChunk>,
+    pub(crate) chunks: ClosedChunks,
     /// The chunk being appended to.
     pub(crate) open: HeadChunk,
     /// Samples older than the series' newest, accepted within the out-of-order
     /// window; sorted by time, merged when the range is cut into a block.
-    pub(crate) ooo: Vec<(i64, f64)>,
-    pub(crate) last: Option<(i64, f64)>,
+    pub(crate) ooo: OooSamples,
+    /// The newest in-order sample ([`NO_SAMPLE`] as its time: none).
+    last_t: i64,
+    last_v: f64,
     /// Holders of the ref (scrape tables); a pinned series is never garbage-collected.
     pub(crate) pins: u32,
+}
+
+/// `MemSeries::last_t` of a series without samples; appends at this time are refused.
+pub(crate) const NO_SAMPLE: i64 = i64::MIN;
+
+/// A series' closed chunks: usually one or two, so a boxed slice (16 bytes, exactly
+/// sized) rather than a `Vec` (24, and its first allocation holds four).
+#[derive(Default)]
+pub(crate) struct ClosedChunks(Box<[ClosedChunk]>);
+
+impl ClosedChunks {
+    pub(crate) fn push(&mut self, c: ClosedChunk) {
+        let mut v = std::mem::take(&mut self.0).into_vec();
+        v.reserve_exact(1);
+        v.push(c);
+        self.0 = v.into_boxed_slice();
+    }
+
+    pub(crate) fn retain(&mut self, keep: impl FnMut(&ClosedChunk) -> bool) {
+        let mut v = std::mem::take(&mut self.0).into_vec();
+        v.retain(keep);
+        self.0 = v.into_boxed_slice();
+    }
+
+    pub(crate) fn remove_first(&mut self) {
+        let mut v = std::mem::take(&mut self.0).into_vec();
+        v.remove(0);
+        self.0 = v.into_boxed_slice();
+    }
+}
+
+impl std::ops::Deref for ClosedChunks {
+    type Target = [ClosedChunk];
+    fn deref(&self) -> &[ClosedChunk] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ClosedChunks {
+    fn deref_mut(&mut self) -> &mut [ClosedChunk] {
+        &mut self.0
+    }
+}
+
+/// Out-of-order samples, sorted by time: rare, so 8 bytes a series while there are none.
+#[derive(Default)]
+pub(crate) struct OooSamples(Option<Box<Vec<(i64, f64)>>>);
+
+impl OooSamples {
+    pub(crate) fn insert(&mut self, i: usize, s: (i64, f64)) {
+        self.0.get_or_insert_default().insert(i, s);
+    }
+
+    pub(crate) fn retain(&mut self, keep: impl FnMut(&(i64, f64)) -> bool) {
+        if let Some(v) = &mut self.0 {
+            v.retain(keep);
+            if v.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.0.as_ref().map_or(0, |v| v.capacity())
+    }
+}
+
+impl std::ops::Deref for OooSamples {
+    type Target = [(i64, f64)];
+    fn deref(&self) -> &[(i64, f64)] {
+        self.0.as_deref().map_or(&[], |v| v)
+    }
 }
 
 impl MemSeries {
     fn new(labels: SymLabels) -> Self {
         MemSeries {
             labels,
-            chunks: Vec::new(),
+            chunks: ClosedChunks::default(),
             open: HeadChunk::new(),
-            ooo: Vec::new(),
-            last: None,
+            ooo: OooSamples::default(),
+            last_t: NO_SAMPLE,
+            last_v: 0.0,
             pins: 0,
         }
+    }
+
+    /// The newest in-order sample.
+    pub(crate) fn last(&self) -> Option<(i64, f64)> {
+        (self.last_t != NO_SAMPLE).then_some((self.last_t, self.last_v))
+    }
+
+    pub(crate) fn set_last(&mut self, last: Option<(i64, f64)>) {
+        (self.last_t, self.last_v) = last.unwrap_or((NO_SAMPLE, 0.0));
+    }
+
+    /// For prefetching the series before it is used.
+    pub(crate) fn last_addr(&self) -> &i64 {
+        &self.last_t
     }
 
     /// The oldest in-order sample's time.
@@ -85,16 +176,17 @@ impl MemSeries {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.last.is_none() && self.ooo.is_empty()
+        self.last_t == NO_SAMPLE && self.ooo.is_empty()
     }
 
     fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.chunks.iter().map(|c| c.bytes.len()).sum::<usize>()
-            + self.chunks.capacity() * std::mem::size_of::<ClosedChunk>()
+            + self.chunks.len() * std::mem::size_of::<ClosedChunk>()
             + self.labels.ids().len() * 4
             + self.open.memory_bytes()
             + self.ooo.capacity() * 16
+            + if self.ooo.capacity() > 0 { 24 } else { 0 }
     }
 }
 
@@ -400,7 +492,7 @@ mod tests {
             let g = h.inner.read().unwrap();
             let s = &g.series[&a];
             assert!(s.chunks.len() >= 4);
-            for c in &s.chunks {
+            for c in s.chunks.iter() {
                 assert_eq!(
                     c.min_t.div_euclid(TEST_RANGE),
                     c.max_t.div_euclid(TEST_RANGE),
@@ -438,6 +530,24 @@ mod tests {
             let expect: Vec<_> = want.iter().copied().filter(|s| (lo..hi).contains(&s.0)).collect();
             assert_eq!(got, vec![("m".to_string(), expect)]);
         }
+    }
+
+    #[test]
+    fn a_series_costs_at_most_a_208_byte_block_and_the_oldest_time_is_refused() {
+        // glibc hands out 16-byte multiples with 8 bytes of header: 200 fits in 208.
+        assert!(
+            std::mem::size_of::<MemSeries>() <= 200,
+            "{}",
+            std::mem::size_of::<MemSeries>()
+        );
+        let h = Head::new(60_000, TEST_RANGE);
+        let (r, _) = h.get_or_create(&[("__name__", "m")]);
+        assert_eq!(
+            h.append(&[(r, i64::MIN, 1.0)]),
+            vec![AppendOutcome::Rejected(Rejected::OutOfOrder)]
+        );
+        assert_eq!(h.append(&[(r, 5, 1.0), (r, 3, 2.0)]), vec![AppendOutcome::Appended; 2]);
+        assert_eq!(h.select(&name_is("m"), 0, 10)[0].samples, vec![(3, 2.0), (5, 1.0)]);
     }
 
     #[test]

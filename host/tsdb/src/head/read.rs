@@ -301,7 +301,7 @@ fn drop_before(s: &mut MemSeries, t: i64) {
         match ClosedChunk::freeze(&n) {
             Some(c) => s.chunks[0] = c,
             None => {
-                s.chunks.remove(0);
+                s.chunks.remove_first();
             }
         }
     }
@@ -312,10 +312,9 @@ fn drop_before(s: &mut MemSeries, t: i64) {
         }
         s.open = n;
     }
-    s.chunks.shrink_to_fit();
     if s.open.is_empty() && s.chunks.is_empty() && s.ooo.is_empty() {
         // Every sample is gone; forgetting `last` lets the series start afresh (appends
         // before the cut are rejected by the head's min valid time anyway).
-        s.last = None;
+        s.set_last(None);
     }
 }
