@@ -11,23 +11,23 @@ const NOW: i64 = i64::MIN;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Family(u32);
 
+/// 20 bytes in wasm32 (plus the key): the hash is recomputed from the key when the
+/// index grows or the series is released, rather than kept.
 struct SeriesRec {
     family: u32,
-    /// `series_hash` of the series, to find it in the index when it is released.
-    hash: u64,
     /// Name and labels in one allocation: `name (0xFF label 0xFE value)*`. The two
     /// separator bytes never occur in UTF-8, so the encoding is unambiguous; one buffer
     /// instead of a string per label keeps the plugin's memory per series small.
     key: Box<[u8]>,
     /// The collection in which this series was last emitted.
-    seen: u64,
+    seen: u32,
     /// Unique per registration, so a handle (see [`Collection::sample_handle`]) to an
     /// id that was forgotten and reused is recognised as stale.
     generation: u32,
 }
 
 impl SeriesRec {
-    fn new(family: u32, hash: u64, name: &str, labels: &[(&str, &str)]) -> Self {
+    fn new(family: u32, name: &str, labels: &[(&str, &str)]) -> Self {
         let len = name.len() + labels.iter().map(|(n, v)| n.len() + v.len() + 2).sum::<usize>();
         let mut key = Vec::with_capacity(len);
         key.extend_from_slice(name.as_bytes());
@@ -39,11 +39,23 @@ impl SeriesRec {
         }
         SeriesRec {
             family,
-            hash,
             key: key.into_boxed_slice(),
             seen: 0,
             generation: 0,
         }
+    }
+
+    /// [`series_hash`] of the series, from its key.
+    fn hash(&self) -> u64 {
+        let mut h = self.family as u64;
+        let mut parts = self.key.split(|b| *b == 0xFF);
+        mix(&mut h, parts.next().unwrap_or_default());
+        for p in parts {
+            let at = p.iter().position(|b| *b == 0xFE).unwrap_or(p.len());
+            mix(&mut h, &p[..at]);
+            mix(&mut h, p.get(at + 1..).unwrap_or_default());
+        }
+        h
     }
 
     fn matches(&self, family: u32, name: &str, labels: &[(&str, &str)]) -> bool {
@@ -74,7 +86,7 @@ pub(crate) struct Registry {
     free: Vec<u32>,
     /// Ids by `series_hash` (4 bytes a series; a map from hash to ids took ~50).
     index: HashTable<u32>,
-    epoch: u64,
+    epoch: u32,
     /// Series ids in the order the previous collection emitted them: most plugins
     /// emit in the same order every time, so the series at the same position is
     /// checked first, without hashing.
@@ -92,7 +104,7 @@ const DEFINE_CHUNK: usize = 256;
 impl Registry {
     /// Takes the live series `id` out of the index.
     fn unindex(&mut self, id: u32) {
-        let Some(hash) = self.series[id as usize].as_ref().map(|r| r.hash) else {
+        let Some(hash) = self.series[id as usize].as_ref().map(SeriesRec::hash) else {
             return;
         };
         if let Ok(entry) = self.index.find_entry(hash, |&i| i == id) {
@@ -150,15 +162,18 @@ fn series_hash(family: u32, name: &str, labels: &[(&str, &str)]) -> u64 {
 
 impl<'a> Collection<'a> {
     pub(crate) fn new(reg: &'a mut Registry) -> Self {
-        reg.epoch += 1;
+        reg.epoch = reg.epoch.wrapping_add(1);
+        // Sized for as many samples as last time: grown by doubling, the batch would
+        // take up to twice that and leave the smaller copies behind in linear memory.
+        let expected = reg.last_order.len();
         Collection {
             reg,
             batch: Batch {
                 families: Vec::new(),
                 series: Vec::new(),
                 forget: Vec::new(),
-                ids: Vec::new(),
-                values: Vec::new(),
+                ids: Vec::with_capacity(expected),
+                values: Vec::with_capacity(expected),
                 timestamps: Vec::new(),
                 target_errors: Vec::new(),
             },
@@ -186,6 +201,23 @@ impl<'a> Collection<'a> {
             self.handed.held.0.append(&mut self.batch.families);
             self.handed.held.1.append(&mut self.batch.series);
         }
+    }
+
+    /// Says that about `samples` samples will be emitted in this collection (a page's
+    /// line count, say), so the registry and the batch grow once, to that size, rather
+    /// than by doubling: linear memory never shrinks, so what doubling over-allocates
+    /// and the copies it leaves behind stay the instance's for good.
+    pub fn reserve_samples(&mut self, samples: usize) {
+        let reg = &mut *self.reg;
+        // New series fill the free slots first.
+        reg.series.reserve_exact(samples.saturating_sub(reg.series.len()));
+        let series = &reg.series;
+        reg.index.reserve(samples.saturating_sub(reg.index.len()), |&i| {
+            series[i as usize].as_ref().map_or(0, SeriesRec::hash)
+        });
+        let b = &mut self.batch;
+        b.ids.reserve_exact(samples.saturating_sub(b.ids.len()));
+        b.values.reserve_exact(samples.saturating_sub(b.values.len()));
     }
 
     /// Reports that the peer this plugin watches is in trouble (down, refused the
@@ -380,7 +412,7 @@ impl<'a> Collection<'a> {
         if let Some(&id) = found {
             return id;
         }
-        let mut rec = SeriesRec::new(family, hash, name, labels);
+        let mut rec = SeriesRec::new(family, name, labels);
         self.reg.generation = self.reg.generation.wrapping_add(1);
         rec.generation = self.reg.generation;
         let id = match self.reg.free.pop() {
@@ -396,7 +428,7 @@ impl<'a> Collection<'a> {
         let series = &self.reg.series;
         self.reg
             .index
-            .insert_unique(hash, id, |&i| series[i as usize].as_ref().map_or(0, |r| r.hash));
+            .insert_unique(hash, id, |&i| series[i as usize].as_ref().map_or(0, SeriesRec::hash));
         self.batch.series.push(Series {
             id,
             family,
@@ -544,6 +576,47 @@ mod tests {
         let mut c = Collection::new(reg);
         f(&mut c);
         c.finish(Ok(()))
+    }
+
+    #[test]
+    fn the_hash_recomputed_from_a_key_is_the_registration_hash() {
+        for labels in [
+            &[][..],
+            &[("a", "")][..],
+            &[("", "x")][..],
+            &[("job", "api"), ("path", "/a=b\"c"), ("le", "+Inf")][..],
+        ] {
+            let rec = SeriesRec::new(7, "http_requests_total", labels);
+            assert_eq!(rec.hash(), series_hash(7, "http_requests_total", labels), "{labels:?}");
+        }
+        let a = SeriesRec::new(1, "m", &[("ab", "c")]);
+        assert_ne!(a.hash(), SeriesRec::new(1, "m", &[("a", "bc")]).hash());
+    }
+
+    #[test]
+    fn reserve_samples_sizes_the_registry_and_batch_once() {
+        let mut reg = Registry::default();
+        let batch = collect(&mut reg, |c| {
+            c.reserve_samples(1000);
+            let f = c.family("m", MetricKind::Gauge, "");
+            for i in 0..1000 {
+                c.sample(f, "m", &[("i", &i.to_string())], 1.0);
+            }
+        })
+        .unwrap();
+        assert_eq!(
+            (reg.series.capacity(), batch.ids.capacity(), batch.values.capacity()),
+            (1000, 1000, 1000)
+        );
+        // Later collections start with the batch sized as the last one.
+        let batch = collect(&mut reg, |c| {
+            let f = c.family("m", MetricKind::Gauge, "");
+            for i in 0..1000 {
+                c.sample(f, "m", &[("i", &i.to_string())], 2.0);
+            }
+        })
+        .unwrap();
+        assert_eq!((batch.ids.capacity(), batch.series.len()), (1000, 0));
     }
 
     #[test]

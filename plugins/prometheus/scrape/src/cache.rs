@@ -22,21 +22,43 @@ pub const DROPPED: u64 = u64::MAX;
 /// Dead text bytes tolerated before a rewrite, whatever the buffer's size.
 const MIN_DEAD: usize = 64 * 1024;
 
+/// 20 bytes in wasm32 (the hash is recomputed from the text when the table grows).
 struct Entry {
-    /// The raw series text: `keys[start..start + len]`.
-    start: usize,
-    len: usize,
-    hash: u64,
-    /// `Collection::sample_handle` of the series, or [`DROPPED`].
-    handle: u64,
+    /// The raw series text: `keys[start..start + len]`; `len` [`FREE`]: a free slot.
+    start: u32,
+    len: u32,
+    /// `Collection::sample_handle` of the series, or [`DROPPED`], in two halves (so
+    /// the entry needs no 8-byte alignment).
+    handle: [u32; 2],
     /// The scrape that last saw this series.
     seen: u32,
 }
 
+/// `Entry::len` of a free slot.
+const FREE: u32 = u32::MAX;
+
+impl Entry {
+    fn live(&self) -> bool {
+        self.len != FREE
+    }
+
+    fn text<'k>(&self, keys: &'k [u8]) -> &'k [u8] {
+        &keys[self.start as usize..(self.start + self.len) as usize]
+    }
+
+    fn handle(&self) -> u64 {
+        (self.handle[1] as u64) << 32 | self.handle[0] as u64
+    }
+
+    fn set_handle(&mut self, h: u64) {
+        self.handle = [h as u32, (h >> 32) as u32];
+    }
+}
+
 #[derive(Default)]
 pub struct Cache {
-    /// Entries by index; `None` = free (listed in `free`).
-    slab: Vec<Option<Entry>>,
+    /// Entries by index; free ones (see [`FREE`]) are listed in `free`.
+    slab: Vec<Entry>,
     free: Vec<u32>,
     /// Entries in `slab`.
     len: usize,
@@ -56,12 +78,18 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Starts a scrape of a `page_len`-byte page. The first one sizes the text buffer
-    /// for the page at once: grown by doubling, it would leave about its own size in
-    /// freed blocks behind in the plugin's memory, which never shrinks.
-    pub fn begin(&mut self, page_len: usize) {
+    /// Starts a scrape of a `page_len`-byte page of about `lines` lines. The first one
+    /// sizes the text buffer and the entries for the page at once: grown by doubling,
+    /// they would leave about their own size in freed blocks behind in the plugin's
+    /// memory, which never shrinks.
+    pub fn begin(&mut self, page_len: usize, lines: usize) {
         if self.keys.capacity() == 0 {
             self.keys.reserve_exact(page_len);
+            self.slab.reserve_exact(lines);
+            self.order.reserve_exact(lines);
+            self.next_order.reserve_exact(lines);
+            let (slab, keys) = (&self.slab, &self.keys);
+            self.table.reserve(lines, |&i| key_hash(slab[i as usize].text(keys)));
         }
         self.epoch = self.epoch.wrapping_add(1);
         self.live = 0;
@@ -69,8 +97,8 @@ impl Cache {
     }
 
     fn key(&self, idx: u32) -> Option<&[u8]> {
-        let e = self.slab[idx as usize].as_ref()?;
-        Some(&self.keys[e.start..e.start + e.len])
+        let e = &self.slab[idx as usize];
+        e.live().then(|| e.text(&self.keys))
     }
 
     /// The entry of `series`, the next sample of the page, if cached; marks it seen.
@@ -97,35 +125,36 @@ impl Cache {
     /// Adds `series` (not cached yet: [`Cache::lookup`] said so) as the next sample.
     pub fn insert(&mut self, series: &[u8], handle: u64) -> u32 {
         let hash = key_hash(series);
-        let entry = Entry {
-            start: self.keys.len(),
-            len: series.len(),
-            hash,
-            handle,
+        let mut entry = Entry {
+            start: self.keys.len() as u32,
+            len: series.len() as u32,
+            handle: [0; 2],
             seen: 0,
         };
+        entry.set_handle(handle);
         self.keys.extend_from_slice(series);
         let idx = match self.free.pop() {
             Some(i) => {
-                self.slab[i as usize] = Some(entry);
+                self.slab[i as usize] = entry;
                 i
             }
             None => {
-                self.slab.push(Some(entry));
+                self.slab.push(entry);
                 (self.slab.len() - 1) as u32
             }
         };
         self.len += 1;
-        let slab = &self.slab;
+        let (slab, keys) = (&self.slab, &self.keys);
         self.table
-            .insert_unique(hash, idx, |&i| slab[i as usize].as_ref().map_or(0, |e| e.hash));
+            .insert_unique(hash, idx, |&i| key_hash(slab[i as usize].text(keys)));
         self.touch(idx);
         idx
     }
 
     fn touch(&mut self, idx: u32) {
         self.next_order.push(idx);
-        let e = self.slab[idx as usize].as_mut().expect("live entry");
+        let e = &mut self.slab[idx as usize];
+        debug_assert!(e.live());
         if e.seen != self.epoch {
             e.seen = self.epoch;
             self.live += 1;
@@ -133,12 +162,14 @@ impl Cache {
     }
 
     pub fn handle(&self, idx: u32) -> u64 {
-        self.slab[idx as usize].as_ref().map_or(DROPPED, |e| e.handle)
+        let e = &self.slab[idx as usize];
+        if e.live() { e.handle() } else { DROPPED }
     }
 
     pub fn set_handle(&mut self, idx: u32, handle: u64) {
-        if let Some(e) = self.slab[idx as usize].as_mut() {
-            e.handle = handle;
+        let e = &mut self.slab[idx as usize];
+        if e.live() {
+            e.set_handle(handle);
         }
     }
 
@@ -150,10 +181,11 @@ impl Cache {
             let epoch = self.epoch;
             let slab = &self.slab;
             self.table
-                .retain(|&mut i| slab[i as usize].as_ref().is_some_and(|e| e.seen == epoch));
-            for (i, slot) in self.slab.iter_mut().enumerate() {
-                if slot.as_ref().is_some_and(|e| e.seen != epoch) {
-                    self.dead += slot.take().map_or(0, |e| e.len);
+                .retain(|&mut i| slab[i as usize].live() && slab[i as usize].seen == epoch);
+            for (i, e) in self.slab.iter_mut().enumerate() {
+                if e.live() && e.seen != epoch {
+                    self.dead += e.len as usize;
+                    e.len = FREE;
                     self.free.push(i as u32);
                     self.len -= 1;
                 }
@@ -171,14 +203,15 @@ impl Cache {
         // After `end`, every entry was seen by this scrape and is in `order`; a series
         // printed twice on the page is moved once (marked by clearing `seen`).
         for &i in &self.order {
-            if let Some(e) = self.slab[i as usize].as_mut().filter(|e| e.seen == epoch) {
-                let start = keys.len();
-                keys.extend_from_slice(&self.keys[e.start..e.start + e.len]);
+            let e = &mut self.slab[i as usize];
+            if e.live() && e.seen == epoch {
+                let start = keys.len() as u32;
+                keys.extend_from_slice(e.text(&self.keys));
                 e.start = start;
                 e.seen = epoch.wrapping_sub(1);
             }
         }
-        for e in self.slab.iter_mut().flatten() {
+        for e in self.slab.iter_mut().filter(|e| e.live()) {
             e.seen = epoch;
         }
         debug_assert_eq!(keys.len(), self.keys.len() - self.dead);
@@ -258,14 +291,14 @@ mod tests {
     #[test]
     fn positional_hits_moved_series_and_pruning() {
         let mut c = Cache::default();
-        c.begin(0);
+        c.begin(0, 0);
         for (i, k) in ["a", "b", "c"].iter().enumerate() {
             assert_eq!(c.lookup(k.as_bytes()), None);
             c.insert(k.as_bytes(), i as u64);
         }
         c.end();
         // Same order, then a moved and a missing series.
-        c.begin(0);
+        c.begin(0, 0);
         let got: Vec<u64> = ["a", "c", "b"]
             .iter()
             .map(|k| {
@@ -275,12 +308,12 @@ mod tests {
             .collect();
         assert_eq!(got, [0, 2, 1]);
         c.end();
-        c.begin(0);
+        c.begin(0, 0);
         let i = c.lookup(b"c").expect("cached");
         assert_eq!(c.handle(i), 2);
         c.end();
         assert_eq!(c.len(), 1, "a and b were not seen");
-        c.begin(0);
+        c.begin(0, 0);
         assert_eq!(c.lookup(b"a"), None);
         let i = c.insert(b"a", 7);
         assert_eq!(c.handle(i), 7);
@@ -309,7 +342,7 @@ mod tests {
     /// Handles of `keys` looked up as one scrape; `None` for a miss (then inserted
     /// with handle = 1000 + position).
     fn scrape(c: &mut Cache, keys: &[String]) -> Vec<Option<u64>> {
-        c.begin(0);
+        c.begin(0, 0);
         let got = keys
             .iter()
             .enumerate()

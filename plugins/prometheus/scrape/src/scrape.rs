@@ -99,6 +99,14 @@ impl<'a> Meta<'a> {
     }
 }
 
+/// Lines of `body` that are not comments: about the samples it holds.
+fn sample_lines(body: &[u8]) -> usize {
+    let starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', body).map(|i| i + 1));
+    starts
+        .filter(|&i| body.get(i).is_some_and(|&b| b != b'#' && b != b'\n'))
+        .count()
+}
+
 fn wire_kind(k: Kind) -> WireKind {
     match k {
         Kind::Counter => WireKind::Counter,
@@ -131,7 +139,12 @@ impl Scraper {
     /// Parses `body` and emits its samples into `out`. A malformed body fails as a
     /// whole (nothing is stored), as in Prometheus.
     pub fn emit(&mut self, body: &[u8], format: Format, out: &mut Collection) -> Result<Stats, ParseError> {
-        self.cache.begin(body.len());
+        // The first scrape sizes the cache and the SDK's registry for the page at once.
+        let lines = if self.cache.is_empty() { sample_lines(body) } else { 0 };
+        if lines > 0 {
+            out.reserve_samples(lines);
+        }
+        self.cache.begin(body.len(), lines);
         let mut stats = Stats::default();
         let mut meta = Meta::default();
         let mut lines = Lines::new(body, format);

@@ -281,3 +281,10 @@ fn the_sample_limit_counts_what_relabelling_keeps() {
         "line 4: sample limit exceeded: 3 samples after relabelling, sample_limit is 2"
     );
 }
+
+#[test]
+fn sample_lines_counts_lines_that_are_not_comments() {
+    assert_eq!(sample_lines(b""), 0);
+    assert_eq!(sample_lines(b"# HELP a x\n# TYPE a gauge\na 1\na{b=\"#\"} 2\n\nb 3"), 3);
+    assert_eq!(sample_lines(b"a 1\n"), 1);
+}
