@@ -71,10 +71,11 @@ pub struct TargetLabels {
     pub honor: bool,
 }
 
+/// 16 bytes with its id in the map (a round number wraps after 2^32 collections).
 struct SeriesEntry {
     sref: SeriesRef,
     /// The collection in which the series was last reported.
-    seen: u64,
+    seen: u32,
 }
 
 #[derive(Default)]
@@ -84,10 +85,10 @@ pub struct SeriesTable {
     /// Storage ref → plugin id, to catch two ids with the same label set.
     by_ref: IdMap<SeriesRef, u32>,
     /// Ids and refs reported by the previous successful collection.
-    present: Vec<(u32, SeriesRef)>,
+    present: Vec<SeriesRef>,
     /// The round that reported `present`.
-    present_round: u64,
-    round: u64,
+    present_round: u32,
+    round: u32,
 }
 
 /// What one applied batch did.
@@ -114,7 +115,7 @@ impl SeriesTable {
         now_ms: i64,
     ) -> Result<Applied, String> {
         self.validate(batch)?;
-        self.round += 1;
+        self.round = self.round.wrapping_add(1);
         let mut added = 0;
         let mut new_refs = Vec::with_capacity(batch.series.len());
         for s in &batch.series {
@@ -183,7 +184,7 @@ impl SeriesTable {
                         _ => now_ms,
                     };
                     samples.push((e.sref, t, batch.values[i]));
-                    present.push((*id, e.sref));
+                    present.push(e.sref);
                     continue;
                 }
             };
@@ -203,17 +204,14 @@ impl SeriesTable {
         let gone: Vec<SeriesRef> = if seen_again == self.present.len() {
             Vec::new()
         } else {
+            // Whoever has the ref now (it may have been forgotten, or its id reused).
             self.present
                 .iter()
-                .filter(|&&(id, r)| {
-                    let entry = match self.series.get(&id) {
-                        Some(e) if e.sref == r => Some(e),
-                        // Forgotten, or the id now names another series: whoever has the ref.
-                        _ => self.by_ref.get(&r).and_then(|id| self.series.get(id)),
-                    };
+                .copied()
+                .filter(|r| {
+                    let entry = self.by_ref.get(r).and_then(|id| self.series.get(id));
                     entry.is_none_or(|e| e.seen != round)
                 })
-                .map(|&(_, r)| r)
                 .collect()
         };
         samples.extend(gone.iter().map(|r| (*r, now_ms, STALE_NAN)));
@@ -238,7 +236,7 @@ impl SeriesTable {
 
     /// A failed collection: every series reported last time goes stale.
     pub fn mark_all_stale(&mut self, head: &Storage, now_ms: i64) -> usize {
-        let samples: Vec<_> = self.present.drain(..).map(|(_, r)| (r, now_ms, STALE_NAN)).collect();
+        let samples: Vec<_> = self.present.drain(..).map(|r| (r, now_ms, STALE_NAN)).collect();
         if let Err(e) = head.append(&samples) {
             tracing::warn!("staleness markers lost: {e}");
         }
