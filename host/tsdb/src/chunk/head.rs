@@ -170,6 +170,18 @@ impl HeadChunk {
         self.parts().map_or_else(Vec::new, |p| p.to_vec())
     }
 
+    /// [`to_bytes`](Self::to_bytes) without a copy: the chunk's own buffer, its sample
+    /// count written into the header.
+    pub fn into_bytes(self) -> Vec<u8> {
+        if self.w.bytes().len() < HEADER_LEN {
+            return Vec::new();
+        }
+        let len = self.len;
+        let mut b = self.w.into_vec();
+        b[2..4].copy_from_slice(&len.to_le_bytes());
+        b
+    }
+
     /// Asks the CPU to cache the bytes the next [`append`](Self::append) writes to.
     #[inline]
     pub fn prefetch(&self) {
@@ -372,6 +384,7 @@ mod tests {
             let back = HeadChunk::from_bytes(c.to_bytes()).unwrap();
             assert_same(&back.iter().collect::<Vec<_>>(), &set);
             assert_eq!(back, c, "a chunk read back continues exactly where the writer stood");
+            assert_eq!(c.clone().into_bytes(), c.to_bytes());
         }
     }
 

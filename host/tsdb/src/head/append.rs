@@ -145,7 +145,7 @@ impl Head {
                     .is_some_and(|(lt, _)| lt.div_euclid(range) != t.div_euclid(range));
                 if s.open.is_full() || (new_range && !s.open.is_empty()) {
                     let full = std::mem::take(&mut s.open);
-                    if let Some(c) = super::ClosedChunk::freeze(&full) {
+                    if let Some(c) = super::ClosedChunk::freeze(full) {
                         s.chunks.push(c);
                     }
                 }

@@ -40,11 +40,14 @@ pub(crate) struct ClosedChunk {
 }
 
 impl ClosedChunk {
-    pub(crate) fn freeze(c: &HeadChunk) -> Option<Self> {
+    /// The chunk's buffer becomes the closed chunk's, shrunk in place to its length (a
+    /// copy would free a block of another size for every series at once, at each range
+    /// boundary, and fragment the heap).
+    pub(crate) fn freeze(c: HeadChunk) -> Option<Self> {
         Some(ClosedChunk {
             min_t: c.first_time()?,
             max_t: c.last_time()?,
-            bytes: c.to_bytes().into_boxed_slice(),
+            bytes: c.into_bytes().into_boxed_slice(),
         })
     }
 

@@ -298,7 +298,7 @@ fn drop_before(s: &mut MemSeries, t: i64) {
         for (st, v) in first.iter().filter(|(st, _)| *st >= t) {
             n.append(st, v);
         }
-        match ClosedChunk::freeze(&n) {
+        match ClosedChunk::freeze(n) {
             Some(c) => s.chunks[0] = c,
             None => {
                 s.chunks.remove_first();
