@@ -677,9 +677,9 @@ impl Db {
             }
         };
         if sets.is_empty() {
-            g.postings.select(&[]).iter().for_each(&mut visit);
+            g.postings.select(&[], &g.symbols).iter().for_each(&mut visit);
         } else {
-            let mut refs: Vec<SeriesRef> = sets.iter().flat_map(|set| g.postings.select(set)).collect();
+            let mut refs: Vec<SeriesRef> = sets.iter().flat_map(|set| g.postings.select(set, &g.symbols)).collect();
             refs.sort_unstable();
             refs.dedup();
             refs.iter().for_each(&mut visit);

@@ -1,16 +1,19 @@
 //! In-memory inverted index of the head: label name → value → sorted series refs,
 //! serving `=`, `!=`, `=~` and `!~` matchers without scanning every series.
 
+use crate::labels::Symbols;
 use promql_parser::label::{MatchOp, Matcher};
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 pub type SeriesRef = u64;
 
+/// Label names and values are the head's symbol ids ([`Symbols`]): a value's entry
+/// costs 24 bytes in a hash table, where a `BTreeMap` keyed by `Arc<str>` cost ~60 —
+/// and a high-cardinality label (an id, a path) has one per series.
 #[derive(Default)]
 pub struct Postings {
     /// name → value → refs (ascending).
-    by_label: HashMap<Arc<str>, BTreeMap<Arc<str>, Refs>>,
+    by_label: hashbrown::HashMap<u32, hashbrown::HashMap<u32, Refs>>,
     /// Every live series (ascending): the universe for negative matchers.
     all: Vec<SeriesRef>,
 }
@@ -21,7 +24,7 @@ pub struct Postings {
 #[derive(Debug)]
 enum Refs {
     One(SeriesRef),
-    Many(Vec<SeriesRef>),
+    Many(Box<Vec<SeriesRef>>),
 }
 
 impl Refs {
@@ -38,7 +41,7 @@ impl Refs {
             Refs::One(x) => {
                 let mut v = vec![*x];
                 insert_sorted(&mut v, r);
-                *self = Refs::Many(v);
+                *self = Refs::Many(Box::new(v));
             }
             Refs::Many(v) => insert_sorted(v, r),
         }
@@ -82,27 +85,28 @@ fn remove_sorted(v: &mut Vec<SeriesRef>, r: SeriesRef) {
 }
 
 impl Postings {
-    pub fn add(&mut self, r: SeriesRef, labels: &[(Arc<str>, Arc<str>)]) {
-        for (n, v) in labels {
-            let values = self.by_label.entry(n.clone()).or_default();
-            match values.get_mut(v) {
+    /// Adds series `r` with label set `ids` (`(name, value)` symbol ids, flattened).
+    pub(crate) fn add(&mut self, r: SeriesRef, ids: &[u32]) {
+        for p in ids.chunks_exact(2) {
+            let values = self.by_label.entry(p[0]).or_default();
+            match values.get_mut(&p[1]) {
                 Some(refs) => refs.insert(r),
                 None => {
-                    values.insert(v.clone(), Refs::One(r));
+                    values.insert(p[1], Refs::One(r));
                 }
             }
         }
         insert_sorted(&mut self.all, r);
     }
 
-    pub fn remove(&mut self, r: SeriesRef, labels: &[(Arc<str>, Arc<str>)]) {
-        for (n, v) in labels {
-            if let Some(values) = self.by_label.get_mut(n) {
-                if values.get_mut(v).is_some_and(|refs| refs.remove(r)) {
-                    values.remove(v);
+    pub(crate) fn remove(&mut self, r: SeriesRef, ids: &[u32]) {
+        for p in ids.chunks_exact(2) {
+            if let Some(values) = self.by_label.get_mut(&p[0]) {
+                if values.get_mut(&p[1]).is_some_and(|refs| refs.remove(r)) {
+                    values.remove(&p[1]);
                 }
                 if values.is_empty() {
-                    self.by_label.remove(n);
+                    self.by_label.remove(&p[0]);
                 }
             }
         }
@@ -111,17 +115,17 @@ impl Postings {
 
     /// Refs of the series whose label `m.name` satisfies `m` (a missing label counts
     /// as the empty string, as in Prometheus).
-    fn matching(&self, m: &Matcher) -> Vec<SeriesRef> {
-        let values = self.by_label.get(m.name.as_str());
+    fn matching(&self, m: &Matcher, symbols: &Symbols) -> Vec<SeriesRef> {
+        let values = symbols.find(&m.name).and_then(|n| self.by_label.get(&n));
         let empty_matches = matcher_matches(m, "");
         let mut sets: Vec<&[SeriesRef]> = Vec::new();
         if let Some(values) = values {
             match &m.op {
-                MatchOp::Equal => sets.extend(values.get(m.value.as_str()).map(Refs::as_slice)),
+                MatchOp::Equal => sets.extend(symbols.find(&m.value).and_then(|v| values.get(&v)).map(Refs::as_slice)),
                 _ => sets.extend(
                     values
                         .iter()
-                        .filter(|(v, _)| matcher_matches(m, v))
+                        .filter(|(v, _)| matcher_matches(m, symbols.get(**v)))
                         .map(|(_, refs)| refs.as_slice()),
                 ),
             }
@@ -139,13 +143,13 @@ impl Postings {
     }
 
     /// Refs matching every matcher, ascending.
-    pub fn select(&self, matchers: &[Matcher]) -> Vec<SeriesRef> {
+    pub(crate) fn select(&self, matchers: &[Matcher], symbols: &Symbols) -> Vec<SeriesRef> {
         let mut result: Option<Vec<SeriesRef>> = None;
         // Cheap, selective matchers first: equality on a value.
         let mut order: Vec<&Matcher> = matchers.iter().collect();
         order.sort_by_key(|m| !matches!(m.op, MatchOp::Equal) || m.value.is_empty());
         for m in order {
-            let refs = self.matching(m);
+            let refs = self.matching(m, symbols);
             result = Some(match result {
                 None => refs,
                 Some(prev) => intersect(&prev, &refs),
@@ -157,17 +161,21 @@ impl Postings {
         result.unwrap_or_else(|| self.all.clone())
     }
 
-    pub fn label_names(&self) -> Vec<Arc<str>> {
-        let mut v: Vec<Arc<str>> = self.by_label.keys().cloned().collect();
+    /// Label names in use, sorted.
+    pub(crate) fn label_names(&self, symbols: &Symbols) -> Vec<Arc<str>> {
+        let mut v: Vec<Arc<str>> = self.by_label.keys().map(|n| symbols.get(*n).clone()).collect();
         v.sort();
         v
     }
 
-    pub fn label_values(&self, name: &str) -> Vec<Arc<str>> {
-        self.by_label
-            .get(name)
-            .map(|v| v.keys().cloned().collect())
-            .unwrap_or_default()
+    /// Values of label `name` in use, sorted.
+    pub(crate) fn label_values(&self, name: &str, symbols: &Symbols) -> Vec<Arc<str>> {
+        let Some(values) = symbols.find(name).and_then(|n| self.by_label.get(&n)) else {
+            return Vec::new();
+        };
+        let mut v: Vec<Arc<str>> = values.keys().map(|v| symbols.get(*v).clone()).collect();
+        v.sort();
+        v
     }
 }
 
@@ -226,86 +234,118 @@ fn difference(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::SymLabels;
 
-    fn l(pairs: &[(&str, &str)]) -> Vec<(Arc<str>, Arc<str>)> {
-        pairs.iter().map(|(n, v)| (Arc::from(*n), Arc::from(*v))).collect()
+    #[derive(Default)]
+    struct Index {
+        p: Postings,
+        symbols: Symbols,
+        sets: Vec<(SeriesRef, SymLabels)>,
     }
 
-    fn sel(p: &Postings, s: &str) -> Vec<SeriesRef> {
-        let promql_parser::parser::Expr::VectorSelector(vs) = promql_parser::parser::parse(s).unwrap() else {
-            panic!("not a selector: {s}")
-        };
-        let mut m = vs.matchers.matchers;
-        if let Some(n) = vs.name {
-            m.push(Matcher::new(MatchOp::Equal, "__name__", &n));
+    impl Index {
+        fn add(&mut self, r: SeriesRef, pairs: &[(&str, &str)]) {
+            let l = self.symbols.acquire_set(pairs);
+            self.p.add(r, l.ids());
+            self.sets.push((r, l));
         }
-        p.select(&m)
+
+        fn remove(&mut self, r: SeriesRef) {
+            if let Some(i) = self.sets.iter().position(|(x, _)| *x == r) {
+                let (_, l) = self.sets.remove(i);
+                self.p.remove(r, l.ids());
+                self.symbols.release_set(&l);
+            }
+        }
+
+        fn sel(&self, s: &str) -> Vec<SeriesRef> {
+            let promql_parser::parser::Expr::VectorSelector(vs) = promql_parser::parser::parse(s).unwrap() else {
+                panic!("not a selector: {s}")
+            };
+            let mut m = vs.matchers.matchers;
+            if let Some(n) = vs.name {
+                m.push(Matcher::new(MatchOp::Equal, "__name__", &n));
+            }
+            self.p.select(&m, &self.symbols)
+        }
+
+        fn values(&self, name: &str) -> Vec<String> {
+            self.p
+                .label_values(name, &self.symbols)
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        }
     }
 
-    fn sample() -> Postings {
-        let mut p = Postings::default();
-        p.add(1, &l(&[("__name__", "cpu"), ("mode", "idle"), ("cpu", "0")]));
-        p.add(2, &l(&[("__name__", "cpu"), ("mode", "user"), ("cpu", "0")]));
-        p.add(3, &l(&[("__name__", "cpu"), ("mode", "idle"), ("cpu", "1")]));
-        p.add(4, &l(&[("__name__", "up")]));
+    fn sample() -> Index {
+        let mut p = Index::default();
+        p.add(1, &[("__name__", "cpu"), ("mode", "idle"), ("cpu", "0")]);
+        p.add(2, &[("__name__", "cpu"), ("mode", "user"), ("cpu", "0")]);
+        p.add(3, &[("__name__", "cpu"), ("mode", "idle"), ("cpu", "1")]);
+        p.add(4, &[("__name__", "up")]);
         p
     }
 
     #[test]
     fn all_matcher_kinds() {
         let p = sample();
-        assert_eq!(sel(&p, r#"cpu{mode="idle"}"#), vec![1, 3]);
-        assert_eq!(sel(&p, r#"cpu{mode!="idle"}"#), vec![2]);
-        assert_eq!(sel(&p, r#"cpu{mode=~"id.*|us.*",cpu="0"}"#), vec![1, 2]);
-        assert_eq!(sel(&p, r#"{__name__=~"cpu|up",mode!~"user"}"#), vec![1, 3, 4]);
+        assert_eq!(p.sel(r#"cpu{mode="idle"}"#), vec![1, 3]);
+        assert_eq!(p.sel(r#"cpu{mode!="idle"}"#), vec![2]);
+        assert_eq!(p.sel(r#"cpu{mode=~"id.*|us.*",cpu="0"}"#), vec![1, 2]);
+        assert_eq!(p.sel(r#"{__name__=~"cpu|up",mode!~"user"}"#), vec![1, 3, 4]);
         assert_eq!(
-            sel(&p, r#"{__name__=~"cpu|up",mode=""}"#),
+            p.sel(r#"{__name__=~"cpu|up",mode=""}"#),
             vec![4],
             "missing label equals the empty string"
         );
-        assert_eq!(sel(&p, r#"{mode!=""}"#), vec![1, 2, 3]);
-        assert_eq!(sel(&p, r#"{__name__=~".+",mode=~".*"}"#), vec![1, 2, 3, 4]);
-        assert_eq!(sel(&p, r#"nothing"#), Vec::<SeriesRef>::new());
+        assert_eq!(p.sel(r#"{mode!=""}"#), vec![1, 2, 3]);
+        assert_eq!(p.sel(r#"{__name__=~".+",mode=~".*"}"#), vec![1, 2, 3, 4]);
+        assert_eq!(p.sel(r#"nothing"#), Vec::<SeriesRef>::new());
+        assert_eq!(p.sel(r#"cpu{nolabel="x"}"#), Vec::<SeriesRef>::new());
+        let names: Vec<String> = p.p.label_names(&p.symbols).iter().map(|s| s.to_string()).collect();
+        assert_eq!(names, ["__name__", "cpu", "mode"]);
+        assert_eq!(p.values("__name__"), ["cpu", "up"], "sorted");
     }
 
     #[test]
     fn a_value_goes_from_one_ref_to_many_and_back() {
-        let mut p = Postings::default();
-        let id = |i: &str| l(&[("__name__", "m"), ("id", i)]);
-        p.add(5, &id("a"));
-        assert!(matches!(p.by_label["id"]["a"], Refs::One(5)));
-        p.add(5, &id("a"));
-        assert_eq!(sel(&p, r#"m{id="a"}"#), vec![5], "adding a ref twice keeps one");
-        p.add(3, &id("a"));
-        p.add(9, &id("a"));
-        assert_eq!(sel(&p, r#"m{id="a"}"#), vec![3, 5, 9]);
-        p.remove(5, &id("a"));
-        p.remove(9, &id("a"));
-        assert!(matches!(p.by_label["id"]["a"], Refs::One(3)));
-        assert_eq!(sel(&p, r#"m{id=~"a|b"}"#), vec![3]);
-        p.remove(7, &id("a"));
-        assert_eq!(
-            sel(&p, r#"m{id="a"}"#),
-            vec![3],
-            "removing an absent ref changes nothing"
-        );
-        p.remove(3, &id("a"));
-        assert!(p.label_values("id").is_empty(), "the value went with its last ref");
-        assert_eq!(sel(&p, r#"m"#), Vec::<SeriesRef>::new());
+        let mut p = Index::default();
+        let id = [("__name__", "m"), ("id", "a")];
+        let a = |p: &Index| {
+            let n = p.symbols.find("id").unwrap();
+            let v = p.symbols.find("a").unwrap();
+            p.p.by_label[&n][&v].as_slice().to_vec()
+        };
+        p.add(5, &id);
+        assert!(matches!(
+            p.p.by_label.values().next().unwrap().values().next(),
+            Some(Refs::One(5))
+        ));
+        p.p.add(5, p.sets[0].1.ids());
+        assert_eq!(p.sel(r#"m{id="a"}"#), vec![5], "adding a ref twice keeps one");
+        p.add(3, &id);
+        p.add(9, &id);
+        assert_eq!(p.sel(r#"m{id="a"}"#), vec![3, 5, 9]);
+        p.remove(5);
+        p.remove(9);
+        assert_eq!(a(&p), vec![3]);
+        assert_eq!(p.sel(r#"m{id=~"a|b"}"#), vec![3]);
+        p.p.remove(7, p.sets[0].1.ids());
+        assert_eq!(p.sel(r#"m{id="a"}"#), vec![3], "removing an absent ref changes nothing");
+        p.remove(3);
+        assert!(p.values("id").is_empty(), "the value went with its last ref");
+        assert_eq!(p.sel(r#"m"#), Vec::<SeriesRef>::new());
     }
 
     #[test]
     fn removal_and_label_values() {
         let mut p = sample();
-        p.remove(2, &l(&[("__name__", "cpu"), ("mode", "user"), ("cpu", "0")]));
-        assert_eq!(sel(&p, r#"cpu"#), vec![1, 3]);
-        let vals: Vec<String> = p.label_values("mode").iter().map(|s| s.to_string()).collect();
-        assert_eq!(vals, ["idle"]);
-        p.add(0, &l(&[("__name__", "cpu"), ("mode", "user")]));
-        assert_eq!(
-            sel(&p, r#"cpu"#),
-            vec![0, 1, 3],
-            "out-of-order insert keeps refs sorted"
-        );
+        p.remove(2);
+        assert_eq!(p.sel(r#"cpu"#), vec![1, 3]);
+        assert_eq!(p.values("mode"), ["idle"]);
+        p.add(0, &[("__name__", "cpu"), ("mode", "user")]);
+        assert_eq!(p.sel(r#"cpu"#), vec![0, 1, 3], "out-of-order insert keeps refs sorted");
+        assert_eq!(p.values("mode"), ["idle", "user"]);
     }
 }

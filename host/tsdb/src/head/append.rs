@@ -275,7 +275,7 @@ impl Inner {
     /// Adds a series; no series may have these labels (callers look first).
     pub(crate) fn insert_series(&mut self, r: SeriesRef, pairs: &[(&str, &str)]) {
         let labels = self.symbols.acquire_set(pairs);
-        self.postings.add(r, &self.symbols.pairs(&labels));
+        self.postings.add(r, labels.ids());
         let hash = self.symbols.hash_ids(labels.ids());
         self.series.insert(r, Box::new(MemSeries::new(labels)));
         let (series, symbols) = (&self.series, &self.symbols);
@@ -296,7 +296,7 @@ impl Inner {
     pub(crate) fn remove_series(&mut self, r: SeriesRef) {
         self.unindex(r);
         if let Some(s) = self.series.remove(&r) {
-            self.postings.remove(r, &self.symbols.pairs(&s.labels));
+            self.postings.remove(r, s.labels.ids());
             self.symbols.release_set(&s.labels);
         }
     }

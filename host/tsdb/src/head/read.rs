@@ -134,7 +134,7 @@ impl Head {
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
         let g = self.inner.read().unwrap();
         let mut out = Vec::new();
-        for r in g.postings.select(matchers) {
+        for r in g.postings.select(matchers, &g.symbols) {
             let Some(s) = g.series.get(&r) else { continue };
             let samples = s.samples(mint, maxt);
             if !samples.is_empty() {
@@ -152,7 +152,7 @@ impl Head {
     pub fn series_labels(&self, matchers: &[Matcher]) -> Vec<Labels> {
         let g = self.inner.read().unwrap();
         g.postings
-            .select(matchers)
+            .select(matchers, &g.symbols)
             .iter()
             .filter_map(|r| g.series.get(r))
             .map(|s| g.symbols.labels(&s.labels))
@@ -160,11 +160,13 @@ impl Head {
     }
 
     pub fn label_names(&self) -> Vec<Arc<str>> {
-        self.inner.read().unwrap().postings.label_names()
+        let g = self.inner.read().unwrap();
+        g.postings.label_names(&g.symbols)
     }
 
     pub fn label_values(&self, name: &str) -> Vec<Arc<str>> {
-        self.inner.read().unwrap().postings.label_values(name)
+        let g = self.inner.read().unwrap();
+        g.postings.label_values(name, &g.symbols)
     }
 
     /// The series with samples in `[mint, maxt)` (or chunks overlapping it), sorted by
