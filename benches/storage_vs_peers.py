@@ -665,15 +665,16 @@ def rss_one(n, args, work):
         time.sleep(args.warmup)
         m0 = http(base + "/metrics")
         cpu0, s0, t0 = cpu_seconds(prom.pid), metric_sum(m0, "prometheus_tsdb_head_samples_appended_total"), time.time()
-        rss_max, end = 0, t0 + args.minutes * 60
+        seen, end = [], t0 + args.minutes * 60
         while time.time() < end:
             time.sleep(5)
-            rss_max = max(rss_max, rss_bytes(prom.pid))
+            seen.append(rss_bytes(prom.pid))
+        rss_max, rss_avg = max(seen), sum(seen) / len(seen)
         m1 = http(base + "/metrics")
         cpu1, s1, t1 = cpu_seconds(prom.pid), metric_sum(m1, "prometheus_tsdb_head_samples_appended_total"), time.time()
         rss = rss_bytes(prom.pid)
         series = metric_sum(m1, "prometheus_tsdb_head_series")
-        res = {"series": n, "head_series": series, "rss": rss, "rss_max": rss_max,
+        res = {"series": n, "head_series": series, "rss": rss, "rss_max": rss_max, "rss_avg": rss_avg,
                "cpu_per_1k_ms": (cpu1 - cpu0) * 1e6 / (s1 - s0), "samples_per_s": (s1 - s0) / (t1 - t0),
                "cpu_share": (cpu1 - cpu0) / (t1 - t0)}
         # WAL replay: graceful stop, start again on the same directory, read the log line.
@@ -743,14 +744,15 @@ def sonde_rss_one(n, args, work):
         time.sleep(args.warmup)
         m0 = http(base + "/metrics")
         cpu0, s0, t0 = cpu_seconds(sonde.pid), metric_sum(m0, "sonde_head_samples_appended_total"), time.time()
-        rss_max, end = 0, t0 + args.minutes * 60
+        seen, end = [], t0 + args.minutes * 60
         while time.time() < end:
             time.sleep(5)
-            rss_max = max(rss_max, rss_bytes(sonde.pid))
+            seen.append(rss_bytes(sonde.pid))
+        rss_max, rss_avg = max(seen), sum(seen) / len(seen)
         m1 = http(base + "/metrics")
         cpu1, s1, t1 = cpu_seconds(sonde.pid), metric_sum(m1, "sonde_head_samples_appended_total"), time.time()
         res = {"series": n, "head_series": metric_sum(m1, "sonde_head_series"), "rss": rss_bytes(sonde.pid),
-               "rss_max": rss_max, "plugin_memory": metric_sum(m1, "sonde_plugin_memory_bytes"),
+               "rss_max": rss_max, "rss_avg": rss_avg, "plugin_memory": metric_sum(m1, "sonde_plugin_memory_bytes"),
                "cpu_per_1k_ms": (cpu1 - cpu0) * 1e6 / (s1 - s0), "samples_per_s": (s1 - s0) / (t1 - t0),
                "cpu_share": (cpu1 - cpu0) / (t1 - t0)}
         return res, None
@@ -770,7 +772,7 @@ def cmd_rss(args):
             print(f"\n== Prometheus scraping {n:,} series at 1 s: warm-up {args.warmup}s, measure {args.minutes} min ==", flush=True)
             r = rss_one(n, args, work)
             results.append(r)
-            print(f"  RSS {r['rss'] / 2**20:.0f} MiB (max {r['rss_max'] / 2**20:.0f}) = {r['rss'] / n:,.0f} B/series; "
+            print(f"  RSS {r['rss'] / 2**20:.0f} MiB (avg {r['rss_avg'] / 2**20:.0f}, max {r['rss_max'] / 2**20:.0f}) = {r['rss'] / n:,.0f} B/series; "
                   f"CPU {r['cpu_per_1k_ms']:.2f} ms per 1k samples ({r['samples_per_s']:,.0f} samples/s, "
                   f"{r['cpu_share'] * 100:.1f}% of a core)", flush=True)
             if r["replay_total_s"]:
@@ -784,7 +786,7 @@ def cmd_rss(args):
             else:
                 r["sonde"] = sr
                 plug = sr["plugin_memory"] or 0
-                print(f"  RSS {sr['rss'] / 2**20:.0f} MiB (max {sr['rss_max'] / 2**20:.0f}) = {sr['rss'] / n:,.0f} B/series "
+                print(f"  RSS {sr['rss'] / 2**20:.0f} MiB (avg {sr['rss_avg'] / 2**20:.0f}, max {sr['rss_max'] / 2**20:.0f}) = {sr['rss'] / n:,.0f} B/series "
                       f"(of which plugin linear memory {plug / 2**20:.0f} MiB = {plug / n:,.0f} B/series); "
                       f"CPU {sr['cpu_per_1k_ms']:.2f} ms per 1k samples ({sr['samples_per_s']:,.0f} samples/s, "
                       f"{sr['cpu_share'] * 100:.1f}% of a core); ratios sonde/Prometheus: "
@@ -799,6 +801,8 @@ def cmd_rss(args):
             a, b = results[0], results[-1]
             marg = (b["rss"] - a["rss"]) / (b["series"] - a["series"])
             print(f"  marginal RSS per series between {a['series']:,} and {b['series']:,}: {marg:,.0f} B")
+            marg = (b["rss_avg"] - a["rss_avg"]) / (b["series"] - a["series"])
+            print(f"  the same from the average RSS over the measured window: {marg:,.0f} B")
         sondes = [r["sonde"] for r in results if "sonde" in r]
         if sondes:
             print("summary (sonde, prometheus plugin):")
@@ -810,6 +814,8 @@ def cmd_rss(args):
                 a, b = sondes[0], sondes[-1]
                 marg = (b["rss"] - a["rss"]) / (b["series"] - a["series"])
                 print(f"  marginal RSS per series between {a['series']:,} and {b['series']:,}: {marg:,.0f} B")
+                marg = (b["rss_avg"] - a["rss_avg"]) / (b["series"] - a["series"])
+                print(f"  the same from the average RSS over the measured window: {marg:,.0f} B")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"versions": versions(), "results": results}, f, indent=1)
