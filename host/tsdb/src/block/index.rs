@@ -297,7 +297,7 @@ impl Index {
         std::str::from_utf8(self.symbol_bytes(i)).unwrap_or_default()
     }
 
-    pub fn symbol_bytes(&self, i: u32) -> &[u8] {
+    fn symbol_bytes(&self, i: u32) -> &[u8] {
         symbol_at(&self.bytes, self.symbols[i as usize])
     }
 
@@ -334,11 +334,6 @@ impl Index {
             max_t,
             samples: next(),
         }
-    }
-
-    /// Heap bytes held.
-    pub fn memory_bytes(&self) -> usize {
-        self.bytes.len() + (self.symbols.capacity() + self.series.capacity()) * 4
     }
 }
 

@@ -187,11 +187,6 @@ impl BlockIndex {
     pub fn symbol(&self, i: u32) -> &str {
         self.index.symbol(i)
     }
-
-    /// Heap bytes held (postings not counted).
-    pub fn memory_bytes(&self) -> usize {
-        self.index.memory_bytes()
-    }
 }
 
 impl Block {

@@ -289,6 +289,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_first_scrape_sizes_the_cache_for_the_page_once() {
+        let mut c = Cache::default();
+        c.begin(64, 5);
+        assert_eq!((c.keys.capacity(), c.slab.capacity(), c.order.capacity()), (64, 5, 5));
+        for i in 0..5u64 {
+            c.insert(format!("m{{i=\"{i}\"}}").as_bytes(), i);
+        }
+        c.end();
+        assert_eq!(c.slab.capacity(), 5, "no growth while the page fits");
+        c.begin(1 << 20, 1000);
+        assert_eq!(c.slab.capacity(), 5, "later scrapes grow as needed, not ahead");
+    }
+
+    #[test]
     fn positional_hits_moved_series_and_pruning() {
         let mut c = Cache::default();
         c.begin(0, 0);
