@@ -468,7 +468,7 @@ impl Db {
         if plan.is_empty() {
             return Ok(None);
         }
-        let symbols = plan.symbols.iter().map(|s| &**s);
+        let symbols = plan.symbols();
         let mut w = crate::block::BlockWriter::new(&self.dir.join(BLOCKS_DIR), start, end, 1, symbols)?;
         let mut batch = crate::head::CutBatch::default();
         let mut series = plan.series();

@@ -73,27 +73,52 @@ impl Interner {
 /// The head's label strings, each held once and named by a `u32`, counted by the label
 /// sets that use it and dropped with the last one. A series keeps its labels as
 /// [`SymLabels`]: 8 bytes a pair instead of 32 for two `Arc<str>`.
+///
+/// The strings live back to back in one buffer (rewritten without the dropped ones
+/// when they are half of it): a string costs its length plus 16 bytes of span, use
+/// count and index, where an `Arc<str>` of its own cost ~60 (a 32-byte heap block at
+/// least, its pointer and count).
 #[derive(Default)]
 pub(crate) struct Symbols {
-    strings: Vec<Option<Arc<str>>>,
+    text: String,
+    /// Where each id's string lies in `text`; `len` [`FREE_SYMBOL`]: a free id.
+    spans: Vec<Span>,
     /// Label sets using each string.
     uses: Vec<u32>,
     free: Vec<u32>,
+    /// Bytes of `text` that belong to no string any more.
+    dead: usize,
     /// Ids by string hash.
     index: hashbrown::HashTable<u32>,
     hasher: hashbrown::DefaultHashBuilder,
 }
+
+#[derive(Clone, Copy)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+/// `Span::len` of a free id.
+const FREE_SYMBOL: u32 = u32::MAX;
+
+/// Dead bytes tolerated before the strings are rewritten, whatever their size.
+const MIN_DEAD_TEXT: usize = 256 * 1024;
 
 impl Symbols {
     fn hash(&self, s: &str) -> u64 {
         self.hasher.hash_one(s)
     }
 
+    fn str_at(text: &str, span: Span) -> Option<&str> {
+        (span.len != FREE_SYMBOL).then(|| &text[span.start as usize..(span.start + span.len) as usize])
+    }
+
     /// The id of `s`, if some label set uses it.
     pub(crate) fn find(&self, s: &str) -> Option<u32> {
-        let strings = &self.strings;
+        let (text, spans) = (&self.text, &self.spans);
         self.index
-            .find(self.hash(s), |&id| strings[id as usize].as_deref() == Some(s))
+            .find(self.hash(s), |&id| Self::str_at(text, spans[id as usize]) == Some(s))
             .copied()
     }
 
@@ -102,22 +127,31 @@ impl Symbols {
         let id = match self.find(s) {
             Some(id) => id,
             None => {
+                let span = Span {
+                    start: u32::try_from(self.text.len()).expect("label strings beyond 4 GiB"),
+                    len: s.len() as u32,
+                };
+                self.text.push_str(s);
                 let id = match self.free.pop() {
                     Some(id) => {
-                        self.strings[id as usize] = Some(s.into());
+                        self.spans[id as usize] = span;
                         id
                     }
                     None => {
-                        self.strings.push(Some(s.into()));
+                        self.spans.push(span);
                         self.uses.push(0);
-                        (self.strings.len() - 1) as u32
+                        (self.spans.len() - 1) as u32
                     }
                 };
                 let Symbols {
-                    strings, index, hasher, ..
+                    text,
+                    spans,
+                    index,
+                    hasher,
+                    ..
                 } = self;
                 index.insert_unique(hasher.hash_one(s), id, |&i| {
-                    hasher.hash_one(strings[i as usize].as_deref().unwrap_or_default())
+                    hasher.hash_one(Self::str_at(text, spans[i as usize]).unwrap_or_default())
                 });
                 id
             }
@@ -133,21 +167,40 @@ impl Symbols {
         if *uses > 0 {
             return;
         }
-        if let Some(s) = self.strings[id as usize].take() {
-            if let Ok(e) = self.index.find_entry(self.hash(&s), |&i| i == id) {
-                e.remove();
-            }
-            self.free.push(id);
+        let span = self.spans[id as usize];
+        let Some(s) = Self::str_at(&self.text, span) else {
+            return;
+        };
+        if let Ok(e) = self.index.find_entry(self.hasher.hash_one(s), |&i| i == id) {
+            e.remove();
         }
+        self.spans[id as usize].len = FREE_SYMBOL;
+        self.free.push(id);
+        self.dead += span.len as usize;
+        if self.dead > MIN_DEAD_TEXT && self.dead > self.text.len() / 2 {
+            self.rewrite();
+        }
+    }
+
+    /// Rewrites `text` with the strings in use only.
+    fn rewrite(&mut self) {
+        let mut text = String::with_capacity(self.text.len() - self.dead);
+        for span in self.spans.iter_mut().filter(|s| s.len != FREE_SYMBOL) {
+            let start = text.len() as u32;
+            text.push_str(&self.text[span.start as usize..(span.start + span.len) as usize]);
+            span.start = start;
+        }
+        self.text = text;
+        self.dead = 0;
     }
 
     /// Ids handed out so far (in use or free): every id is below this.
     pub(crate) fn slots(&self) -> usize {
-        self.strings.len()
+        self.spans.len()
     }
 
-    pub(crate) fn get(&self, id: u32) -> &Arc<str> {
-        self.strings[id as usize].as_ref().expect("a symbol in use")
+    pub(crate) fn get(&self, id: u32) -> &str {
+        Self::str_at(&self.text, self.spans[id as usize]).expect("a symbol in use")
     }
 
     /// The ids of `pairs` (sorted by name, as a label set keeps them) without counting a
@@ -177,20 +230,16 @@ impl Symbols {
         }
     }
 
-    /// A label set's pairs as shared strings.
-    pub(crate) fn pairs(&self, l: &SymLabels) -> Vec<(Arc<str>, Arc<str>)> {
-        l.0.chunks_exact(2)
-            .map(|p| (self.get(p[0]).clone(), self.get(p[1]).clone()))
-            .collect()
-    }
-
     /// A label set's pairs, borrowed.
     pub(crate) fn iter<'a>(&'a self, l: &'a SymLabels) -> impl Iterator<Item = (&'a str, &'a str)> {
-        l.0.chunks_exact(2).map(|p| (&**self.get(p[0]), &**self.get(p[1])))
+        l.0.chunks_exact(2).map(|p| (self.get(p[0]), self.get(p[1])))
     }
 
-    pub(crate) fn labels(&self, l: &SymLabels) -> Labels {
-        Labels::from_pairs(self.pairs(l))
+    /// A label set as [`Labels`]; `shared` holds the strings made so far, so the
+    /// series of one query share their common names and values.
+    pub(crate) fn labels(&self, l: &SymLabels, shared: &mut SharedStrings) -> Labels {
+        let mut arc = |id: u32| shared.entry(id).or_insert_with(|| self.get(id).into()).clone();
+        Labels::from_pairs(l.0.chunks_exact(2).map(|p| (arc(p[0]), arc(p[1]))).collect())
     }
 
     /// Hash of a label set's ids, for maps keyed by label set.
@@ -198,12 +247,9 @@ impl Symbols {
         self.hasher.hash_one(ids)
     }
 
-    /// Heap bytes of the table (strings at their length plus a 16-byte header).
+    /// Heap bytes of the table.
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.strings.capacity() * 16
-            + self.uses.capacity() * 4
-            + self.index.capacity() * 5
-            + self.strings.iter().flatten().map(|s| s.len() + 16).sum::<usize>()
+        self.text.capacity() + self.spans.capacity() * 8 + self.uses.capacity() * 4 + self.index.capacity() * 5
     }
 }
 
@@ -212,6 +258,9 @@ fn sorted<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     v.sort_unstable_by(|a, b| a.0.cmp(b.0));
     v
 }
+
+/// Strings of symbol ids made into [`Labels`] strings, per query.
+pub(crate) type SharedStrings = std::collections::HashMap<u32, Arc<str>>;
 
 /// A label set in the head: `(name, value)` symbol ids, flattened, sorted by name.
 #[derive(Debug, PartialEq, Eq)]
@@ -242,9 +291,45 @@ mod tests {
         assert!(s.find("up").is_some() && s.find("job").is_some(), "still used by b");
         let c = s.acquire_set(&[("k", "v")]);
         assert!(c.ids().contains(&a.ids()[3]), "the freed id is used again");
-        assert_eq!(s.labels(&c).get("k"), Some("v"));
+        assert_eq!(s.labels(&c, &mut SharedStrings::default()).get("k"), Some("v"));
         s.release_set(&b);
         s.release_set(&c);
         assert!(["up", "job", "y", "k", "v"].iter().all(|x| s.find(x).is_none()));
+    }
+
+    #[test]
+    fn strings_are_rewritten_once_half_are_dropped_and_stay_found() {
+        let mut s = Symbols::default();
+        let value = |i: usize| format!("a-long-enough-label-value-{i:06}");
+        let sets: Vec<SymLabels> = (0..20_000)
+            .map(|i| s.acquire_set(&[("__name__", "m"), ("id", &value(i))]))
+            .collect();
+        let before = s.text.len();
+        for l in &sets[..15_000] {
+            s.release_set(l);
+        }
+        assert!(
+            s.text.len() < before / 2,
+            "rewritten: {} of {before} bytes",
+            s.text.len()
+        );
+        assert!(s.dead < MIN_DEAD_TEXT);
+        let mut shared = SharedStrings::default();
+        for (i, l) in sets.iter().enumerate().skip(15_000) {
+            assert_eq!(s.labels(l, &mut shared).get("id"), Some(value(i).as_str()));
+            assert_eq!(s.find(&value(i)), Some(l.ids()[3]));
+        }
+        assert_eq!(s.find(&value(0)), None);
+        // Freed ids are used again, for new strings at the end of the text.
+        let n = s.acquire_set(&[("__name__", "m"), ("id", "new")]);
+        assert!(n.ids()[3] < 15_000 + 3);
+        assert_eq!(s.iter(&n).collect::<Vec<_>>(), [("__name__", "m"), ("id", "new")]);
+        assert!(
+            Arc::ptr_eq(
+                &s.labels(&sets[15_000], &mut shared).pairs()[0].0,
+                &s.labels(&n, &mut shared).pairs()[0].0
+            ),
+            "one query's series share their strings"
+        );
     }
 }

@@ -165,7 +165,7 @@ impl Postings {
 
     /// Label names in use, sorted.
     pub(crate) fn label_names(&self, symbols: &Symbols) -> Vec<Arc<str>> {
-        let mut v: Vec<Arc<str>> = self.by_label.keys().map(|n| symbols.get(*n).clone()).collect();
+        let mut v: Vec<Arc<str>> = self.by_label.keys().map(|n| symbols.get(*n).into()).collect();
         v.sort();
         v
     }
@@ -175,7 +175,7 @@ impl Postings {
         let Some(values) = symbols.find(name).and_then(|n| self.by_label.get(&n)) else {
             return Vec::new();
         };
-        let mut v: Vec<Arc<str>> = values.keys().map(|v| symbols.get(*v).clone()).collect();
+        let mut v: Vec<Arc<str>> = values.keys().map(|v| symbols.get(*v).into()).collect();
         v.sort();
         v
     }

@@ -26,8 +26,9 @@ pub mod fs;
 pub mod log;
 mod registry;
 pub mod sql;
+pub mod text;
 
-pub use registry::{Collection, Family};
+pub use registry::{Collection, Family, NativeRegistry};
 
 /// Bindings generated from `wit/` (the `receiver` world, which includes `collector`).
 /// Plugin authors rarely need these directly; the test plugins use them to send

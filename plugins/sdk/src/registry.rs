@@ -1,6 +1,7 @@
 //! Series registration and batch encoding: turns typed samples into the compact wire.
 
 use crate::bindings::sonde::plugin::types::{Batch, Error, Family as WireFamily, Label, MetricKind, Series};
+use crate::text;
 use hashbrown::HashTable;
 use std::collections::HashMap;
 
@@ -11,14 +12,12 @@ const NOW: i64 = i64::MIN;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Family(u32);
 
-/// 20 bytes in wasm32 (plus the key): the hash is recomputed from the key when the
-/// index grows or the series is released, rather than kept.
+/// 16 bytes a series in wasm32, plus its text in [`Registry::texts`].
 struct SeriesRec {
-    family: u32,
-    /// Name and labels in one allocation: `name (0xFF label 0xFE value)*`. The two
-    /// separator bytes never occur in UTF-8, so the encoding is unambiguous; one buffer
-    /// instead of a string per label keeps the plugin's memory per series small.
-    key: Box<[u8]>,
+    /// The series' text ([`crate::text`]): `texts[start..start + len]`; `len` [`FREE`]:
+    /// a free slot.
+    start: u32,
+    len: u32,
     /// The collection in which this series was last emitted.
     seen: u32,
     /// Unique per registration, so a handle (see [`Collection::sample_handle`]) to an
@@ -26,65 +25,41 @@ struct SeriesRec {
     generation: u32,
 }
 
+/// `SeriesRec::len` of a free slot.
+const FREE: u32 = u32::MAX;
+
 impl SeriesRec {
-    fn new(family: u32, name: &str, labels: &[(&str, &str)]) -> Self {
-        let len = name.len() + labels.iter().map(|(n, v)| n.len() + v.len() + 2).sum::<usize>();
-        let mut key = Vec::with_capacity(len);
-        key.extend_from_slice(name.as_bytes());
-        for (n, v) in labels {
-            key.push(0xFF);
-            key.extend_from_slice(n.as_bytes());
-            key.push(0xFE);
-            key.extend_from_slice(v.as_bytes());
-        }
-        SeriesRec {
-            family,
-            key: key.into_boxed_slice(),
-            seen: 0,
-            generation: 0,
-        }
+    fn live(&self) -> bool {
+        self.len != FREE
     }
 
-    /// [`series_hash`] of the series, from its key.
-    fn hash(&self) -> u64 {
-        let mut h = self.family as u64;
-        let mut parts = self.key.split(|b| *b == 0xFF);
-        mix(&mut h, parts.next().unwrap_or_default());
-        for p in parts {
-            let at = p.iter().position(|b| *b == 0xFE).unwrap_or(p.len());
-            mix(&mut h, &p[..at]);
-            mix(&mut h, p.get(at + 1..).unwrap_or_default());
+    fn text<'t>(&self, texts: &'t [u8]) -> &'t [u8] {
+        if self.live() {
+            &texts[self.start as usize..(self.start + self.len) as usize]
+        } else {
+            &[]
         }
-        h
-    }
-
-    fn matches(&self, family: u32, name: &str, labels: &[(&str, &str)]) -> bool {
-        if self.family != family {
-            return false;
-        }
-        let Some(mut rest) = self.key.strip_prefix(name.as_bytes()) else {
-            return false;
-        };
-        for (n, v) in labels {
-            let Some(r) = rest.strip_prefix(&[0xFF]).and_then(|r| r.strip_prefix(n.as_bytes())) else {
-                return false;
-            };
-            let Some(r) = r.strip_prefix(&[0xFE]).and_then(|r| r.strip_prefix(v.as_bytes())) else {
-                return false;
-            };
-            rest = r;
-        }
-        rest.is_empty()
     }
 }
+
+/// Dead text bytes tolerated before the texts are rewritten, whatever their size.
+const MIN_DEAD: usize = 64 * 1024;
 
 /// State that persists across collections of one instance.
 #[derive(Default)]
 pub(crate) struct Registry {
     families: HashMap<Box<str>, (u32, MetricKind)>,
-    series: Vec<Option<SeriesRec>>,
+    /// Series by id; free slots (see [`FREE`]) are listed in `free`.
+    series: Vec<SeriesRec>,
     free: Vec<u32>,
-    /// Ids by `series_hash` (4 bytes a series; a map from hash to ids took ~50).
+    /// The series' texts back to back, in the order they were registered (rewritten in
+    /// emission order when half of it is dead): one buffer rather than an allocation
+    /// per series, read sequentially when a collection emits in its usual order.
+    texts: Vec<u8>,
+    /// Bytes of `texts` that belong to no series any more.
+    dead: usize,
+    /// Ids by [`text::hash`] of their text (4 bytes a series; a map from hash to ids
+    /// took ~50).
     index: HashTable<u32>,
     epoch: u32,
     /// Series ids in the order the previous collection emitted them: most plugins
@@ -93,6 +68,8 @@ pub(crate) struct Registry {
     last_order: Vec<u32>,
     /// Generation of the latest registration (see `SeriesRec::generation`).
     generation: u32,
+    /// A text being looked up.
+    scratch: Vec<u8>,
 }
 
 /// New definitions are handed to the host (`host.define`) this many at a time rather
@@ -102,14 +79,82 @@ pub(crate) struct Registry {
 const DEFINE_CHUNK: usize = 256;
 
 impl Registry {
-    /// Takes the live series `id` out of the index.
-    fn unindex(&mut self, id: u32) {
-        let Some(hash) = self.series[id as usize].as_ref().map(SeriesRec::hash) else {
-            return;
+    fn text(&self, id: u32) -> &[u8] {
+        self.series[id as usize].text(&self.texts)
+    }
+
+    fn is_live(&self, id: u32) -> bool {
+        self.series.get(id as usize).is_some_and(SeriesRec::live)
+    }
+
+    /// The live series the previous collection emitted at position `pos`.
+    fn at_position(&self, pos: usize) -> Option<u32> {
+        self.last_order.get(pos).copied().filter(|&id| self.is_live(id))
+    }
+
+    /// The live series whose text is `t`.
+    fn find(&self, t: &[u8], hash: u64) -> Option<u32> {
+        self.index.find(hash, |&id| text::same(self.text(id), t)).copied()
+    }
+
+    /// Registers the series of text `t` (not registered yet) and returns its id.
+    fn insert(&mut self, t: &[u8], hash: u64) -> u32 {
+        self.generation = self.generation.wrapping_add(1);
+        let rec = SeriesRec {
+            start: self.texts.len() as u32,
+            len: t.len() as u32,
+            seen: 0,
+            generation: self.generation,
         };
+        self.texts.extend_from_slice(t);
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.series[id as usize] = rec;
+                id
+            }
+            None => {
+                self.series.push(rec);
+                (self.series.len() - 1) as u32
+            }
+        };
+        let (series, texts) = (&self.series, &self.texts);
+        self.index
+            .insert_unique(hash, id, |&i| text::hash(series[i as usize].text(texts)));
+        id
+    }
+
+    /// Forgets the live series `id`: out of the index, its slot and text freed.
+    fn release(&mut self, id: u32) {
+        let rec = &self.series[id as usize];
+        if !rec.live() {
+            return;
+        }
+        let hash = text::hash(rec.text(&self.texts));
         if let Ok(entry) = self.index.find_entry(hash, |&i| i == id) {
             entry.remove();
         }
+        let rec = &mut self.series[id as usize];
+        self.dead += rec.len as usize;
+        rec.len = FREE;
+        self.free.push(id);
+    }
+
+    /// Rewrites `texts` with only the live texts, in the order of `order` (the ids of
+    /// the collection just finished, which emitted every live series once).
+    fn compact_texts(&mut self, order: &[u32]) {
+        if self.dead <= MIN_DEAD || self.dead <= self.texts.len() / 2 {
+            return;
+        }
+        let mut texts = Vec::with_capacity(self.texts.len() - self.dead);
+        for &id in order {
+            let rec = &mut self.series[id as usize];
+            let start = texts.len() as u32;
+            texts.extend_from_slice(rec.text(&self.texts));
+            rec.start = start;
+        }
+        debug_assert_eq!(texts.len(), self.texts.len() - self.dead);
+        self.texts = texts;
+        self.dead = 0;
     }
 }
 
@@ -132,32 +177,6 @@ struct Handed {
     /// the batch in `finish`, as the host puts them.
     #[cfg(not(target_arch = "wasm32"))]
     held: (Vec<WireFamily>, Vec<Series>),
-}
-
-/// Mixes `bytes` into `hash` eight bytes at a time (the Fx hash step): this runs for
-/// every sample, so it must be cheap; collisions are resolved by comparing labels.
-fn mix(hash: &mut u64, bytes: &[u8]) {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-        *hash = (hash.rotate_left(5) ^ w).wrapping_mul(K);
-    }
-    let mut tail = [0u8; 8];
-    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-    // The length keeps ("ab","c") and ("a","bc") apart.
-    let w = u64::from_le_bytes(tail) ^ ((bytes.len() as u64) << 56);
-    *hash = (hash.rotate_left(5) ^ w).wrapping_mul(K);
-}
-
-fn series_hash(family: u32, name: &str, labels: &[(&str, &str)]) -> u64 {
-    let mut h = family as u64;
-    mix(&mut h, name.as_bytes());
-    for (n, v) in labels {
-        mix(&mut h, n.as_bytes());
-        mix(&mut h, v.as_bytes());
-    }
-    h
 }
 
 impl<'a> Collection<'a> {
@@ -203,17 +222,20 @@ impl<'a> Collection<'a> {
         }
     }
 
-    /// Says that about `samples` samples will be emitted in this collection (a page's
-    /// line count, say), so the registry and the batch grow once, to that size, rather
-    /// than by doubling: linear memory never shrinks, so what doubling over-allocates
-    /// and the copies it leaves behind stay the instance's for good.
-    pub fn reserve_samples(&mut self, samples: usize) {
+    /// Says that about `samples` samples, whose series texts (see [`crate::text`])
+    /// take about `text_bytes`, will be emitted in this collection (a page's line
+    /// count, say), so the registry and the batch grow once, to that size, rather than
+    /// by doubling: linear memory never shrinks, so what doubling over-allocates and
+    /// the copies it leaves behind stay the instance's for good.
+    pub fn reserve_samples(&mut self, samples: usize, text_bytes: usize) {
         let reg = &mut *self.reg;
         // New series fill the free slots first.
         reg.series.reserve_exact(samples.saturating_sub(reg.series.len()));
-        let series = &reg.series;
+        reg.texts
+            .reserve_exact(text_bytes.saturating_sub(reg.texts.len() - reg.dead));
+        let (series, texts) = (&reg.series, &reg.texts);
         reg.index.reserve(samples.saturating_sub(reg.index.len()), |&i| {
-            series[i as usize].as_ref().map_or(0, SeriesRec::hash)
+            text::hash(series[i as usize].text(texts))
         });
         let b = &mut self.batch;
         b.ids.reserve_exact(samples.saturating_sub(b.ids.len()));
@@ -266,9 +288,6 @@ impl<'a> Collection<'a> {
 
     /// Like [`Collection::sample`] with an explicit timestamp (ms since the epoch).
     pub fn sample_at(&mut self, family: Family, name: &str, labels: &[(&str, &str)], value: f64, timestamp_ms: i64) {
-        if self.batch.timestamps.len() < self.batch.ids.len() {
-            self.batch.timestamps.resize(self.batch.ids.len(), NOW);
-        }
         self.push(family, name, labels, value, timestamp_ms);
     }
 
@@ -346,14 +365,13 @@ impl<'a> Collection<'a> {
         value: f64,
         timestamp_ms: Option<i64>,
     ) -> u64 {
-        let ts = timestamp_ms.unwrap_or(NOW);
-        if ts != NOW && self.batch.timestamps.len() < self.batch.ids.len() {
-            self.batch.timestamps.resize(self.batch.ids.len(), NOW);
-        }
         let id = self.lookup_or_register(family.0, name, labels);
-        self.push_id(id, value, ts);
-        let generation = self.reg.series[id as usize].as_ref().map_or(0, |r| r.generation);
-        (generation as u64) << 32 | id as u64
+        self.push_id(id, value, timestamp_ms.unwrap_or(NOW));
+        self.handle_of(id)
+    }
+
+    fn handle_of(&self, id: u32) -> u64 {
+        (self.reg.series[id as usize].generation as u64) << 32 | id as u64
     }
 
     /// Emits a sample of the series `handle` (from [`Collection::sample_handle`]).
@@ -362,16 +380,35 @@ impl<'a> Collection<'a> {
     /// register it again with `sample_handle`.
     pub fn sample_by_handle(&mut self, handle: u64, value: f64, timestamp_ms: Option<i64>) -> bool {
         let (id, generation) = (handle as u32, (handle >> 32) as u32);
-        match self.reg.series.get(id as usize) {
-            Some(Some(rec)) if rec.generation == generation => {}
-            _ => return false,
+        if !self.reg.is_live(id) || self.reg.series[id as usize].generation != generation {
+            return false;
         }
-        let ts = timestamp_ms.unwrap_or(NOW);
-        if ts != NOW && self.batch.timestamps.len() < self.batch.ids.len() {
-            self.batch.timestamps.resize(self.batch.ids.len(), NOW);
-        }
-        self.push_id(id, value, ts);
+        self.push_id(id, value, timestamp_ms.unwrap_or(NOW));
         true
+    }
+
+    /// Emits a sample of the registered series whose text (see [`crate::text`]:
+    /// `name{label="value",...}`, labels in the order they were registered, values
+    /// escaped) is `series`. Returns false, emitting nothing, when no such series is
+    /// registered (or it was released). A scrape whose page prints series as they
+    /// were registered finds them by their raw text, without parsing their labels
+    /// and without a text of its own.
+    pub fn sample_by_text(&mut self, series: &[u8], value: f64, timestamp_ms: Option<i64>) -> bool {
+        let at_position = self
+            .reg
+            .at_position(self.batch.ids.len())
+            .filter(|&id| text::same(self.reg.text(id), series));
+        let Some(id) = at_position.or_else(|| self.reg.find(series, text::hash(series))) else {
+            return false;
+        };
+        self.push_id(id, value, timestamp_ms.unwrap_or(NOW));
+        true
+    }
+
+    /// The text of the live series `handle` (see [`crate::text`]).
+    pub fn series_text(&self, handle: u64) -> Option<&[u8]> {
+        let (id, generation) = (handle as u32, (handle >> 32) as u32);
+        (self.reg.is_live(id) && self.reg.series[id as usize].generation == generation).then(|| self.reg.text(id))
     }
 
     fn push(&mut self, family: Family, name: &str, labels: &[(&str, &str)], value: f64, ts: i64) {
@@ -380,10 +417,15 @@ impl<'a> Collection<'a> {
     }
 
     fn push_id(&mut self, id: u32, value: f64, ts: i64) {
-        let rec = self.reg.series[id as usize].as_mut().expect("registered id");
+        if ts != NOW && self.batch.timestamps.len() < self.batch.ids.len() {
+            self.batch.timestamps.resize(self.batch.ids.len(), NOW);
+        }
+        let rec = &mut self.reg.series[id as usize];
+        debug_assert!(rec.live());
         if rec.seen == self.reg.epoch {
             if self.duplicates.len() < 5 {
-                self.duplicates.push(render_key(&rec.key));
+                self.duplicates
+                    .push(String::from_utf8_lossy(self.reg.text(id)).into_owned());
             }
             return;
         }
@@ -396,39 +438,26 @@ impl<'a> Collection<'a> {
     }
 
     fn lookup_or_register(&mut self, family: u32, name: &str, labels: &[(&str, &str)]) -> u32 {
-        if let Some(&id) = self.reg.last_order.get(self.batch.ids.len())
-            && let Some(rec) = &self.reg.series[id as usize]
-            && rec.matches(family, name, labels)
+        if let Some(id) = self.reg.at_position(self.batch.ids.len())
+            && text::matches(self.reg.text(id), name, labels)
         {
             return id;
         }
-        let hash = series_hash(family, name, labels);
-        let series = &self.reg.series;
-        let found = self.reg.index.find(hash, |&id| {
-            series[id as usize]
-                .as_ref()
-                .is_some_and(|rec| rec.matches(family, name, labels))
-        });
-        if let Some(&id) = found {
-            return id;
-        }
-        let mut rec = SeriesRec::new(family, name, labels);
-        self.reg.generation = self.reg.generation.wrapping_add(1);
-        rec.generation = self.reg.generation;
-        let id = match self.reg.free.pop() {
-            Some(id) => {
-                self.reg.series[id as usize] = Some(rec);
-                id
-            }
-            None => {
-                self.reg.series.push(Some(rec));
-                (self.reg.series.len() - 1) as u32
-            }
+        let mut t = std::mem::take(&mut self.reg.scratch);
+        t.clear();
+        text::render(&mut t, name, labels);
+        let hash = text::hash(&t);
+        let id = match self.reg.find(&t, hash) {
+            Some(id) => id,
+            None => self.register(family, name, labels, &t, hash),
         };
-        let series = &self.reg.series;
-        self.reg
-            .index
-            .insert_unique(hash, id, |&i| series[i as usize].as_ref().map_or(0, SeriesRec::hash));
+        self.reg.scratch = t;
+        id
+    }
+
+    /// Registers a new series and queues its definition for the host.
+    fn register(&mut self, family: u32, name: &str, labels: &[(&str, &str)], t: &[u8], hash: u64) -> u32 {
+        let id = self.reg.insert(t, hash);
         self.batch.series.push(Series {
             id,
             family,
@@ -472,15 +501,14 @@ impl<'a> Collection<'a> {
             self.batch.timestamps.resize(self.batch.ids.len(), NOW);
         }
         let epoch = self.reg.epoch;
-        for id in 0..self.reg.series.len() {
-            let stale = matches!(&self.reg.series[id], Some(rec) if rec.seen != epoch);
-            if stale {
-                self.reg.unindex(id as u32);
-                self.reg.series[id] = None;
-                self.reg.free.push(id as u32);
-                self.batch.forget.push(id as u32);
+        for id in 0..self.reg.series.len() as u32 {
+            let rec = &self.reg.series[id as usize];
+            if rec.live() && rec.seen != epoch {
+                self.reg.release(id);
+                self.batch.forget.push(id);
             }
         }
+        self.reg.compact_texts(&self.batch.ids);
         self.reg.last_order.clone_from(&self.batch.ids);
         Ok(self.batch)
     }
@@ -517,11 +545,7 @@ impl Collection<'_> {
             .copied()
             .chain(self.batch.series.iter().map(|s| s.id));
         for id in ids {
-            if self.reg.series[id as usize].is_some() {
-                self.reg.unindex(id);
-                self.reg.series[id as usize] = None;
-                self.reg.free.push(id);
-            }
+            self.reg.release(id);
         }
         let names = self
             .handed
@@ -539,21 +563,6 @@ fn with_extra<'l>(labels: &[(&'l str, &'l str)], name: &'l str, value: &'l str) 
     v.extend_from_slice(labels);
     v.push((name, value));
     v
-}
-
-/// `name{label="value",...}` from a `SeriesRec::key`.
-fn render_key(key: &[u8]) -> String {
-    let mut parts = key.split(|b| *b == 0xFF);
-    let name = String::from_utf8_lossy(parts.next().unwrap_or_default());
-    let inner: Vec<String> = parts
-        .map(|p| {
-            let mut nv = p.splitn(2, |b| *b == 0xFE);
-            let n = String::from_utf8_lossy(nv.next().unwrap_or_default());
-            let v = String::from_utf8_lossy(nv.next().unwrap_or_default());
-            format!("{n}={v:?}")
-        })
-        .collect();
-    format!("{name}{{{}}}", inner.join(","))
 }
 
 /// Formats a bucket bound or quantile the way Prometheus client libraries do
@@ -578,26 +587,70 @@ mod tests {
         c.finish(Ok(()))
     }
 
+    const LONG: &str = "a value long enough for a few dozen bytes";
+
     #[test]
-    fn the_hash_recomputed_from_a_key_is_the_registration_hash() {
-        for labels in [
-            &[][..],
-            &[("a", "")][..],
-            &[("", "x")][..],
-            &[("job", "api"), ("path", "/a=b\"c"), ("le", "+Inf")][..],
-        ] {
-            let rec = SeriesRec::new(7, "http_requests_total", labels);
-            assert_eq!(rec.hash(), series_hash(7, "http_requests_total", labels), "{labels:?}");
-        }
-        let a = SeriesRec::new(1, "m", &[("ab", "c")]);
-        assert_ne!(a.hash(), SeriesRec::new(1, "m", &[("a", "bc")]).hash());
+    fn series_are_found_by_their_text_and_texts_are_rewritten_when_half_dead() {
+        let text = |i: usize| format!(r#"m{{i="v\"{i}",x="{LONG}"}}"#);
+        let mut reg = Registry::default();
+        let mut handles = Vec::new();
+        let emit = |c: &mut Collection, from: usize, to: usize, handles: &mut Vec<u64>| {
+            let f = c.family("m", MetricKind::Gauge, "");
+            for i in from..to {
+                let v = format!("v\"{i}");
+                handles.push(c.sample_handle(f, "m", &[("i", &v), ("x", LONG)], i as f64, None));
+            }
+        };
+        collect(&mut reg, |c| emit(c, 0, 4000, &mut handles)).unwrap();
+        assert_eq!(
+            Collection::new(&mut reg).series_text(handles[7]),
+            Some(text(7).as_bytes())
+        );
+        // By text: at the same position, elsewhere, and unknown texts.
+        let b = collect(&mut reg, |c| {
+            assert!(c.sample_by_text(text(0).as_bytes(), 10.0, None));
+            assert!(c.sample_by_text(text(2).as_bytes(), 12.0, Some(5)));
+            assert!(
+                c.sample_by_text(text(0).as_bytes(), 11.0, None),
+                "a duplicate: first kept"
+            );
+            assert!(
+                !c.sample_by_text(format!(r#"m{{x="{LONG}",i="v\"0"}}"#).as_bytes(), 1.0, None),
+                "another order"
+            );
+            assert!(!c.sample_by_text(b"m", 1.0, None));
+            for i in 3000..4000 {
+                assert!(c.sample_by_text(text(i).as_bytes(), i as f64, None), "{i}");
+            }
+        })
+        .unwrap();
+        assert_eq!(b.ids[..2], [0, 2]);
+        assert_eq!(
+            (b.values[..2].to_vec(), b.timestamps[..2].to_vec()),
+            (vec![10.0, 12.0], vec![NOW, 5])
+        );
+        assert_eq!(b.forget.len(), 4000 - 1002);
+        // 2998 of 4000 texts are dead: rewritten in the emission order just seen.
+        assert_eq!(reg.dead, 0);
+        let live: Vec<u8> = b.ids.iter().flat_map(|&id| reg.text(id).to_vec()).collect();
+        assert_eq!(reg.texts, live);
+        assert_eq!(Collection::new(&mut reg).series_text(handles[1]), None, "released");
+        let b2 = collect(&mut reg, |c| {
+            for i in (3000..4000).rev() {
+                assert!(c.sample_by_text(text(i).as_bytes(), 0.0, None));
+            }
+            assert!(c.sample_by_handle(handles[0], 1.0, None));
+        })
+        .unwrap();
+        assert!(b2.forget.contains(&2) && b2.series.is_empty());
     }
 
     #[test]
     fn reserve_samples_sizes_the_registry_and_batch_once() {
         let mut reg = Registry::default();
+        let texts: usize = (0..1000).map(|i| format!("m{{i=\"{i}\"}}").len()).sum();
         let batch = collect(&mut reg, |c| {
-            c.reserve_samples(1000);
+            c.reserve_samples(1000, texts);
             let f = c.family("m", MetricKind::Gauge, "");
             for i in 0..1000 {
                 c.sample(f, "m", &[("i", &i.to_string())], 1.0);
@@ -607,6 +660,11 @@ mod tests {
         assert_eq!(
             (reg.series.capacity(), batch.ids.capacity(), batch.values.capacity()),
             (1000, 1000, 1000)
+        );
+        assert_eq!(
+            (reg.texts.len(), reg.texts.capacity()),
+            (texts, texts),
+            "one allocation"
         );
         // Later collections start with the batch sized as the last one.
         let batch = collect(&mut reg, |c| {
@@ -682,7 +740,7 @@ mod tests {
         c.gauge("a", "h", &[], 2.0);
         c.gauge("b", "h", &[("x", "1")], 1.0);
         c.gauge("b", "h", &[("x", "1")], 2.0);
-        assert_eq!(c.duplicates, vec!["a{}".to_string(), "b{x=\"1\"}".to_string()]);
+        assert_eq!(c.duplicates, vec!["a".to_string(), "b{x=\"1\"}".to_string()]);
         assert_eq!(c.batch.values, vec![1.0, 1.0]);
     }
 

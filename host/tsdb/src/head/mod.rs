@@ -470,15 +470,8 @@ mod tests {
                 let (ts, vs) = crate::chunk::decode_columns(col).unwrap();
                 assert_eq!(c.samples as usize, ts.len());
                 assert_eq!((c.min_t, c.max_t), (ts[0], ts[ts.len() - 1]));
-                let name = ids
-                    .chunks(2)
-                    .find(|p| &*plan.symbols[p[0] as usize] == "__name__")
-                    .unwrap()[1];
-                Some((
-                    plan.symbols[name as usize].to_string(),
-                    col[0],
-                    ts.into_iter().zip(vs).collect(),
-                ))
+                let name = ids.chunks(2).find(|p| plan.symbol(p[0]) == "__name__").unwrap()[1];
+                Some((plan.symbol(name).to_string(), col[0], ts.into_iter().zip(vs).collect()))
             })
             .collect()
     }

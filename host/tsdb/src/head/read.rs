@@ -4,7 +4,7 @@
 use super::ClosedChunk;
 use super::{Head, MemSeries};
 use crate::chunk::{ChunkParts, HeadChunk, column_from_chunks, encode_stream_column};
-use crate::labels::Labels;
+use crate::labels::{Labels, SharedStrings};
 use crate::postings::SeriesRef;
 use promql_parser::label::Matcher;
 use std::sync::Arc;
@@ -23,8 +23,10 @@ pub struct SeriesSamples {
 /// a cut holds neither label sets nor columns of all series at once.
 #[derive(Default)]
 pub struct CutPlan {
-    /// Every label string of those series, sorted (the block's symbol table).
-    pub symbols: Vec<Arc<str>>,
+    /// Every label string of those series, sorted (the block's symbol table), as
+    /// `(start, len)` in `text`.
+    spans: Vec<(u32, u32)>,
+    text: String,
     /// The series: ref, and where its label set lies in `ids`.
     series: Vec<(SeriesRef, u32, u32)>,
     /// The label sets as `(name, value)` positions in `symbols`, flattened.
@@ -32,6 +34,18 @@ pub struct CutPlan {
 }
 
 impl CutPlan {
+    /// The block's symbol table: every label string of the series, sorted.
+    pub fn symbols(&self) -> impl ExactSizeIterator<Item = &str> + Clone {
+        self.spans
+            .iter()
+            .map(|&(start, len)| &self.text[start as usize..(start + len) as usize])
+    }
+
+    pub fn symbol(&self, i: u32) -> &str {
+        let (start, len) = self.spans[i as usize];
+        &self.text[start as usize..(start + len) as usize]
+    }
+
     pub fn is_empty(&self) -> bool {
         self.series.is_empty()
     }
@@ -134,13 +148,14 @@ impl Head {
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
         let g = self.inner.read().unwrap();
         let mut out = Vec::new();
+        let mut shared = SharedStrings::default();
         for r in g.postings.select(matchers, &g.symbols) {
             let Some(s) = g.series.get(&r) else { continue };
             let samples = s.samples(mint, maxt);
             if !samples.is_empty() {
                 out.push(SeriesSamples {
                     series_ref: r,
-                    labels: g.symbols.labels(&s.labels),
+                    labels: g.symbols.labels(&s.labels, &mut shared),
                     samples,
                 });
             }
@@ -151,11 +166,12 @@ impl Head {
     /// Label sets of the series matching `matchers` (regardless of samples).
     pub fn series_labels(&self, matchers: &[Matcher]) -> Vec<Labels> {
         let g = self.inner.read().unwrap();
+        let mut shared = SharedStrings::default();
         g.postings
             .select(matchers, &g.symbols)
             .iter()
             .filter_map(|r| g.series.get(r))
-            .map(|s| g.symbols.labels(&s.labels))
+            .map(|s| g.symbols.labels(&s.labels, &mut shared))
             .collect()
     }
 
@@ -171,11 +187,13 @@ impl Head {
 
     /// The series with samples in `[mint, maxt)` (or chunks overlapping it), sorted by
     /// label set, for [`Head::cut_columns`]. The read lock is held only to copy refs,
-    /// symbol ids and shared strings; sorting happens after.
+    /// symbol ids and strings; sorting happens after.
     pub fn plan_cut(&self, mint: i64, maxt: i64) -> CutPlan {
         let mut refs: Vec<(SeriesRef, u32, u32)> = Vec::new();
         let mut ids: Vec<u32> = Vec::new();
-        let mut strings: Vec<(Arc<str>, u32)> = Vec::new();
+        // (start, len in `text`, symbol id)
+        let mut strings: Vec<(u32, u32, u32)> = Vec::new();
+        let mut text = String::new();
         let slots;
         {
             let g = self.inner.read().unwrap();
@@ -190,14 +208,17 @@ impl Head {
                 ids.extend_from_slice(l);
                 for &id in l {
                     if !std::mem::replace(&mut seen[id as usize], true) {
-                        strings.push((g.symbols.get(id).clone(), id));
+                        let s = g.symbols.get(id);
+                        strings.push((text.len() as u32, s.len() as u32, id));
+                        text.push_str(s);
                     }
                 }
             }
         }
-        strings.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let str_of = |&(start, len, _): &(u32, u32, u32)| &text[start as usize..(start + len) as usize];
+        strings.sort_unstable_by(|a, b| str_of(a).cmp(str_of(b)));
         let mut rank = vec![0u32; slots];
-        for (i, (_, id)) in strings.iter().enumerate() {
+        for (i, (_, _, id)) in strings.iter().enumerate() {
             rank[*id as usize] = i as u32;
         }
         for id in &mut ids {
@@ -206,7 +227,8 @@ impl Head {
         let at = |&(_, start, len): &(SeriesRef, u32, u32)| &ids[start as usize..(start + len) as usize];
         refs.sort_unstable_by(|a, b| at(a).cmp(at(b)));
         CutPlan {
-            symbols: strings.into_iter().map(|(s, _)| s).collect(),
+            spans: strings.into_iter().map(|(start, len, _)| (start, len)).collect(),
+            text,
             series: refs,
             ids,
         }

@@ -2,6 +2,11 @@
 //! became, the SDK's series handle or "dropped by relabelling", as Prometheus's scrape
 //! cache maps it to a storage reference.
 //!
+//! Only for series the SDK cannot find by their raw text itself: those printed
+//! otherwise than the SDK's text of their stored labels (labels unsorted, `{}`, empty
+//! values, `__` labels) and every series once metric relabelling is configured. A Go
+//! exporter's page needs no cache at all (see `Scraper::emit`).
+//!
 //! Exporters print their series in the same order every time, so the cache first
 //! compares a line with the series at the same position in the previous scrape: a
 //! sequential walk over the entries, with no hashing. Only a line that moved or is
@@ -15,6 +20,7 @@
 //! scraping a 10k-series page every second.
 
 use hashbrown::HashTable;
+use sonde_plugin_sdk::text::{hash as key_hash, same};
 
 /// Cache entry value for a series that metric relabelling drops.
 pub const DROPPED: u64 = u64::MAX;
@@ -75,25 +81,35 @@ pub struct Cache {
     epoch: u32,
     /// Entries seen by the scrape under way.
     live: usize,
+    /// `(lines, text bytes)` of a page, until the first insertion reserves them.
+    expect: (usize, usize),
 }
 
 impl Cache {
-    /// Starts a scrape of a `page_len`-byte page of about `lines` lines. The first one
-    /// sizes the text buffer and the entries for the page at once: grown by doubling,
-    /// they would leave about their own size in freed blocks behind in the plugin's
-    /// memory, which never shrinks.
-    pub fn begin(&mut self, page_len: usize, lines: usize) {
-        if self.keys.capacity() == 0 {
-            self.keys.reserve_exact(page_len);
-            self.slab.reserve_exact(lines);
-            self.order.reserve_exact(lines);
-            self.next_order.reserve_exact(lines);
-            let (slab, keys) = (&self.slab, &self.keys);
-            self.table.reserve(lines, |&i| key_hash(slab[i as usize].text(keys)));
-        }
+    /// Says that a page has about `lines` samples whose series texts take about
+    /// `text_bytes`: the first insertion sizes the text buffer and the entries for that
+    /// at once. Grown by doubling, they would leave about their own size in freed
+    /// blocks behind in the plugin's memory, which never shrinks. (Lazily, because a
+    /// page the SDK recognises by its text alone needs no cache.)
+    pub fn expect(&mut self, lines: usize, text_bytes: usize) {
+        self.expect = (lines, text_bytes);
+    }
+
+    /// Starts a scrape.
+    pub fn begin(&mut self) {
         self.epoch = self.epoch.wrapping_add(1);
         self.live = 0;
         self.next_order.clear();
+    }
+
+    fn reserve_expected(&mut self) {
+        let (lines, text_bytes) = std::mem::take(&mut self.expect);
+        self.keys.reserve_exact(text_bytes);
+        self.slab.reserve_exact(lines);
+        self.order.reserve_exact(lines);
+        self.next_order.reserve_exact(lines);
+        let (slab, keys) = (&self.slab, &self.keys);
+        self.table.reserve(lines, |&i| key_hash(slab[i as usize].text(keys)));
     }
 
     fn key(&self, idx: u32) -> Option<&[u8]> {
@@ -101,29 +117,40 @@ impl Cache {
         e.live().then(|| e.text(&self.keys))
     }
 
-    /// The entry of `series`, the next sample of the page, if cached; marks it seen.
-    pub fn lookup(&mut self, series: &[u8]) -> Option<u32> {
-        let pos = self.next_order.len();
-        let at_position = self
+    /// The entry of `series` if it is the one that came next in the previous scrape
+    /// (not counting the samples the cache did not serve); marks it seen.
+    pub fn at_position(&mut self, series: &[u8]) -> Option<u32> {
+        let idx = self
             .order
-            .get(pos)
+            .get(self.next_order.len())
             .copied()
-            .filter(|&i| self.key(i).is_some_and(|k| same(k, series)));
-        let idx = match at_position {
-            Some(i) => i,
-            None => {
-                let hash = key_hash(series);
-                *self
-                    .table
-                    .find(hash, |&i| self.key(i).is_some_and(|k| same(k, series)))?
-            }
-        };
+            .filter(|&i| self.key(i).is_some_and(|k| same(k, series)))?;
         self.touch(idx);
         Some(idx)
     }
 
+    /// The entry of `series`, wherever it came in the previous scrape; marks it seen.
+    pub fn find(&mut self, series: &[u8]) -> Option<u32> {
+        if self.len == 0 {
+            return None;
+        }
+        let idx = *self
+            .table
+            .find(key_hash(series), |&i| self.key(i).is_some_and(|k| same(k, series)))?;
+        self.touch(idx);
+        Some(idx)
+    }
+
+    /// [`Cache::at_position`], then [`Cache::find`].
+    pub fn lookup(&mut self, series: &[u8]) -> Option<u32> {
+        self.at_position(series).or_else(|| self.find(series))
+    }
+
     /// Adds `series` (not cached yet: [`Cache::lookup`] said so) as the next sample.
     pub fn insert(&mut self, series: &[u8], handle: u64) -> u32 {
+        if self.expect.0 > 0 {
+            self.reserve_expected();
+        }
         let hash = key_hash(series);
         let mut entry = Entry {
             start: self.keys.len() as u32,
@@ -229,61 +256,6 @@ impl Cache {
     }
 }
 
-/// Hash of a raw series text, eight bytes per step (in wasm32 about twice as fast as
-/// the word-sized, 32-bit there, FxHasher).
-fn key_hash(bytes: &[u8]) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = bytes.len() as u64;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
-    }
-    let mut tail = [0u8; 8];
-    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
-    // The multiplications only carry differences upwards, and the table takes its
-    // bucket from the low bits: mix everything down (murmur3's finaliser).
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
-
-/// Byte equality sixteen bytes per step: `==` on slices calls memcmp, a byte loop in
-/// wasi-libc, and every loop iteration in wasm carries an interruption check.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
-    if n < 8 {
-        let pad = |s: &[u8]| {
-            let mut w = [0u8; 8];
-            w[..n].copy_from_slice(s);
-            u64::from_le_bytes(w)
-        };
-        return pad(a) == pad(b);
-    }
-    let mut i = 0;
-    while i + 16 <= n {
-        if (word(a, i) ^ word(b, i)) | (word(a, i + 8) ^ word(b, i + 8)) != 0 {
-            return false;
-        }
-        i += 16;
-    }
-    if i + 8 <= n {
-        if word(a, i) != word(b, i) {
-            return false;
-        }
-        i += 8;
-    }
-    // The last 0..7 bytes: the final eight, overlapping what was compared.
-    i == n || word(a, n - 8) == word(b, n - 8)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,28 +263,30 @@ mod tests {
     #[test]
     fn the_first_scrape_sizes_the_cache_for_the_page_once() {
         let mut c = Cache::default();
-        c.begin(64, 5);
-        assert_eq!((c.keys.capacity(), c.slab.capacity(), c.order.capacity()), (64, 5, 5));
+        c.expect(5, 64);
+        c.begin();
+        assert_eq!(c.slab.capacity(), 0, "nothing before the first insertion");
         for i in 0..5u64 {
             c.insert(format!("m{{i=\"{i}\"}}").as_bytes(), i);
+            assert_eq!((c.keys.capacity(), c.slab.capacity(), c.order.capacity()), (64, 5, 5));
         }
         c.end();
-        assert_eq!(c.slab.capacity(), 5, "no growth while the page fits");
-        c.begin(1 << 20, 1000);
-        assert_eq!(c.slab.capacity(), 5, "later scrapes grow as needed, not ahead");
+        c.begin();
+        c.insert(b"another", 5);
+        assert_eq!(c.slab.capacity(), 10, "later insertions grow as needed");
     }
 
     #[test]
     fn positional_hits_moved_series_and_pruning() {
         let mut c = Cache::default();
-        c.begin(0, 0);
+        c.begin();
         for (i, k) in ["a", "b", "c"].iter().enumerate() {
             assert_eq!(c.lookup(k.as_bytes()), None);
             c.insert(k.as_bytes(), i as u64);
         }
         c.end();
         // Same order, then a moved and a missing series.
-        c.begin(0, 0);
+        c.begin();
         let got: Vec<u64> = ["a", "c", "b"]
             .iter()
             .map(|k| {
@@ -322,12 +296,12 @@ mod tests {
             .collect();
         assert_eq!(got, [0, 2, 1]);
         c.end();
-        c.begin(0, 0);
+        c.begin();
         let i = c.lookup(b"c").expect("cached");
         assert_eq!(c.handle(i), 2);
         c.end();
         assert_eq!(c.len(), 1, "a and b were not seen");
-        c.begin(0, 0);
+        c.begin();
         assert_eq!(c.lookup(b"a"), None);
         let i = c.insert(b"a", 7);
         assert_eq!(c.handle(i), 7);
@@ -337,26 +311,10 @@ mod tests {
         assert_eq!(c.len(), 2);
     }
 
-    #[test]
-    fn equality_and_hash_cover_every_byte() {
-        for n in 0..=40u8 {
-            let base: Vec<u8> = (1..=n).collect();
-            assert!(same(&base, &base.clone()), "length {n}");
-            for i in 0..base.len() {
-                let mut other = base.clone();
-                other[i] ^= 1;
-                assert!(!same(&base, &other), "length {n}, byte {i}");
-                assert_ne!(key_hash(&base), key_hash(&other));
-            }
-        }
-        assert!(!same(b"ab", b"abc"));
-        assert!(!same(b"", b"\0"));
-    }
-
     /// Handles of `keys` looked up as one scrape; `None` for a miss (then inserted
     /// with handle = 1000 + position).
     fn scrape(c: &mut Cache, keys: &[String]) -> Vec<Option<u64>> {
-        c.begin(0, 0);
+        c.begin();
         let got = keys
             .iter()
             .enumerate()

@@ -1,10 +1,12 @@
-//! From a scraped body to samples in the batch: the scrape cache (raw series text →
-//! SDK series handle, as Prometheus's scrape cache maps it to a storage ref), family
+//! From a scraped body to samples in the batch: raw series text → SDK series (found
+//! by the SDK when the text is the SDK's own text of the series, else through the
+//! scrape cache, as Prometheus's scrape cache maps it to a storage ref), family
 //! metadata, metric relabelling and the label rules of the WIT.
 //!
-//! A series seen in an earlier scrape costs a hash of its raw text, a float parse and
-//! a push of `(id, value)`: its labels are neither parsed, relabelled nor hashed
-//! again. Only a new series takes the slow path through [`Scraper::register`].
+//! A series seen in an earlier scrape costs a comparison of its raw text (with the
+//! series at the same position last time; a hash look-up when it moved), a float
+//! parse and a push of `(id, value)`: its labels are neither parsed, relabelled nor
+//! hashed again. Only a new series takes the slow path through [`Scraper::register`].
 
 use crate::cache::{Cache, DROPPED};
 use crate::exposition::{self, Format, Kind, Line, Lines, ParseError};
@@ -33,6 +35,8 @@ pub struct Scraper {
     /// 0 = none.
     sample_limit: usize,
     cache: Cache,
+    /// The SDK's registry (and the cache) were sized for the first page.
+    sized: bool,
     /// Kind of each family registered: a later sample outside its `# TYPE` block
     /// (or renamed onto it by relabelling) joins it instead of clashing with it.
     kinds: FxHashMap<String, WireKind>,
@@ -99,12 +103,22 @@ impl<'a> Meta<'a> {
     }
 }
 
-/// Lines of `body` that are not comments: about the samples it holds.
-fn sample_lines(body: &[u8]) -> usize {
-    let starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', body).map(|i| i + 1));
-    starts
-        .filter(|&i| body.get(i).is_some_and(|&b| b != b'#' && b != b'\n'))
-        .count()
+/// `(sample lines, bytes of their series texts)` of `body`, about: comments are not
+/// counted, and a line's series text is taken to end at its last `}`, or its first
+/// space when it has none.
+fn page_shape(body: &[u8]) -> (usize, usize) {
+    let (mut lines, mut bytes) = (0, 0);
+    for line in body.split(|&b| b == b'\n') {
+        if line.first().is_none_or(|&b| b == b'#') {
+            continue;
+        }
+        lines += 1;
+        bytes += memchr::memrchr(b'}', line)
+            .map(|i| i + 1)
+            .or_else(|| memchr::memchr(b' ', line))
+            .unwrap_or(line.len());
+    }
+    (lines, bytes)
 }
 
 fn wire_kind(k: Kind) -> WireKind {
@@ -127,6 +141,7 @@ impl Scraper {
             honor_timestamps,
             sample_limit: 0,
             cache: Cache::default(),
+            sized: false,
             kinds: FxHashMap::default(),
         }
     }
@@ -139,12 +154,19 @@ impl Scraper {
     /// Parses `body` and emits its samples into `out`. A malformed body fails as a
     /// whole (nothing is stored), as in Prometheus.
     pub fn emit(&mut self, body: &[u8], format: Format, out: &mut Collection) -> Result<Stats, ParseError> {
-        // The first scrape sizes the cache and the SDK's registry for the page at once.
-        let lines = if self.cache.is_empty() { sample_lines(body) } else { 0 };
-        if lines > 0 {
-            out.reserve_samples(lines);
+        // The first scrape sizes the SDK's registry (and the cache, should the page
+        // need it) for the page at once.
+        if !self.sized {
+            self.sized = true;
+            let (lines, text_bytes) = page_shape(body);
+            out.reserve_samples(lines, text_bytes);
+            self.cache.expect(lines, text_bytes);
         }
-        self.cache.begin(body.len(), lines);
+        // Without relabelling, a series printed as the SDK's text of its labels (the
+        // names sorted, values escaped, no empty ones: what Go exporters print) is
+        // found by that text; the cache keeps the texts of the others.
+        let by_text = self.rules.is_empty();
+        self.cache.begin();
         let mut stats = Stats::default();
         let mut meta = Meta::default();
         let mut lines = Lines::new(body, format);
@@ -171,7 +193,13 @@ impl Scraper {
             };
             stats.scraped += 1;
             let ts = if self.honor_timestamps { timestamp_ms } else { None };
-            let cached = self.cache.lookup(series);
+            let mut cached = self.cache.at_position(series);
+            if cached.is_none() {
+                if by_text && out.sample_by_text(series, value, ts) {
+                    continue;
+                }
+                cached = self.cache.find(series);
+            }
             if let Some(idx) = cached {
                 match self.cache.handle(idx) {
                     DROPPED => {
@@ -200,6 +228,7 @@ impl Scraper {
             }
             match cached {
                 Some(idx) => self.cache.set_handle(idx, handle),
+                None if by_text && handle != DROPPED && out.series_text(handle) == Some(series) => {}
                 None => {
                     self.cache.insert(series, handle);
                 }

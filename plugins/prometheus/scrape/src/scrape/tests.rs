@@ -1,5 +1,6 @@
 use super::*;
 use crate::relabel::{RelabelConfig, compile};
+use sonde_plugin_sdk::NativeRegistry;
 use sonde_plugin_sdk::bindings::sonde::plugin::types::Batch;
 
 fn scraper(relabel: &str, honor_timestamps: bool) -> Scraper {
@@ -42,17 +43,23 @@ django_http_responses_total_by_status_created{status="200"} 1.7e9
 untyped_one{__meta="x",z="1",a="2"} 5
 "#;
 
+/// One successful scrape of a text-format `body`.
+fn scrape_ok(s: &mut Scraper, reg: &mut NativeRegistry, body: &str) -> (Batch, Stats) {
+    let mut stats = Stats::default();
+    let b = reg
+        .collect(|c| {
+            stats = s.emit(body.as_bytes(), Format::Text, c).unwrap();
+            Ok(())
+        })
+        .unwrap();
+    (b, stats)
+}
+
 #[test]
 fn families_series_and_then_only_ids() {
     let mut s = scraper("[]", true);
     let mut reg = Collection::native_registry();
-    let mut stats = Stats::default();
-    let b1 = reg
-        .collect(|c| {
-            stats = s.emit(DJANGO.as_bytes(), Format::Text, c).unwrap();
-            Ok(())
-        })
-        .unwrap();
+    let (b1, stats) = scrape_ok(&mut s, &mut reg, DJANGO);
     assert_eq!(
         stats,
         Stats {
@@ -83,13 +90,7 @@ fn families_series_and_then_only_ids() {
     );
     assert_eq!(b1.values, [7.0, 7.0, 7.0, 0.021, 7.0, 3.0, 1.7e9, 5.0]);
 
-    let next = DJANGO.replace("} 3.0", "} 4.0");
-    let b2 = reg
-        .collect(|c| {
-            stats = s.emit(next.as_bytes(), Format::Text, c).unwrap();
-            Ok(())
-        })
-        .unwrap();
+    let (b2, stats) = scrape_ok(&mut s, &mut reg, &DJANGO.replace("} 3.0", "} 4.0"));
     assert!(b2.families.is_empty() && b2.series.is_empty() && b2.forget.is_empty());
     assert_eq!(b2.ids, b1.ids);
     assert_eq!(b2.values, [7.0, 7.0, 7.0, 0.021, 7.0, 4.0, 1.7e9, 5.0]);
@@ -114,7 +115,38 @@ fn a_vanished_series_is_forgotten_and_registered_again_when_back() {
     // Family b is known from the first batch: only the series is defined again.
     assert_eq!(defined(&b3), ["? b{}"]);
     assert_eq!(b3.values, [1.0, 3.0]);
-    assert_eq!(s.cached(), 2);
+    assert_eq!(s.cached(), 0, "the SDK finds series printed as its texts");
+}
+
+#[test]
+fn series_printed_otherwise_than_the_sdk_prints_them_are_cached() {
+    let page = "b{z=\"1\",a=\"2\"} 1\na{} 2\nc{x=\"1\"} 3\nd{e=\"\",f=\"x\\\\\"} 4\n";
+    let mut s = scraper("[]", true);
+    let mut reg = Collection::native_registry();
+    let mut emit = |s: &mut Scraper, body: &str| scrape_ok(s, &mut reg, body);
+    let (b1, _) = emit(&mut s, page);
+    assert_eq!(
+        defined(&b1),
+        [
+            r#"b:Unknown b{a="2",z="1"}"#,
+            r#"a:Unknown a{}"#,
+            r#"c:Unknown c{x="1"}"#,
+            r#"d:Unknown d{f="x\\"}"#
+        ]
+    );
+    assert_eq!(s.cached(), 3, "b (unsorted), a (empty braces), d (empty value); not c");
+    let (b2, stats) = emit(&mut s, &page.replace(" 3", " 30"));
+    assert_eq!(
+        (b2.ids.clone(), b2.values.clone()),
+        (b1.ids.clone(), vec![1.0, 2.0, 30.0, 4.0])
+    );
+    assert_eq!(stats.new_series, 0);
+    // Moved, and b printed both ways: one series, the first value kept.
+    let (b3, stats) = emit(&mut s, "c{x=\"1\"} 5\nb{a=\"2\",z=\"1\"} 6\nb{z=\"1\",a=\"2\"} 7\n");
+    assert_eq!(b3.ids, [b1.ids[2], b1.ids[0]]);
+    assert_eq!(b3.values, [5.0, 6.0]);
+    assert_eq!((stats.scraped, stats.new_series), (3, 0));
+    assert_eq!(s.cached(), 1, "a and d are gone");
 }
 
 #[test]
@@ -283,8 +315,9 @@ fn the_sample_limit_counts_what_relabelling_keeps() {
 }
 
 #[test]
-fn sample_lines_counts_lines_that_are_not_comments() {
-    assert_eq!(sample_lines(b""), 0);
-    assert_eq!(sample_lines(b"# HELP a x\n# TYPE a gauge\na 1\na{b=\"#\"} 2\n\nb 3"), 3);
-    assert_eq!(sample_lines(b"a 1\n"), 1);
+fn page_shape_counts_sample_lines_and_their_series_texts() {
+    assert_eq!(page_shape(b""), (0, 0));
+    let page = b"# HELP a x\n# TYPE a gauge\na 1\na{b=\"#\"} 2\n\nb 3";
+    assert_eq!(page_shape(page), (3, "a".len() + "a{b=\"#\"}".len() + "b".len()));
+    assert_eq!(page_shape(b"a 1\n"), (1, 1));
 }
