@@ -114,7 +114,7 @@ impl fmt::Display for ParseError {
     }
 }
 
-/// The lines of one body.
+/// The lines of one body, or of one piece of a body read as it arrives.
 pub struct Lines<'a> {
     body: &'a [u8],
     pos: usize,
@@ -122,17 +122,36 @@ pub struct Lines<'a> {
     format: Format,
     /// `# EOF` was read (OpenMetrics).
     eof: bool,
+    /// `body` ends the page (else it is a piece of whole lines and more follow).
+    last: bool,
     done: bool,
 }
 
+/// Where the lines of a page read in pieces stand between two pieces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    /// Lines read so far.
+    pub line: usize,
+    /// `# EOF` was read (OpenMetrics).
+    pub eof: bool,
+}
+
 impl<'a> Lines<'a> {
+    /// The lines of a whole body.
     pub fn new(body: &'a [u8], format: Format) -> Self {
+        Self::resume(body, format, Position::default(), true)
+    }
+
+    /// The lines of the piece `body` of a page, after the lines at `at`; `last`: the
+    /// piece ends the page. A piece that does not end the page must end with `\n`.
+    pub fn resume(body: &'a [u8], format: Format, at: Position, last: bool) -> Self {
         Lines {
             body,
             pos: 0,
-            line: 0,
+            line: at.line,
             format,
-            eof: false,
+            eof: at.eof,
+            last,
             done: false,
         }
     }
@@ -140,6 +159,14 @@ impl<'a> Lines<'a> {
     /// The number of the line last returned (1-based).
     pub fn line(&self) -> usize {
         self.line
+    }
+
+    /// Where the next piece starts.
+    pub fn position(&self) -> Position {
+        Position {
+            line: self.line,
+            eof: self.eof,
+        }
     }
 
     fn error(&mut self, msg: impl Into<String>) -> Option<Result<Line<'a>, ParseError>> {
@@ -161,7 +188,7 @@ impl<'a> Iterator for Lines<'a> {
                 return None;
             }
             if self.pos >= self.body.len() {
-                if om && !self.eof {
+                if om && !self.eof && self.last {
                     self.line += 1;
                     return self.error("the exposition does not end with \"# EOF\" (OpenMetrics requires it)");
                 }

@@ -10,11 +10,13 @@ use std::time::Duration;
 /// The Accept header of Prometheus 2.42.
 pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
-/// A successful (2xx) response.
-pub struct Response {
-    pub content_type: String,
-    /// Decompressed.
-    pub body: Vec<u8>,
+/// Where the body of a successful (2xx) response goes, decoded, as it arrives.
+pub trait BodySink {
+    /// Before any byte: the response's Content-Type and the body's decoded length when
+    /// it is known (Content-Length of an identity body, the trailer of a gzip one).
+    fn start(&mut self, content_type: &str, decoded_len: Option<u64>) -> Result<(), Error>;
+    /// The next bytes of the body, cut anywhere.
+    fn data(&mut self, bytes: &[u8]) -> Result<(), Error>;
 }
 
 /// The request headers of a scrape.
@@ -30,33 +32,42 @@ pub fn request_headers(timeout: Duration) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// `body` decoded per Content-Encoding, refused past `limit` bytes (0 = none).
-pub fn decode(body: Vec<u8>, encoding: &str, limit: u64, url: &str) -> Result<Vec<u8>, Error> {
-    let body = match encoding.trim() {
-        "" | "identity" => body,
-        e if e.eq_ignore_ascii_case("gzip") => {
-            // One byte past the limit tells "too big" from "exactly the limit".
-            let cap = if limit == 0 { u64::MAX } else { limit + 1 };
-            let mut out = Vec::with_capacity(gzip_size_hint(&body).min(cap) as usize);
-            let decoder = flate2::read::GzDecoder::new(body.as_slice());
-            decoder
-                .take(cap)
-                .read_to_end(&mut out)
-                .map_err(|e| Error::failed(format!("{url}: cannot decode the gzip body: {e}")))?;
-            out
+/// Whether a Content-Encoding is gzip; an error for one that is neither gzip nor
+/// identity.
+pub fn is_gzip(encoding: &str, url: &str) -> Result<bool, Error> {
+    match encoding.trim() {
+        "" | "identity" => Ok(false),
+        e if e.eq_ignore_ascii_case("gzip") => Ok(true),
+        e => Err(Error::failed(format!("{url}: unsupported Content-Encoding {e:?}"))),
+    }
+}
+
+/// Bytes decoded per call to the sink.
+const PIECE: usize = 64 * 1024;
+
+/// A whole gzip `body`, decoded piece by piece into `sink` (after its `start`), refused
+/// past `limit` decoded bytes (0 = none).
+pub fn gunzip_into(body: &[u8], limit: u64, url: &str, sink: &mut impl BodySink) -> Result<(), Error> {
+    let mut decoder = flate2::read::GzDecoder::new(body);
+    let mut piece = vec![0u8; PIECE];
+    let mut total = 0u64;
+    loop {
+        let n = decoder
+            .read(&mut piece)
+            .map_err(|e| Error::failed(format!("{url}: cannot decode the gzip body: {e}")))?;
+        if n == 0 {
+            return Ok(());
         }
-        e => return Err(Error::failed(format!("{url}: unsupported Content-Encoding {e:?}"))),
-    };
-    check_limit(body.len() as u64, limit, url)?;
-    Ok(body)
+        total += n as u64;
+        check_limit(total, limit, url)?;
+        sink.data(&piece[..n])?;
+    }
 }
 
 /// The decoded size of a one-member gzip `body`, from its trailer (the size modulo
-/// 2^32), bounded by what deflate can expand to (1032:1): the page is then decoded into
-/// one allocation of its size, where growth by doubling copied it up to twice and left
-/// the copies in the plugin's memory, which never shrinks. Only a hint: a wrong one
-/// costs reallocations.
-fn gzip_size_hint(body: &[u8]) -> u64 {
+/// 2^32), bounded by what deflate can expand to (1032:1). Only a hint (the first page
+/// sizes the plugin's registry from it).
+pub fn gzip_size_hint(body: &[u8]) -> u64 {
     let Some(trailer) = body.len().checked_sub(4).map(|at| &body[at..]) else {
         return 0;
     };
@@ -114,7 +125,8 @@ pub fn get(
     _authorization: Option<&str>,
     _timeout: Duration,
     _limit: u64,
-) -> Result<Response, Error> {
+    _sink: &mut impl BodySink,
+) -> Result<(), Error> {
     Err(Error::failed(format!(
         "{}: HTTP needs the wasm32-wasip2 component",
         endpoint.url()
@@ -123,7 +135,7 @@ pub fn get(
 
 #[cfg(target_arch = "wasm32")]
 mod wasi {
-    use super::{Response, check_limit, decode, request_headers, status_error};
+    use super::{BodySink, check_limit, gunzip_into, gzip_size_hint, is_gzip, request_headers, status_error};
     use crate::config::Endpoint;
     use sonde_plugin_sdk::Error;
     use std::time::Duration;
@@ -143,7 +155,8 @@ mod wasi {
         authorization: Option<&str>,
         timeout: Duration,
         limit: u64,
-    ) -> Result<Response, Error> {
+        sink: &mut impl BodySink,
+    ) -> Result<(), Error> {
         let url = endpoint.url();
         let deadline = monotonic_clock::now().saturating_add(timeout.as_nanos() as u64);
         let timed_out = || Error::Timeout(format!("{url}: no complete answer within {timeout:?}"));
@@ -211,14 +224,24 @@ mod wasi {
         if !(200..300).contains(&status) {
             return Err(status_error(status));
         }
+        let gzip = is_gzip(&encoding, &url)?;
         let body = response
             .consume()
             .map_err(|()| Error::failed(format!("{url}: response body taken twice")))?;
-        // Sized once from Content-Length: grown by doubling, a 7 MB page (100k series)
-        // would be copied ~twice and leave its size in freed blocks in the plugin's memory,
-        // which never shrinks. A wrong length only costs a reallocation.
-        let reserve = content_length.map_or(0, |n| n.min(if limit > 0 { limit } else { MAX_RESERVE }));
-        let mut raw = Vec::with_capacity(reserve as usize);
+        // A gzip body is read whole (a tenth of the page, about) and decoded into the
+        // sink piece by piece; an identity body goes to the sink as it arrives. Either
+        // way the decoded page is never held whole.
+        let mut raw = Vec::new();
+        if gzip {
+            // Sized once from Content-Length: grown by doubling, it would leave copies
+            // in the plugin's memory, which never shrinks. A wrong length only costs a
+            // reallocation.
+            let reserve = content_length.map_or(0, |n| n.min(if limit > 0 { limit } else { MAX_RESERVE }));
+            raw.reserve_exact(reserve as usize);
+        } else {
+            sink.start(&content_type, content_length)?;
+        }
+        let mut read = 0u64;
         {
             let stream = body
                 .stream()
@@ -227,9 +250,14 @@ mod wasi {
                 match stream.read(READ_CHUNK) {
                     Ok(chunk) if chunk.is_empty() => wait(&stream.subscribe())?,
                     Ok(chunk) => {
-                        raw.extend_from_slice(&chunk);
-                        // A compressed body is checked again once decoded.
-                        check_limit(raw.len() as u64, limit, &url)?;
+                        read += chunk.len() as u64;
+                        // A compressed body is checked again as it is decoded.
+                        check_limit(read, limit, &url)?;
+                        if gzip {
+                            raw.extend_from_slice(&chunk);
+                        } else {
+                            sink.data(&chunk)?;
+                        }
                     }
                     Err(StreamError::Closed) => break,
                     Err(StreamError::LastOperationFailed(e)) => {
@@ -243,8 +271,11 @@ mod wasi {
         }
         drop(body);
         drop(response);
-        let body = decode(raw, &encoding, limit, &url)?;
-        Ok(Response { content_type, body })
+        if gzip {
+            sink.start(&content_type, Some(gzip_size_hint(&raw)))?;
+            gunzip_into(&raw, limit, &url, sink)?;
+        }
+        Ok(())
     }
 
     fn http_error(url: &str, authority: &str, e: ErrorCode) -> Error {
@@ -279,33 +310,43 @@ mod tests {
 
     #[test]
     fn gzip_bodies_are_decoded_and_limited_after_decoding() {
-        let page = b"a 1\n".repeat(1000);
+        /// Collects what a sink receives.
+        #[derive(Default)]
+        struct Collect(Vec<u8>, usize);
+        impl BodySink for Collect {
+            fn start(&mut self, _: &str, _: Option<u64>) -> Result<(), Error> {
+                Ok(())
+            }
+            fn data(&mut self, bytes: &[u8]) -> Result<(), Error> {
+                self.0.extend_from_slice(bytes);
+                self.1 += 1;
+                Ok(())
+            }
+        }
+        let decode = |packed: &[u8], limit: u64| {
+            let mut c = Collect::default();
+            gunzip_into(packed, limit, "u", &mut c).map(|()| c)
+        };
+        let page = b"a 1\n".repeat(40_000);
         let packed = gzip(&page);
-        assert!(packed.len() < 100);
+        assert!(packed.len() < 1000);
         assert_eq!(gzip_size_hint(&packed), page.len() as u64);
         assert_eq!(gzip_size_hint(b"abc"), 0);
-        let decoded = decode(packed.clone(), "gzip", 0, "u").unwrap();
-        assert_eq!(
-            (decoded.len(), decoded.capacity()),
-            (page.len(), page.len()),
-            "one exact allocation"
-        );
-        assert_eq!(decoded, page);
-        assert_eq!(decode(packed.clone(), "gzip", 4000, "u").unwrap(), page);
-        let Err(Error::Failed(m)) = decode(packed, "gzip", 3999, "u") else {
+        let got = decode(&packed, 0).unwrap();
+        assert_eq!(got.0, page);
+        assert_eq!(got.1, page.len().div_ceil(PIECE), "in pieces, never whole");
+        assert_eq!(decode(&packed, page.len() as u64).unwrap().0, page);
+        let Err(Error::Failed(m)) = decode(&packed, page.len() as u64 - 1) else {
             panic!("limit not applied")
         };
         assert_eq!(
             m,
-            "u: body size limit exceeded: the response is larger than body_size_limit (3999 bytes)"
+            "u: body size limit exceeded: the response is larger than body_size_limit (159999 bytes)"
         );
-        assert_eq!(decode(b"x 1\n".to_vec(), "", 0, "u").unwrap(), b"x 1\n");
-        assert!(
-            matches!(decode(b"junk".to_vec(), "gzip", 0, "u"), Err(Error::Failed(m)) if m.starts_with("u: cannot decode the gzip body"))
-        );
-        assert!(
-            matches!(decode(vec![], "br", 0, "u"), Err(Error::Failed(m)) if m == "u: unsupported Content-Encoding \"br\"")
-        );
+        assert!(matches!(decode(b"junk", 0), Err(Error::Failed(m)) if m.starts_with("u: cannot decode the gzip body")));
+        assert!(!is_gzip("", "u").unwrap());
+        assert!(is_gzip(" GZIP", "u").unwrap());
+        assert!(matches!(is_gzip("br", "u"), Err(Error::Failed(m)) if m == "u: unsupported Content-Encoding \"br\""));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! hashed again. Only a new series takes the slow path through [`Scraper::register`].
 
 use crate::cache::{Cache, DROPPED};
-use crate::exposition::{self, Format, Kind, Line, Lines, ParseError};
+use crate::exposition::{self, Format, Kind, Line, Lines, ParseError, Position};
 use crate::relabel::{self, Rule};
 use rustc_hash::FxHashMap;
 use sonde_plugin_sdk::{Collection, Kind as WireKind};
@@ -53,23 +53,25 @@ pub struct Stats {
     pub new_series: usize,
 }
 
-/// The current `# TYPE` / `# HELP` / `# UNIT` context.
+/// The current `# TYPE` / `# HELP` / `# UNIT` context (owned: a page read in pieces
+/// outlives each piece).
 #[derive(Default)]
-struct Meta<'a> {
-    name: &'a [u8],
+struct Meta {
+    name: Vec<u8>,
     kind: Option<Kind>,
-    help: &'a [u8],
-    unit: &'a [u8],
+    help: Vec<u8>,
+    unit: Vec<u8>,
 }
 
-impl<'a> Meta<'a> {
+impl Meta {
     /// The metadata for `name`, starting a new family when it is another one.
-    fn for_name(&mut self, name: &'a [u8]) -> &mut Self {
+    fn for_name(&mut self, name: &[u8]) -> &mut Self {
         if self.name != name {
-            *self = Meta {
-                name,
-                ..Meta::default()
-            };
+            self.name.clear();
+            self.name.extend_from_slice(name);
+            self.kind = None;
+            self.help.clear();
+            self.unit.clear();
         }
         self
     }
@@ -80,10 +82,10 @@ impl<'a> Meta<'a> {
             let kind = self.kind.unwrap_or(Kind::Unknown);
             let belongs = sample
                 .as_bytes()
-                .strip_prefix(self.name)
+                .strip_prefix(self.name.as_slice())
                 .is_some_and(|suffix| kind.suffixes(format).iter().any(|s| s.as_bytes() == suffix));
             if belongs {
-                let base = String::from_utf8_lossy(self.name);
+                let base = String::from_utf8_lossy(&self.name);
                 // The WIT names families as the text format does: counters with their
                 // `_total`, OpenMetrics info families with `_info`.
                 let name = match (kind, format) {
@@ -94,8 +96,8 @@ impl<'a> Meta<'a> {
                 return (
                     name,
                     wire_kind(kind),
-                    exposition::unescape_help(self.help, format),
-                    String::from_utf8_lossy(self.unit).into_owned(),
+                    exposition::unescape_help(&self.help, format),
+                    String::from_utf8_lossy(&self.unit).into_owned(),
                 );
             }
         }
@@ -119,6 +121,29 @@ fn page_shape(body: &[u8]) -> (usize, usize) {
             .unwrap_or(line.len());
     }
     (lines, bytes)
+}
+
+/// [`page_shape`] of a whole page of `total` bytes from its first bytes, `sample`:
+/// scaled up, with 3 % to spare (too little would make the registry grow by doubling).
+fn estimated_shape(sample: &[u8], total: usize) -> (usize, usize) {
+    let (lines, bytes) = page_shape(sample);
+    if sample.len() >= total || sample.is_empty() {
+        return (lines, bytes);
+    }
+    let scale = |n: usize| (n as f64 * total as f64 / sample.len() as f64 * 1.03).ceil() as usize;
+    (scale(lines), scale(bytes))
+}
+
+/// A page being read: where its lines stand, what it stored so far.
+pub struct Page {
+    format: Format,
+    stats: Stats,
+    meta: Meta,
+    at: Position,
+    /// A line begun in one piece and not ended yet.
+    carry: Vec<u8>,
+    /// Series are first looked up by their raw text in the SDK (no relabelling).
+    by_text: bool,
 }
 
 fn wire_kind(k: Kind) -> WireKind {
@@ -154,22 +179,103 @@ impl Scraper {
     /// Parses `body` and emits its samples into `out`. A malformed body fails as a
     /// whole (nothing is stored), as in Prometheus.
     pub fn emit(&mut self, body: &[u8], format: Format, out: &mut Collection) -> Result<Stats, ParseError> {
-        // The first scrape sizes the SDK's registry (and the cache, should the page
-        // need it) for the page at once.
-        if !self.sized {
-            self.sized = true;
-            let (lines, text_bytes) = page_shape(body);
-            out.reserve_samples(lines, text_bytes);
-            self.cache.expect(lines, text_bytes);
+        self.size_for(body, body.len(), out);
+        let mut page = self.begin(format);
+        self.feed(&mut page, body, out)?;
+        self.finish(page, out)
+    }
+
+    /// Whether the registry is still to be sized by [`Scraper::size_for`] (before the
+    /// first page).
+    pub fn needs_size(&self) -> bool {
+        !self.sized
+    }
+
+    /// Sizes the SDK's registry (and the cache, should the page need it) once, before
+    /// the first page, for a page of `total` bytes that starts with `sample`: linear
+    /// memory never shrinks, so what growth by doubling copies would stay.
+    pub fn size_for(&mut self, sample: &[u8], total: usize, out: &mut Collection) {
+        if self.sized {
+            return;
         }
-        // Without relabelling, a series printed as the SDK's text of its labels (the
-        // names sorted, values escaped, no empty ones: what Go exporters print) is
-        // found by that text; the cache keeps the texts of the others.
-        let by_text = self.rules.is_empty();
+        self.sized = true;
+        let (lines, text_bytes) = estimated_shape(sample, total);
+        out.reserve_samples(lines, text_bytes);
+        self.cache.expect(lines, text_bytes);
+    }
+
+    /// Starts reading a page; give it to [`Scraper::feed`] in pieces, then
+    /// [`Scraper::finish`].
+    pub fn begin(&mut self, format: Format) -> Page {
         self.cache.begin();
-        let mut stats = Stats::default();
-        let mut meta = Meta::default();
-        let mut lines = Lines::new(body, format);
+        Page {
+            format,
+            stats: Stats::default(),
+            meta: Meta::default(),
+            at: Position::default(),
+            carry: Vec::new(),
+            // Without relabelling, a series printed as the SDK's text of its labels
+            // (the names sorted, values escaped, no empty ones: what Go exporters
+            // print) is found by that text; the cache keeps the texts of the others.
+            by_text: self.rules.is_empty(),
+        }
+    }
+
+    /// The next `bytes` of `page`, cut anywhere: whole lines are parsed and emitted
+    /// now, a line cut short waits for the rest. On error the page is malformed, and
+    /// the collection must fail as a whole (nothing is stored), as in Prometheus.
+    pub fn feed(&mut self, page: &mut Page, bytes: &[u8], out: &mut Collection) -> Result<(), ParseError> {
+        let mut rest = bytes;
+        if !page.carry.is_empty() {
+            let Some(nl) = memchr::memchr(b'\n', rest) else {
+                page.carry.extend_from_slice(rest);
+                return Ok(());
+            };
+            page.carry.extend_from_slice(&rest[..=nl]);
+            rest = &rest[nl + 1..];
+            let line = std::mem::take(&mut page.carry);
+            let parsed = self.parse(page, &line, false, out);
+            page.carry = line;
+            page.carry.clear();
+            parsed?;
+        }
+        let whole = memchr::memrchr(b'\n', rest).map_or(0, |nl| nl + 1);
+        self.parse(page, &rest[..whole], false, out)?;
+        page.carry.extend_from_slice(&rest[whole..]);
+        Ok(())
+    }
+
+    /// Ends `page`: its last line, the page's own checks (`# EOF`, `sample_limit`);
+    /// the series it did not print are forgotten by the cache.
+    pub fn finish(&mut self, mut page: Page, out: &mut Collection) -> Result<Stats, ParseError> {
+        let last = std::mem::take(&mut page.carry);
+        self.parse(&mut page, &last, true, out)?;
+        let stats = page.stats;
+        if self.sample_limit > 0 && stats.scraped - stats.dropped > self.sample_limit {
+            return Err(ParseError {
+                line: page.at.line,
+                msg: format!(
+                    "sample limit exceeded: {} samples after relabelling, sample_limit is {}",
+                    stats.scraped - stats.dropped,
+                    self.sample_limit
+                ),
+            });
+        }
+        self.cache.end();
+        Ok(stats)
+    }
+
+    /// Parses whole lines of `page` (`last`: the page ends with them) and emits them.
+    fn parse(&mut self, page: &mut Page, body: &[u8], last: bool, out: &mut Collection) -> Result<(), ParseError> {
+        let format = page.format;
+        let mut lines = Lines::resume(body, format, page.at, last);
+        let result = self.parse_lines(page, &mut lines, out);
+        page.at = lines.position();
+        result
+    }
+
+    fn parse_lines(&mut self, page: &mut Page, lines: &mut Lines, out: &mut Collection) -> Result<(), ParseError> {
+        let (format, by_text) = (page.format, page.by_text);
         while let Some(line) = lines.next() {
             let (text, series, value, timestamp_ms) = match line? {
                 Line::Sample {
@@ -179,18 +285,23 @@ impl Scraper {
                     timestamp_ms,
                 } => (line, series, value, timestamp_ms),
                 Line::Help { name, text } => {
-                    meta.for_name(name).help = text;
+                    let m = page.meta.for_name(name);
+                    m.help.clear();
+                    m.help.extend_from_slice(text);
                     continue;
                 }
                 Line::Type { name, kind } => {
-                    meta.for_name(name).kind = Some(kind);
+                    page.meta.for_name(name).kind = Some(kind);
                     continue;
                 }
                 Line::Unit { name, unit } => {
-                    meta.for_name(name).unit = unit;
+                    let m = page.meta.for_name(name);
+                    m.unit.clear();
+                    m.unit.extend_from_slice(unit);
                     continue;
                 }
             };
+            let stats = &mut page.stats;
             stats.scraped += 1;
             let ts = if self.honor_timestamps { timestamp_ms } else { None };
             let mut cached = self.cache.at_position(series);
@@ -219,12 +330,14 @@ impl Scraper {
                 value,
                 timestamp_ms: ts,
             };
-            let handle = self.register(&sample, format, &meta, out).map_err(|msg| ParseError {
-                line: lines.line(),
-                msg,
-            })?;
+            let handle = self
+                .register(&sample, format, &page.meta, out)
+                .map_err(|msg| ParseError {
+                    line: lines.line(),
+                    msg,
+                })?;
             if handle == DROPPED {
-                stats.dropped += 1;
+                page.stats.dropped += 1;
             }
             match cached {
                 Some(idx) => self.cache.set_handle(idx, handle),
@@ -234,18 +347,7 @@ impl Scraper {
                 }
             }
         }
-        if self.sample_limit > 0 && stats.scraped - stats.dropped > self.sample_limit {
-            return Err(ParseError {
-                line: lines.line(),
-                msg: format!(
-                    "sample limit exceeded: {} samples after relabelling, sample_limit is {}",
-                    stats.scraped - stats.dropped,
-                    self.sample_limit
-                ),
-            });
-        }
-        self.cache.end();
-        Ok(stats)
+        Ok(())
     }
 
     /// The slow path: parses the labels, relabels, registers the series and emits

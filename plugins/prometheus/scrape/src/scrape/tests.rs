@@ -321,3 +321,98 @@ fn page_shape_counts_sample_lines_and_their_series_texts() {
     assert_eq!(page_shape(page), (3, "a".len() + "a{b=\"#\"}".len() + "b".len()));
     assert_eq!(page_shape(b"a 1\n"), (1, 1));
 }
+
+/// `body` fed to the scraper in pieces of `step` bytes (the last one shorter).
+fn scrape_in_pieces(
+    s: &mut Scraper,
+    reg: &mut NativeRegistry,
+    body: &str,
+    format: Format,
+    step: usize,
+) -> Result<(Batch, Stats), String> {
+    let mut stats = Stats::default();
+    reg.collect(|c| {
+        let mut page = s.begin(format);
+        let fail = |e: ParseError| sonde_plugin_sdk::Error::failed(e.to_string());
+        for piece in body.as_bytes().chunks(step) {
+            s.feed(&mut page, piece, c).map_err(fail)?;
+        }
+        stats = s.finish(page, c).map_err(fail)?;
+        Ok(())
+    })
+    .map(|b| (b, stats))
+    .map_err(|e| format!("{e:?}"))
+}
+
+#[test]
+fn a_page_read_in_pieces_stores_what_the_whole_page_does() {
+    let om = "# TYPE a counter\n# HELP a Help\\non two lines.\na_total{x=\"1\"} 1\na_created{x=\"1\"} 2\n\
+              # TYPE b gauge\n# UNIT b seconds\nb{y=\"}\"} 3 # {t=\"1\"} 0.5\n# EOF\n";
+    let cases = [
+        (DJANGO.to_string(), Format::Text),
+        (DJANGO.trim_end().to_string(), Format::Text),
+        (om.to_string(), Format::OpenMetrics),
+    ];
+    for (body, format) in &cases {
+        let mut whole = (scraper("[]", true), Collection::native_registry());
+        let want = whole
+            .1
+            .collect(|c| {
+                whole.0.emit(body.as_bytes(), *format, c).unwrap();
+                Ok(())
+            })
+            .unwrap();
+        for step in [1, 2, 3, 7, 64, body.len()] {
+            let (mut s, mut reg) = (scraper("[]", true), Collection::native_registry());
+            let (got, stats) = scrape_in_pieces(&mut s, &mut reg, body, *format, step).unwrap();
+            let families = |b: &Batch| -> Vec<String> {
+                b.families
+                    .iter()
+                    .map(|f| format!("{} {:?} {:?} {:?}", f.name, f.kind, f.help, f.unit))
+                    .collect()
+            };
+            assert_eq!(
+                (defined(&got), families(&got), &got.values),
+                (defined(&want), families(&want), &want.values),
+                "{format:?} in pieces of {step}"
+            );
+            assert_eq!(stats.scraped, want.values.len());
+            // And the next page, in other pieces, finds every series again.
+            let (again, stats) = scrape_in_pieces(&mut s, &mut reg, body, *format, step + 5).unwrap();
+            assert_eq!((again.ids, stats.new_series), (got.ids, 0));
+        }
+    }
+    // Errors name the same line, whatever the pieces.
+    let bad = "a 1\nb 2\nc{x=\"1\"} 3\nd{x=\"1\"\n";
+    let no_eof = "a_total 1\n";
+    for step in [1, 4, 100] {
+        let (mut s, mut reg) = (scraper("[]", true), Collection::native_registry());
+        let e = scrape_in_pieces(&mut s, &mut reg, bad, Format::Text, step).unwrap_err();
+        assert_eq!(
+            e, r#"Error::Failed("line 4: expected '}' after the labels")"#,
+            "pieces of {step}"
+        );
+        let e = scrape_in_pieces(&mut s, &mut reg, no_eof, Format::OpenMetrics, step).unwrap_err();
+        assert!(e.contains("line 2: the exposition does not end with"), "{e}");
+    }
+}
+
+#[test]
+fn the_first_page_sizes_the_registry_from_its_start() {
+    let body: String = (0..10_000).map(|i| format!("m{{i=\"{i:05}\"}} {i:05}\n")).collect();
+    let (lines, bytes) = page_shape(body.as_bytes());
+    let (est_lines, est_bytes) = estimated_shape(&body.as_bytes()[..body.len() / 10], body.len());
+    assert!(
+        est_lines >= lines && est_lines <= lines * 106 / 100,
+        "{est_lines} for {lines}"
+    );
+    assert!(
+        est_bytes >= bytes && est_bytes <= bytes * 106 / 100,
+        "{est_bytes} for {bytes}"
+    );
+    assert_eq!(
+        estimated_shape(body.as_bytes(), body.len()),
+        (lines, bytes),
+        "whole: exact"
+    );
+}
