@@ -215,6 +215,8 @@ mod tests {
             let mut reg = Collection::native_registry();
             let first = page(20_000, 0);
             assert!(first.len() > 2 * SIZING_SAMPLE);
+            assert!(read(&mut scraper, &mut reg, "", 1, tell_length).unwrap().is_empty());
+            assert!(scraper.needs_size(), "an empty page sizes nothing");
             let got = read(&mut scraper, &mut reg, &first, 10_000, tell_length).unwrap();
             assert_eq!(got, (0..20_000).map(|i| i as f64).collect::<Vec<_>>());
             assert!(!scraper.needs_size());

@@ -194,8 +194,9 @@ impl Scraper {
     /// Sizes the SDK's registry (and the cache, should the page need it) once, before
     /// the first page, for a page of `total` bytes that starts with `sample`: linear
     /// memory never shrinks, so what growth by doubling copies would stay.
+    /// An empty page sizes nothing (a later, real one will).
     pub fn size_for(&mut self, sample: &[u8], total: usize, out: &mut Collection) {
-        if self.sized {
+        if self.sized || sample.is_empty() {
             return;
         }
         self.sized = true;
