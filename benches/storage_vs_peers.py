@@ -721,7 +721,7 @@ def sonde_rss_one(n, args, work):
     server = spawn([sys.executable, os.path.abspath(__file__), "_serve", "--series", str(n), "--port", str(port),
                     "--seed", str(args.seed)], log=os.path.join(sub, "serve.log"))
     wait_http(f"http://127.0.0.1:{port}/metrics", server)
-    # The plugin holds the page and its scrape cache: ~1 KB per series (docs/scrape.md).
+    # The plugin keeps ~150-200 B per series (docs/scrape.md); generous room on top.
     limit_mib = max(128, n * 2048 // 2**20 + 64)
     with open(os.path.join(sub, "plugins.toml"), "w") as f:
         f.write(f'[bench]\nplugin = "prometheus"\ninterval = "1s"\ntimeout = "1s"\nmemory_limit = "{limit_mib}MiB"\n'

@@ -470,6 +470,7 @@ impl Db {
         }
         let symbols = plan.symbols();
         let mut w = crate::block::BlockWriter::new(&self.dir.join(BLOCKS_DIR), start, end, 1, symbols)?;
+        w.expect_series(plan.series().len());
         let mut batch = crate::head::CutBatch::default();
         let mut series = plan.series();
         while series.len() > 0 {

@@ -194,6 +194,11 @@ impl Symbols {
         self.dead = 0;
     }
 
+    /// Bytes of the strings in use.
+    pub(crate) fn text_bytes(&self) -> usize {
+        self.text.len() - self.dead
+    }
+
     /// Ids handed out so far (in use or free): every id is below this.
     pub(crate) fn slots(&self) -> usize {
         self.spans.len()

@@ -170,6 +170,11 @@ impl BlockWriter {
         Ok(())
     }
 
+    /// About how many series will be added (see [`index::Builder::expect_series`]).
+    pub fn expect_series(&mut self, n: usize) {
+        self.index.expect_series(n as u64);
+    }
+
     /// Series added so far.
     pub fn series(&self) -> u64 {
         self.index.series()
