@@ -168,7 +168,7 @@ mod tests {
     use http::BodySink;
 
     /// A page of `n` series read through a [`Reader`] in `piece`-byte pieces, the
-    /// decoded length told or not; returns the stored values and the SDK's batch ids.
+    /// decoded length told or not; returns the values stored.
     fn read(
         scraper: &mut Scraper,
         reg: &mut sonde_plugin_sdk::NativeRegistry,
