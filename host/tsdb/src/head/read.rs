@@ -353,3 +353,28 @@ fn drop_before(s: &mut MemSeries, t: i64) {
         s.set_last(None);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_plan_is_allocated_at_its_size() {
+        let h = Head::new(0, 120_000);
+        for i in 0..1000 {
+            let (r, _) = h.get_or_create(&[("__name__", "m"), ("i", &i.to_string()), ("job", "j")]);
+            h.append(&[(r, 1000, 1.0)]);
+        }
+        let (old, _) = h.get_or_create(&[("__name__", "old")]);
+        h.append(&[(old, 200_000, 1.0)]);
+        let plan = h.plan_cut(0, 120_000);
+        assert_eq!(plan.series().len(), 1000, "the series outside the range are not in it");
+        assert_eq!((plan.series.capacity(), plan.ids.capacity()), (1000, 6000));
+        assert_eq!(
+            plan.spans.len(),
+            1000 + 5,
+            "__name__, m, i, job, j and the 1,000 values"
+        );
+        assert!(plan.spans.capacity() <= 6000 && plan.text.capacity() == plan.text.len() + "old".len());
+    }
+}

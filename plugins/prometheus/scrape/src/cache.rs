@@ -141,8 +141,10 @@ impl Cache {
         Some(idx)
     }
 
-    /// [`Cache::at_position`], then [`Cache::find`].
-    pub fn lookup(&mut self, series: &[u8]) -> Option<u32> {
+    /// [`Cache::at_position`], then [`Cache::find`] (the scraper asks the SDK in
+    /// between).
+    #[cfg(test)]
+    fn lookup(&mut self, series: &[u8]) -> Option<u32> {
         self.at_position(series).or_else(|| self.find(series))
     }
 
