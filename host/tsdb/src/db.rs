@@ -9,7 +9,7 @@
 //! deleted. Queries merge the head and every overlapping block.
 
 use crate::block::{Block, BlockError};
-use crate::head::{AppendOutcome, Head, Metadata, Rejected, SeriesSamples};
+use crate::head::{AppendOutcome, Head, Metadata, Pinned, Rejected, SeriesSamples};
 use crate::labels::Labels;
 use crate::postings::SeriesRef;
 use crate::wal::{self, RecordRef, Wal, WalError, WalStats};
@@ -323,16 +323,22 @@ impl Db {
     /// The series with these labels (created and logged if new), pinned until
     /// [`Db::release`].
     pub fn get_or_create(&self, pairs: &[(&str, &str)]) -> Result<SeriesRef, DbError> {
+        self.pin(pairs).map(|p| p.sref)
+    }
+
+    /// [`Db::get_or_create`], also telling whether another holder had the series
+    /// pinned already (see [`Head::pin`]).
+    pub fn pin(&self, pairs: &[(&str, &str)]) -> Result<Pinned, DbError> {
         let mut wal = self.wal.lock().unwrap();
-        let (r, created) = self.head.get_or_create(pairs);
-        if created {
+        let p = self.head.pin(pairs);
+        if p.created {
             let labels: Vec<(String, String)> = pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
             wal.log(RecordRef::Series {
-                ref_: r,
+                ref_: p.sref,
                 labels: &labels,
             })?;
         }
-        Ok(r)
+        Ok(p)
     }
 
     pub fn release(&self, r: SeriesRef) {

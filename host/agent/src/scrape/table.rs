@@ -71,22 +71,118 @@ pub struct TargetLabels {
     pub honor: bool,
 }
 
-/// 16 bytes with its id in the map (a round number wraps after 2^32 collections).
-struct SeriesEntry {
+/// Where a plugin's series are, by id, at 16 bytes a series. SDK plugins number their
+/// series densely from 0 and reuse the ids they free, so an id indexes a `Vec`; an id
+/// far past the table's size (a plugin with a numbering of its own) goes to a map.
+#[derive(Default)]
+struct Slots {
+    dense: Vec<Slot>,
+    sparse: IdMap<u32, Slot>,
+    len: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    /// [`NO_SERIES`]: the id is free.
     sref: SeriesRef,
-    /// The collection in which the series was last reported.
+    /// The round in which the series was last reported (a round number wraps after
+    /// 2^32 collections).
     seen: u32,
+}
+
+/// No series has the ref 0 (the store numbers them from 1).
+const NO_SERIES: SeriesRef = 0;
+const FREE: Slot = Slot {
+    sref: NO_SERIES,
+    seen: 0,
+};
+
+/// Ids below this many beyond twice the series count are kept in the `Vec`.
+const DENSE_SLACK: usize = 1024;
+
+impl Slots {
+    fn get(&self, id: u32) -> Option<&Slot> {
+        match self.dense.get(id as usize) {
+            Some(s) => (s.sref != NO_SERIES).then_some(s),
+            None => self.sparse.get(&id),
+        }
+    }
+
+    fn get_mut(&mut self, id: u32) -> Option<&mut Slot> {
+        match self.dense.get_mut(id as usize) {
+            Some(s) => (s.sref != NO_SERIES).then_some(s),
+            None => self.sparse.get_mut(&id),
+        }
+    }
+
+    fn contains(&self, id: u32) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Makes room in the `Vec` for ids up to `max` when `adding` more series make them
+    /// dense enough: exactly for the first batch (which defines most of a plugin's
+    /// series), by an eighth at least after that.
+    fn reserve_up_to(&mut self, max: u32, adding: usize) {
+        let want = max as usize + 1;
+        if want <= self.dense.len() || want > 2 * (self.len + adding) + DENSE_SLACK {
+            return;
+        }
+        let cap = self.dense.capacity();
+        if want > cap {
+            let target = if cap == 0 { want } else { want.max(cap + cap / 8) };
+            self.dense.reserve_exact(target - self.dense.len());
+        }
+        self.dense.resize(want, FREE);
+        // Ids that were sparse now fall inside the `Vec`.
+        let moved: Vec<u32> = self.sparse.keys().copied().filter(|&id| (id as usize) < want).collect();
+        for id in moved {
+            self.dense[id as usize] = self.sparse.remove(&id).expect("listed");
+        }
+    }
+
+    /// Adds a series under a free id.
+    fn insert(&mut self, id: u32, sref: SeriesRef) {
+        debug_assert!(sref != NO_SERIES && !self.contains(id));
+        self.reserve_up_to(id, 1);
+        let slot = Slot { sref, seen: 0 };
+        match self.dense.get_mut(id as usize) {
+            Some(s) => *s = slot,
+            None => {
+                self.sparse.insert(id, slot);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn remove(&mut self, id: u32) -> Option<SeriesRef> {
+        let sref = match self.dense.get_mut(id as usize) {
+            Some(s) => std::mem::replace(s, FREE).sref,
+            None => self.sparse.remove(&id).map_or(NO_SERIES, |s| s.sref),
+        };
+        (sref != NO_SERIES).then(|| {
+            self.len -= 1;
+            sref
+        })
+    }
+
+    /// Every (id, series ref).
+    fn iter(&self) -> impl Iterator<Item = (u32, SeriesRef)> + '_ {
+        let dense = self.dense.iter().enumerate().map(|(id, s)| (id as u32, s.sref));
+        dense
+            .filter(|s| s.1 != NO_SERIES)
+            .chain(self.sparse.iter().map(|(id, s)| (*id, s.sref)))
+    }
 }
 
 #[derive(Default)]
 pub struct SeriesTable {
     families: IdSet<u32>,
-    series: IdMap<u32, SeriesEntry>,
-    /// Storage ref → plugin id, to catch two ids with the same label set.
-    by_ref: IdMap<SeriesRef, u32>,
-    /// Ids and refs reported by the previous successful collection.
-    present: Vec<SeriesRef>,
-    /// The round that reported `present`.
+    series: Slots,
+    /// Ids reported by the previous successful collection (round `present_round`).
+    present: Vec<u32>,
+    /// Series reported by that collection whose ids were dropped since (forgotten by
+    /// the plugin, or the table was reset): they go stale unless reported again.
+    orphans: Vec<SeriesRef>,
     present_round: u32,
     round: u32,
 }
@@ -101,7 +197,7 @@ pub struct Applied {
 
 impl SeriesTable {
     pub fn len(&self) -> usize {
-        self.series.len()
+        self.series.len
     }
 
     /// Validates `batch` against the table and, if it is sound, appends its samples
@@ -116,8 +212,14 @@ impl SeriesTable {
     ) -> Result<Applied, String> {
         self.validate(batch)?;
         self.round = self.round.wrapping_add(1);
+        if let Some(max) = batch.series.iter().map(|s| s.id).max() {
+            self.series.reserve_up_to(max, batch.series.len());
+        }
         let mut added = 0;
-        let mut new_refs = Vec::with_capacity(batch.series.len());
+        let mut new_ids = Vec::with_capacity(batch.series.len());
+        // The series this table holds, built only when a new series was held by someone
+        // already (it may be one of ours: two ids with one label set).
+        let mut held: Option<IdSet<SeriesRef>> = None;
         for s in &batch.series {
             let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(s.labels.len() + target.pairs.len() + 1);
             pairs.push(("__name__", &s.name));
@@ -144,35 +246,44 @@ impl SeriesTable {
                     .filter(|(n, _)| !own(n))
                     .map(|(n, v)| (n.as_str(), v.as_str())),
             );
-            let sref = match head.get_or_create(&pairs) {
-                Ok(r) => r,
+            let pinned = match head.pin(&pairs) {
+                Ok(p) => p,
                 Err(e) => {
-                    self.rollback(head, &new_refs);
+                    self.rollback(head, &new_ids);
                     return Err(e);
                 }
             };
-            if let Some(&other) = self.by_ref.get(&sref) {
+            let sref = pinned.sref;
+            let ours = if pinned.shared {
+                let held = held.get_or_insert_with(|| self.series.iter().map(|(_, r)| r).collect());
+                !held.insert(sref)
+            } else {
+                if let Some(held) = &mut held {
+                    held.insert(sref);
+                }
+                false
+            };
+            if ours {
+                let other = self.series.iter().find(|e| e.1 == sref).map_or(0, |e| e.0);
                 // Roll back this batch's new series before reporting.
                 head.release(sref);
-                self.rollback(head, &new_refs);
+                self.rollback(head, &new_ids);
                 return Err(format!(
                     "invalid output: series {} (id {}) has the same name and labels as id {other}",
                     s.name, s.id
                 ));
             }
-            self.by_ref.insert(sref, s.id);
-            self.series.insert(s.id, SeriesEntry { sref, seen: 0 });
-            new_refs.push((s.id, sref));
+            self.series.insert(s.id, sref);
+            new_ids.push(s.id);
             added += 1;
         }
         // One lookup per sample: it checks the id (unknown, or twice in the batch),
         // marks the series seen and counts the ones seen last time too. A failed
         // batch leaves `seen` marks of its own round, which no later round matches.
-        let mut samples = Vec::with_capacity(batch.ids.len() + self.present.len());
-        let mut present = Vec::with_capacity(batch.ids.len());
+        let mut samples = Vec::with_capacity(batch.ids.len() + self.present.len() + self.orphans.len());
         let mut seen_again = 0;
         let round = self.round;
-        for (i, id) in batch.ids.iter().enumerate() {
+        for (i, &id) in batch.ids.iter().enumerate() {
             let problem = match self.series.get_mut(id) {
                 None => format!("sample for unknown series id {id}"),
                 Some(e) if e.seen == round => format!("series id {id} reported twice in one batch"),
@@ -184,11 +295,10 @@ impl SeriesTable {
                         _ => now_ms,
                     };
                     samples.push((e.sref, t, batch.values[i]));
-                    present.push(e.sref);
                     continue;
                 }
             };
-            self.rollback(head, &new_refs);
+            self.rollback(head, &new_ids);
             return Err(format!("invalid output: {problem}"));
         }
         // The batch is sound: its families are known from now on.
@@ -201,32 +311,30 @@ impl SeriesTable {
         let reported = samples.len();
         // Every series reported last time was reported again (the usual case): none
         // went away, and no second pass over them is needed.
-        let gone: Vec<SeriesRef> = if seen_again == self.present.len() {
-            Vec::new()
-        } else {
-            // Whoever has the ref now (it may have been forgotten, or its id reused).
-            self.present
-                .iter()
-                .copied()
-                .filter(|r| {
-                    let entry = self.by_ref.get(r).and_then(|id| self.series.get(id));
-                    entry.is_none_or(|e| e.seen != round)
-                })
-                .collect()
-        };
+        let mut gone: Vec<SeriesRef> = Vec::new();
+        if seen_again != self.present.len() {
+            gone.extend(self.present.iter().filter_map(|&id| {
+                let e = self.series.get(id)?;
+                (e.seen != round).then_some(e.sref)
+            }));
+        }
+        if !self.orphans.is_empty() {
+            // Unless reported again, under another id.
+            let orphans: IdSet<SeriesRef> = self.orphans.drain(..).collect();
+            let again: IdSet<SeriesRef> = samples.iter().map(|s| s.0).filter(|r| orphans.contains(r)).collect();
+            gone.extend(orphans.difference(&again));
+        }
         samples.extend(gone.iter().map(|r| (*r, now_ms, STALE_NAN)));
         if !batch.timestamps.is_empty() {
             hold_cuts_for_timestamps(batch, head, now_ms);
         }
         head.append(&samples)?;
-        for id in &batch.forget {
-            if let Some(e) = self.series.remove(id) {
-                self.by_ref.remove(&e.sref);
-                head.release(e.sref);
-            }
-        }
-        self.present = present;
+        self.present.clear();
+        self.present.extend(&batch.ids);
         self.present_round = round;
+        if !batch.forget.is_empty() {
+            self.forget(&batch.forget, head);
+        }
         Ok(Applied {
             samples: reported,
             series_added: added,
@@ -234,9 +342,35 @@ impl SeriesTable {
         })
     }
 
+    /// Drops ids the plugin forgot. One it reported in this round leaves the present
+    /// list for the orphans (its id may name another series next time).
+    fn forget(&mut self, ids: &[u32], head: &Storage) {
+        let mut reported = IdSet::default();
+        for &id in ids {
+            let Some(&e) = self.series.get(id) else { continue };
+            self.series.remove(id);
+            head.release(e.sref);
+            if e.seen == self.present_round {
+                reported.insert(id);
+                self.orphans.push(e.sref);
+            }
+        }
+        if !reported.is_empty() {
+            self.present.retain(|id| !reported.contains(id));
+        }
+    }
+
+    /// Series reported by the last successful collection, by ref.
+    fn present_refs(&self) -> impl Iterator<Item = SeriesRef> + '_ {
+        let ids = self.present.iter().filter_map(|&id| self.series.get(id));
+        ids.map(|e| e.sref).chain(self.orphans.iter().copied())
+    }
+
     /// A failed collection: every series reported last time goes stale.
     pub fn mark_all_stale(&mut self, head: &Storage, now_ms: i64) -> usize {
-        let samples: Vec<_> = self.present.drain(..).map(|r| (r, now_ms, STALE_NAN)).collect();
+        let samples: Vec<_> = self.present_refs().map(|r| (r, now_ms, STALE_NAN)).collect();
+        self.present.clear();
+        self.orphans.clear();
         if let Err(e) = head.append(&samples) {
             tracing::warn!("staleness markers lost: {e}");
         }
@@ -244,21 +378,25 @@ impl SeriesTable {
     }
 
     /// Forgets series this batch registered before it was found invalid.
-    fn rollback(&mut self, head: &Storage, new_refs: &[(u32, SeriesRef)]) {
-        for (id, r) in new_refs {
-            self.series.remove(id);
-            self.by_ref.remove(r);
-            head.release(*r);
+    fn rollback(&mut self, head: &Storage, new_ids: &[u32]) {
+        for &id in new_ids {
+            if let Some(r) = self.series.remove(id) {
+                head.release(r);
+            }
         }
     }
 
-    /// The instance was re-created: its ids mean nothing any more.
+    /// The instance was re-created: its ids mean nothing any more. What the last
+    /// collection reported still goes stale if the new instance does not report it.
     pub fn reset(&mut self, head: &Storage) {
+        let orphans: Vec<SeriesRef> = self.present_refs().collect();
+        self.orphans = orphans;
+        self.present.clear();
         self.families.clear();
-        for (_, e) in self.series.drain() {
-            head.release(e.sref);
+        for (_, r) in self.series.iter() {
+            head.release(r);
         }
-        self.by_ref.clear();
+        self.series = Slots::default();
     }
 
     fn validate(&self, b: &Batch) -> Result<(), String> {
@@ -278,7 +416,7 @@ impl SeriesTable {
         }
         let mut new_series: IdSet<u32> = IdSet::default();
         for s in &b.series {
-            if self.series.contains_key(&s.id) || !new_series.insert(s.id) {
+            if self.series.contains(s.id) || !new_series.insert(s.id) {
                 return bad(format!("series id {} defined twice (forget it first)", s.id));
             }
             if !self.families.contains(&s.family) && !new_families.contains_key(&s.family) {
@@ -643,5 +781,130 @@ mod tests {
             (d[1].0.as_str(), d[1].1, d[1].2),
             (r#"m{instance="h",job="j",v="b"}"#, 1500, 5.0)
         );
+    }
+
+    /// The value of the last sample of each series, by its `a` label.
+    fn last_by_a(head: &Storage) -> Vec<(String, f64)> {
+        let mut v: Vec<_> = head
+            .select(&[], i64::MIN, i64::MAX)
+            .into_iter()
+            .map(|(l, s)| (l.get("a").unwrap_or_default().to_string(), s.last().unwrap().1))
+            .collect();
+        v.sort_by(|x, y| x.0.cmp(&y.0));
+        v
+    }
+
+    #[test]
+    fn sparse_ids_work_and_move_into_the_vec_when_it_reaches_them() {
+        let (_dir, head) = crate::storage::test_storage();
+        let mut t = SeriesTable::default();
+        // Far past a table of one series: kept aside.
+        let far = 3000u32;
+        let b = batch(
+            vec![family(0, "m")],
+            vec![series(far, "m", &[("a", "far")])],
+            &[(far, 1.0)],
+        );
+        t.apply(&b, &target(), &head, 1000).unwrap();
+        assert!(t.series.sparse.contains_key(&far));
+        // Then ids up to past it: the `Vec` reaches it and takes it over.
+        let ids: Vec<u32> = (0..=3100).filter(|&i| i != far).collect();
+        let defs: Vec<Series> = ids.iter().map(|&i| series(i, "m", &[("a", &i.to_string())])).collect();
+        let samples: Vec<(u32, f64)> = ids.iter().map(|&i| (i, i as f64)).chain([(far, 2.0)]).collect();
+        let a = t.apply(&batch(vec![], defs, &samples), &target(), &head, 2000).unwrap();
+        assert_eq!((a.samples, a.series_added, a.stale_marked), (3101, 3100, 0));
+        assert!(t.series.sparse.is_empty() && t.series.dense.len() == 3101);
+        let got = last_by_a(&head);
+        assert_eq!(got.len(), 3101);
+        for (a, v) in &got {
+            let want = if a == "far" { 2.0 } else { a.parse::<f64>().unwrap() };
+            assert_eq!(*v, want, "series a={a}");
+        }
+        // A sparse id far beyond everything still works, and forgetting frees ids.
+        let huge = u32::MAX - 1;
+        let mut b = batch(
+            vec![],
+            vec![series(huge, "m", &[("a", "huge")])],
+            &[(huge, 5.0), (far, 3.0)],
+        );
+        b.forget = ids.clone();
+        let a = t.apply(&b, &target(), &head, 3000).unwrap();
+        assert_eq!((a.samples, a.stale_marked), (2, 3100));
+        assert_eq!(t.len(), 2);
+        assert!(t.series.sparse.contains_key(&huge));
+    }
+
+    #[test]
+    fn two_tables_may_share_a_series_but_one_table_may_not_hold_it_twice() {
+        let (_dir, head) = crate::storage::test_storage();
+        let honor = TargetLabels {
+            honor: true,
+            ..target()
+        };
+        let (mut t1, mut t2) = (SeriesTable::default(), SeriesTable::default());
+        let def = |id| batch(vec![family(0, "m")], vec![series(id, "m", &[("a", "1")])], &[(id, 1.0)]);
+        t1.apply(&def(1), &honor, &head, 1000).unwrap();
+        t2.apply(&def(4), &honor, &head, 1000).unwrap();
+        // The same label set under a second id of t1, in a later batch.
+        let b = batch(vec![], vec![series(2, "m", &[("a", "1")])], &[(1, 2.0)]);
+        let err = t1.apply(&b, &honor, &head, 2000).unwrap_err();
+        assert!(err.contains("(id 2) has the same name and labels as id 1"), "{err}");
+        assert_eq!((t1.len(), t2.len()), (1, 1));
+        // Neither table lost its series.
+        t1.apply(&batch(vec![], vec![], &[(1, 3.0)]), &honor, &head, 3000)
+            .unwrap();
+        t2.apply(&batch(vec![], vec![], &[(4, 4.0)]), &honor, &head, 4000)
+            .unwrap();
+        assert_eq!(last_by_a(&head), vec![("1".to_string(), 4.0)]);
+    }
+
+    #[test]
+    fn a_series_forgotten_by_the_batch_reporting_it_goes_stale_unless_reported_again() {
+        let (_dir, head) = crate::storage::test_storage();
+        let mut t = SeriesTable::default();
+        let mut b = batch(
+            vec![family(0, "m")],
+            vec![series(1, "m", &[("a", "1")]), series(2, "m", &[("a", "2")])],
+            &[(1, 1.0), (2, 2.0)],
+        );
+        b.forget = vec![1, 2];
+        t.apply(&b, &target(), &head, 1000).unwrap();
+        assert_eq!(t.len(), 0);
+        // Id 1 now names the series id 2 had; a=1 is reported by nobody.
+        let b = batch(vec![], vec![series(1, "m", &[("a", "2")])], &[(1, 5.0)]);
+        let a = t.apply(&b, &target(), &head, 2000).unwrap();
+        assert_eq!(a.stale_marked, 1);
+        let got = last_by_a(&head);
+        assert!(got[0].0 == "1" && is_stale_nan(got[0].1), "{got:?}");
+        assert_eq!(got[1], ("2".to_string(), 5.0));
+        let a = t
+            .apply(&batch(vec![], vec![], &[(1, 6.0)]), &target(), &head, 3000)
+            .unwrap();
+        assert_eq!(a.stale_marked, 0, "marked once");
+    }
+
+    #[test]
+    fn after_a_reset_what_the_new_instance_does_not_report_goes_stale() {
+        let (_dir, head) = crate::storage::test_storage();
+        let mut t = SeriesTable::default();
+        let b = batch(
+            vec![family(0, "m")],
+            vec![series(1, "m", &[("a", "1")]), series(2, "m", &[("a", "2")])],
+            &[(1, 1.0), (2, 2.0)],
+        );
+        t.apply(&b, &target(), &head, 1000).unwrap();
+        t.reset(&head);
+        assert_eq!(t.len(), 0);
+        // The new instance numbers its series its own way and reports a=1 only.
+        let b = batch(vec![family(0, "m")], vec![series(7, "m", &[("a", "1")])], &[(7, 3.0)]);
+        let a = t.apply(&b, &target(), &head, 2000).unwrap();
+        assert_eq!((a.series_added, a.stale_marked), (1, 1));
+        let got = last_by_a(&head);
+        assert_eq!(got[0], ("1".to_string(), 3.0));
+        assert!(is_stale_nan(got[1].1), "{got:?}");
+        // A reset followed by a failed collection marks them all.
+        t.reset(&head);
+        assert_eq!(t.mark_all_stale(&head, 3000), 1);
+        assert!(last_by_a(&head).iter().all(|(_, v)| is_stale_nan(*v)));
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use sonde_tsdb::head::Metadata;
+pub use sonde_tsdb::head::{Metadata, Pinned};
 pub use sonde_tsdb::labels::{Labels, METRIC_NAME};
 pub use sonde_tsdb::postings::SeriesRef;
 
@@ -66,9 +66,12 @@ impl Storage {
     }
 
     pub fn get_or_create(&self, pairs: &[(&str, &str)]) -> Result<SeriesRef, String> {
-        self.db
-            .get_or_create(pairs)
-            .map_err(|e| self.failed("create series", e))
+        self.pin(pairs).map(|p| p.sref)
+    }
+
+    /// [`Storage::get_or_create`], also telling whether another holder has the series.
+    pub fn pin(&self, pairs: &[(&str, &str)]) -> Result<Pinned, String> {
+        self.db.pin(pairs).map_err(|e| self.failed("create series", e))
     }
 
     /// A writer (a collection) whose samples reach the store up to `late` after their

@@ -33,24 +33,50 @@ pub enum AppendOutcome {
     Rejected(Rejected),
 }
 
+/// A series found or created by [`Head::pin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pinned {
+    pub sref: SeriesRef,
+    /// It did not exist.
+    pub created: bool,
+    /// Someone else holds it too (its pin count was above zero).
+    pub shared: bool,
+}
+
 impl Head {
     /// The ref of the series with `labels`, and whether it was created now. Creating
     /// or finding a series takes a pin, released with [`Head::release`].
     pub fn get_or_create(&self, pairs: &[(&str, &str)]) -> (SeriesRef, bool) {
+        let p = self.pin(pairs);
+        (p.sref, p.created)
+    }
+
+    /// [`Head::get_or_create`], also telling whether the series was pinned already.
+    pub fn pin(&self, pairs: &[(&str, &str)]) -> Pinned {
         let mut g = self.inner.write().unwrap();
         let inner = &mut *g;
-        if let Some(r) = inner.find_series(pairs) {
-            if let Some(s) = inner.series.get_mut(&r) {
+        if let Some(sref) = inner.find_series(pairs) {
+            let mut shared = false;
+            if let Some(s) = inner.series.get_mut(&sref) {
+                shared = s.pins > 0;
                 s.pins += 1;
             }
-            return (r, false);
+            return Pinned {
+                sref,
+                created: false,
+                shared,
+            };
         }
-        let r = inner.next_ref;
+        let sref = inner.next_ref;
         inner.next_ref += 1;
-        inner.insert_series(r, pairs);
-        inner.series.get_mut(&r).expect("just inserted").pins = 1;
+        inner.insert_series(sref, pairs);
+        inner.series.get_mut(&sref).expect("just inserted").pins = 1;
         self.stats.series_created.fetch_add(1, Ordering::Relaxed);
-        (r, true)
+        Pinned {
+            sref,
+            created: true,
+            shared: false,
+        }
     }
 
     /// Re-creates a series with a known ref (WAL replay, block load). Unpinned.

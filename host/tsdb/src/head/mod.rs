@@ -9,7 +9,7 @@
 mod append;
 mod read;
 
-pub use append::{AppendOutcome, Rejected};
+pub use append::{AppendOutcome, Pinned, Rejected};
 pub use read::{CutBatch, CutColumn, CutPlan, SeriesSamples};
 
 use crate::chunk::{HeadChunk, HeadIter, iter_bytes};
