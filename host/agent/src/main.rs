@@ -533,11 +533,15 @@ fn extra_alert_sinks(state: &api::AppState) -> Vec<Arc<dyn alert::AlertSink>> {
 ///   buffers of every collection (the batch, its samples, the WAL record: megabytes
 ///   at 100k series) then come from the heap, whose holes the series' small blocks
 ///   fill, and the heap keeps growing: a fixed threshold cost ~10 MiB less RSS at
-///   100k series (docs/BENCHMARKS.md). `MALLOC_MMAP_THRESHOLD_` still overrides it.
+///   100k series (docs/BENCHMARKS.md).
+///
+/// `MALLOC_ARENA_MAX` and `MALLOC_MMAP_THRESHOLD_` in the environment still win.
 fn tune_malloc() {
     // SAFETY: mallopt only tunes the allocator; called before any thread is spawned.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
         if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
         }
