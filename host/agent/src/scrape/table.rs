@@ -539,6 +539,16 @@ mod tests {
         }
     }
 
+    /// The first batch of a plugin with two series of `m` (ids 1 and 2, `a` = "1" and
+    /// "2"), each reported.
+    fn two_series() -> Batch {
+        batch(
+            vec![family(0, "m")],
+            vec![series(1, "m", &[("a", "1")]), series(2, "m", &[("a", "2")])],
+            &[(1, 1.0), (2, 2.0)],
+        )
+    }
+
     /// (labels rendered, last sample) of every series in the head.
     fn dump(head: &Storage) -> Vec<(String, i64, f64)> {
         let mut v: Vec<_> = head
@@ -610,11 +620,7 @@ mod tests {
     fn series_that_disappear_get_a_staleness_marker_once() {
         let (_dir, head) = crate::storage::test_storage();
         let mut t = SeriesTable::default();
-        let b = batch(
-            vec![family(0, "m")],
-            vec![series(1, "m", &[("a", "1")]), series(2, "m", &[("a", "2")])],
-            &[(1, 1.0), (2, 2.0)],
-        );
+        let b = two_series();
         t.apply(&b, &target(), &head, 1000).unwrap();
         let a = t
             .apply(&batch(vec![], vec![], &[(1, 1.5)]), &target(), &head, 2000)
@@ -862,11 +868,7 @@ mod tests {
     fn a_series_forgotten_by_the_batch_reporting_it_goes_stale_unless_reported_again() {
         let (_dir, head) = crate::storage::test_storage();
         let mut t = SeriesTable::default();
-        let mut b = batch(
-            vec![family(0, "m")],
-            vec![series(1, "m", &[("a", "1")]), series(2, "m", &[("a", "2")])],
-            &[(1, 1.0), (2, 2.0)],
-        );
+        let mut b = two_series();
         b.forget = vec![1, 2];
         t.apply(&b, &target(), &head, 1000).unwrap();
         assert_eq!(t.len(), 0);
@@ -887,11 +889,7 @@ mod tests {
     fn after_a_reset_what_the_new_instance_does_not_report_goes_stale() {
         let (_dir, head) = crate::storage::test_storage();
         let mut t = SeriesTable::default();
-        let b = batch(
-            vec![family(0, "m")],
-            vec![series(1, "m", &[("a", "1")]), series(2, "m", &[("a", "2")])],
-            &[(1, 1.0), (2, 2.0)],
-        );
+        let b = two_series();
         t.apply(&b, &target(), &head, 1000).unwrap();
         t.reset(&head);
         assert_eq!(t.len(), 0);
