@@ -2,9 +2,9 @@
 //!
 //! - [`chunk`]: sample encodings — the head's streaming chunk and the block column codec;
 //! - [`wal`]: the write-ahead log (segments of CRC-checked records, replay, checkpoints);
-//! - `head` (to come): in-memory series with compressed chunks, fed by the WAL;
-//! - `index`/`block` (to come): immutable on-disk blocks with a postings index;
-//! - the querier interface used by PromQL.
+//! - [`head`]: in-memory series with compressed chunks, fed by the WAL;
+//! - [`block`]: immutable on-disk blocks with a postings index; [`compact`] merges them;
+//! - [`db`]: all of it together, and the querier interface used by PromQL.
 //!
 //! On-disk formats are described in docs/storage-format.md.
 

@@ -99,10 +99,6 @@ impl BitWriter {
         self.buf.capacity()
     }
 
-    pub fn shrink_to_fit(&mut self) {
-        self.buf.shrink_to_fit();
-    }
-
     pub fn reserve(&mut self, additional: usize) {
         self.buf.reserve(additional);
     }

@@ -100,9 +100,6 @@ impl HeadChunk {
         } else {
             self.reencode_with(t, v);
         }
-        if self.is_full() {
-            self.w.shrink_to_fit();
-        }
     }
 
     /// Rewrites the chunk in the mode that fits its samples plus `(t, v)`. Rare: a chunk changes
@@ -168,18 +165,6 @@ impl HeadChunk {
     /// The persistent form; [`from_bytes`](Self::from_bytes) reads it back. Empty for an empty chunk.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.parts().map_or_else(Vec::new, |p| p.to_vec())
-    }
-
-    /// [`to_bytes`](Self::to_bytes) without a copy: the chunk's own buffer, its sample
-    /// count written into the header.
-    pub fn into_bytes(self) -> Vec<u8> {
-        if self.w.bytes().len() < HEADER_LEN {
-            return Vec::new();
-        }
-        let len = self.len;
-        let mut b = self.w.into_vec();
-        b[2..4].copy_from_slice(&len.to_le_bytes());
-        b
     }
 
     /// Asks the CPU to cache the bytes the next [`append`](Self::append) writes to.
@@ -384,7 +369,6 @@ mod tests {
             let back = HeadChunk::from_bytes(c.to_bytes()).unwrap();
             assert_same(&back.iter().collect::<Vec<_>>(), &set);
             assert_eq!(back, c, "a chunk read back continues exactly where the writer stood");
-            assert_eq!(c.clone().into_bytes(), c.to_bytes());
         }
     }
 
@@ -496,10 +480,6 @@ mod tests {
         }
         assert!(c.is_full());
         assert_eq!(c.len(), MAX_SAMPLES);
-        assert!(
-            c.memory_bytes() <= c.to_bytes().len() + 8,
-            "a full chunk gives back spare capacity"
-        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! merged when the range is cut to a block), too old (rejected).
 
 use super::{Head, Inner, MemSeries};
+use crate::chunk::HeadChunk;
 use crate::chunk::bits::{prefetch, prefetch_all};
 use crate::postings::SeriesRef;
 use std::sync::atomic::Ordering;
@@ -170,10 +171,10 @@ impl Head {
                     .last()
                     .is_some_and(|(lt, _)| lt.div_euclid(range) != t.div_euclid(range));
                 if s.open.is_full() || (new_range && !s.open.is_empty()) {
-                    let full = std::mem::take(&mut s.open);
-                    if let Some(c) = super::ClosedChunk::freeze(full) {
+                    if let Some(c) = super::ClosedChunk::freeze(&s.open, &mut inner.arena, range) {
                         s.chunks.push(c);
                     }
+                    s.open = HeadChunk::new();
                 }
                 s.open.append(t, v);
                 s.set_last(Some((t, v)));

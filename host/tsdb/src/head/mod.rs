@@ -7,6 +7,7 @@
 //! rules), [`read`] (select series and samples for queries), this file (the types).
 
 mod append;
+mod arena;
 mod read;
 
 pub use append::{AppendOutcome, Pinned, Rejected};
@@ -15,6 +16,7 @@ pub use read::{CutBatch, CutColumn, CutPlan, SeriesSamples};
 use crate::chunk::{HeadChunk, HeadIter, iter_bytes};
 use crate::labels::{SymLabels, Symbols};
 use crate::postings::{Postings, SeriesRef};
+use arena::{ChunkArena, PagedBytes};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::RwLock;
@@ -32,27 +34,33 @@ pub struct Metadata {
 }
 
 /// A full chunk, frozen: its bytes and time range only. The encoder state of a
-/// [`HeadChunk`] (~130 bytes) is dropped, which is most of a chunk's cost at 1 s scrapes.
+/// [`HeadChunk`] is dropped, and its bytes are copied into the pages of its range
+/// ([`ChunkArena`]), whose cut frees them all at once.
 pub(crate) struct ClosedChunk {
     pub(crate) min_t: i64,
     pub(crate) max_t: i64,
-    bytes: Box<[u8]>,
+    bytes: PagedBytes,
 }
 
 impl ClosedChunk {
-    /// The chunk's buffer becomes the closed chunk's, shrunk in place to its length (a
-    /// copy would free a block of another size for every series at once, at each range
-    /// boundary, and fragment the heap).
-    pub(crate) fn freeze(c: HeadChunk) -> Option<Self> {
+    /// Copies the chunk into `arena`, in the pages of its range (`range_ms` long); `None`
+    /// for an empty chunk.
+    pub(crate) fn freeze(c: &HeadChunk, arena: &mut ChunkArena, range_ms: i64) -> Option<Self> {
+        let min_t = c.first_time()?;
+        let parts = c.parts()?;
         Some(ClosedChunk {
-            min_t: c.first_time()?,
+            min_t,
             max_t: c.last_time()?,
-            bytes: c.into_bytes().into_boxed_slice(),
+            bytes: arena.store(min_t.div_euclid(range_ms), &[&parts.header, parts.stream]),
         })
     }
 
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.bytes.get()
+    }
+
     pub(crate) fn iter(&self) -> HeadIter<'_> {
-        iter_bytes(&self.bytes)
+        iter_bytes(self.bytes())
     }
 }
 
@@ -184,9 +192,9 @@ impl MemSeries {
         self.last_t == NO_SAMPLE && self.ooo.is_empty()
     }
 
+    /// Not counting closed chunks' bytes: those are in the head's [`ChunkArena`].
     fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.chunks.iter().map(|c| c.bytes.len()).sum::<usize>()
             + self.chunks.len() * std::mem::size_of::<ClosedChunk>()
             + self.labels.ids().len() * 4
             + self.open.memory_bytes()
@@ -224,6 +232,8 @@ pub(crate) struct Inner {
     pub(crate) series: RefMap<Box<MemSeries>>,
     pub(crate) postings: Postings,
     pub(crate) symbols: Symbols,
+    /// Closed chunks' bytes.
+    pub(crate) arena: ChunkArena,
     pub(crate) meta: HashMap<String, Metadata>,
     pub(crate) next_ref: SeriesRef,
     /// Oldest and newest sample time in the head (i64::MAX / i64::MIN when empty).
@@ -302,10 +312,10 @@ impl Head {
     }
 
     /// Heap bytes held by series data (chunks, out-of-order buffers, series structs, label
-    /// ids) and the label strings.
+    /// ids), the closed chunks' pages and the label strings.
     pub fn memory_bytes(&self) -> usize {
         let g = self.inner.read().unwrap();
-        g.series.values().map(|s| s.memory_bytes()).sum::<usize>() + g.symbols.memory_bytes()
+        g.series.values().map(|s| s.memory_bytes()).sum::<usize>() + g.arena.memory_bytes() + g.symbols.memory_bytes()
     }
 
     pub fn num_chunks(&self) -> usize {

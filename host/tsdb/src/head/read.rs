@@ -2,6 +2,7 @@
 //! names and values, and what the block writer needs to cut a range out of the head.
 
 use super::ClosedChunk;
+use super::arena::ChunkArena;
 use super::{Head, MemSeries};
 use crate::chunk::{ChunkParts, HeadChunk, column_from_chunks, encode_stream_column};
 use crate::labels::{Labels, SharedStrings};
@@ -91,7 +92,7 @@ fn whole_chunks<'a>(
         if c.min_t < mint || c.max_t >= maxt {
             return None;
         }
-        parts.push(ChunkParts::split(&c.bytes)?);
+        parts.push(ChunkParts::split(c.bytes())?);
         first = first.or(Some(c.min_t));
         last = Some(c.max_t);
     }
@@ -293,11 +294,13 @@ impl Head {
         let mut g = self.inner.write().unwrap();
         let inner = &mut *g;
         inner.min_valid_t = inner.min_valid_t.max(t);
+        let range = self.chunk_range_ms;
+        inner.arena.retire_before(t.div_euclid(range));
         let mut removed = Vec::new();
         for (r, s) in inner.series.iter_mut() {
             s.ooo.retain(|(st, _)| *st >= t);
             if s.first_time().is_some_and(|f| f < t) {
-                drop_before(s, t);
+                drop_before(s, t, &mut inner.arena, range);
             }
             if s.is_empty() && s.pins == 0 {
                 removed.push(*r);
@@ -324,7 +327,7 @@ impl Head {
 
 /// Removes samples before `t` from a series' chunks: whole chunks are dropped, the
 /// one chunk straddling `t` is re-encoded.
-fn drop_before(s: &mut MemSeries, t: i64) {
+fn drop_before(s: &mut MemSeries, t: i64, arena: &mut ChunkArena, range_ms: i64) {
     s.chunks.retain(|c| c.max_t >= t);
     if let Some(first) = s.chunks.first()
         && first.min_t < t
@@ -333,7 +336,7 @@ fn drop_before(s: &mut MemSeries, t: i64) {
         for (st, v) in first.iter().filter(|(st, _)| *st >= t) {
             n.append(st, v);
         }
-        match ClosedChunk::freeze(n) {
+        match ClosedChunk::freeze(&n, arena, range_ms) {
             Some(c) => s.chunks[0] = c,
             None => {
                 s.chunks.remove_first();
