@@ -695,7 +695,9 @@ impl Db {
 
     /// [`Db::for_each_series`] over the blocks only.
     fn for_each_block_series(&self, sets: &[Vec<Matcher>], mint: i64, maxt: i64, f: &mut LabelVisitor) {
-        for b in self.blocks_in(mint, maxt) {
+        // No set (every series) or one the block may hold.
+        let wanted = |b: &Arc<Block>| sets.is_empty() || sets.iter().any(|m| b.may_match(m));
+        for b in self.blocks_in(mint, maxt).into_iter().filter(wanted) {
             match b.cached_index() {
                 Ok(idx) => {
                     for i in idx.matching(sets, mint, maxt) {

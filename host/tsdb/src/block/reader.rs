@@ -1,9 +1,10 @@
-//! Reading a block. `meta.json` stays in memory; the index is read and checked at
-//! open, then decoded again when a query needs it and kept, with postings built on
-//! first use, while queries keep using it: [`Block::evict_idle_index`] drops it after
-//! a while without queries. Keeping every block's label sets and postings resident
-//! would cost more memory per series than the head; decoding a 20k-series index per
-//! query cost ~5 ms.
+//! Reading a block. `meta.json` and the block's metric names stay in memory; the index
+//! is read and checked at open, then decoded again when a query needs it. A query whose
+//! metric name the block lacks skips it without reading the index. An index used twice
+//! within [`INDEX_REUSE`] is kept, with postings built on first use, while queries keep
+//! using it: [`Block::evict_idle_index`] drops it after a while without queries.
+//! Keeping every block's label sets and postings resident would cost more memory per
+//! series than the head; decoding a 20k-series index per query cost ~5 ms.
 
 use super::index::{Entry, Index, LabelIds};
 use super::{BlockError, CHUNKS_FILE, INDEX_FILE, META_FILE, Meta};
@@ -24,9 +25,17 @@ pub struct Block {
     chunks: std::fs::File,
     /// Bytes on disk (index + chunks + meta).
     pub size: u64,
-    /// The decoded index while queries use it, with when it was last used.
-    cached: Mutex<Option<(Arc<BlockIndex>, Instant)>>,
+    /// The values of `__name__` in the block, sorted ("" when a series has none).
+    names: Box<[Box<str>]>,
+    /// The decoded index while queries use it, and when it was last used.
+    cached: Mutex<(Option<Arc<BlockIndex>>, Option<Instant>)>,
 }
+
+/// An index is kept once it is used again within this long. A rule group evaluated
+/// every minute, as by default, would otherwise keep the index of every block its
+/// look-back reaches resident (~50 bytes a series each) for queries a minute apart;
+/// the panels of a dashboard, or rules evaluated more often, reuse it at once.
+pub const INDEX_REUSE: Duration = Duration::from_secs(30);
 
 /// A block's index, decoded.
 pub struct BlockIndex {
@@ -206,12 +215,13 @@ impl Block {
         let chunks = std::fs::File::open(dir.join(CHUNKS_FILE)).map_err(io)?;
         let chunks_len = chunks.metadata().map_err(io)?.len();
         let index_len = std::fs::metadata(dir.join(INDEX_FILE)).map_err(io)?.len();
-        let block = Block {
+        let mut block = Block {
             dir: dir.to_path_buf(),
             meta,
             chunks,
             size: chunks_len + index_len + meta_bytes.len() as u64,
-            cached: Mutex::new(None),
+            names: Box::default(),
+            cached: Mutex::new((None, None)),
         };
         let idx = block.index()?;
         if (0..idx.len()).any(|i| {
@@ -220,6 +230,18 @@ impl Block {
         }) {
             return Err(corrupt("index points past the end of the chunks file".into()));
         }
+        // Each series' name; "" for a series without one.
+        let name = idx.index.find_symbol("__name__");
+        let mut values: Vec<Option<u32>> = (0..idx.len())
+            .map(|i| name.and_then(|name| idx.index.label_ids(i).find(|(n, _)| *n == name).map(|(_, v)| v)))
+            .collect();
+        values.sort_unstable();
+        values.dedup();
+        // Symbols are numbered in string order, and None sorts first: sorted strings.
+        block.names = values
+            .iter()
+            .map(|v| v.map_or_else(Box::default, |v| Box::from(idx.index.symbol(v))))
+            .collect();
         Ok(block)
     }
 
@@ -237,15 +259,20 @@ impl Block {
         })
     }
 
-    /// The decoded index, kept for the next queries.
+    /// The decoded index for a query: the kept one, or decoded now and kept when the
+    /// previous query was less than [`INDEX_REUSE`] ago.
     pub fn cached_index(&self) -> Result<Arc<BlockIndex>, BlockError> {
         let mut c = self.cached.lock().unwrap();
-        if let Some((idx, used)) = c.as_mut() {
-            *used = Instant::now();
+        let now = Instant::now();
+        let reused = c.1.is_some_and(|used| now.duration_since(used) < INDEX_REUSE);
+        c.1 = Some(now);
+        if let Some(idx) = &c.0 {
             return Ok(idx.clone());
         }
         let idx = Arc::new(self.index()?);
-        *c = Some((idx.clone(), Instant::now()));
+        if reused {
+            c.0 = Some(idx.clone());
+        }
         Ok(idx)
     }
 
@@ -253,10 +280,21 @@ impl Block {
     /// still kept.
     pub fn evict_idle_index(&self, idle: Duration) -> bool {
         let mut c = self.cached.lock().unwrap();
-        if c.as_ref().is_some_and(|(_, used)| used.elapsed() >= idle) {
-            *c = None;
+        if c.1.is_some_and(|used| used.elapsed() >= idle) {
+            c.0 = None;
         }
-        c.is_some()
+        c.0.is_some()
+    }
+
+    /// Whether a series of the block can match `matchers`, judged by the metric name
+    /// alone.
+    pub fn may_match(&self, matchers: &[Matcher]) -> bool {
+        matchers.iter().filter(|m| m.name == "__name__").all(|m| match &m.op {
+            promql_parser::label::MatchOp::Equal => {
+                self.names.binary_search_by(|n| (**n).cmp(m.value.as_str())).is_ok()
+            }
+            _ => self.names.iter().any(|n| matcher_matches(m, n)),
+        })
     }
 
     pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
@@ -266,6 +304,9 @@ impl Block {
     /// Series matching `matchers` with their samples in `[mint, maxt]`. An unreadable
     /// index or column is skipped with a warning (the rest stays readable).
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
+        if !self.may_match(matchers) {
+            return Vec::new();
+        }
         let idx = match self.cached_index() {
             Ok(idx) => idx,
             Err(e) => {
@@ -429,6 +470,10 @@ mod tests {
         let path = write_block(dir.path(), 0, 100, 1, &input).unwrap();
         let b = Block::open(&path).unwrap();
         let idx = b.cached_index().unwrap();
+        assert!(!b.evict_idle_index(Duration::from_secs(3600)), "used once: not kept");
+        let idx2 = b.cached_index().unwrap();
+        assert!(!Arc::ptr_eq(&idx, &idx2), "decoded again");
+        assert!(Arc::ptr_eq(&idx2, &b.cached_index().unwrap()), "reused soon: kept");
         let _ = idx.select_positions(&sel(r#"up{job="api"}"#));
         let built: Vec<&str> = {
             let p = idx.postings.lock().unwrap();
@@ -462,6 +507,34 @@ mod tests {
             b.select(&sel("up"), 0, 100).len(),
             input.iter().filter(|s| s.labels.metric_name() == "up").count()
         );
+    }
+
+    #[test]
+    fn a_query_for_a_metric_the_block_lacks_skips_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = [
+            series(&[("__name__", "node_load1"), ("job", "node")], vec![(1, 1.0)]),
+            series(&[("__name__", "up"), ("job", "node")], vec![(1, 1.0)]),
+        ];
+        let b = Block::open(&write_block(dir.path(), 0, 10, 1, &input).unwrap()).unwrap();
+        for (q, may) in [
+            ("up", true),
+            ("pg_up", false),
+            (r#"{__name__=~"node_.*"}"#, true),
+            (r#"{__name__=~"redis_.*"}"#, false),
+            (r#"{__name__!="up", job="node"}"#, true),
+            (r#"{__name__!~"up|node_load1", job=~".+"}"#, false),
+            (r#"{job="node"}"#, true),
+            (r#"{__name__=~"pg_up|up"}"#, true),
+        ] {
+            let m = sel(q);
+            assert_eq!(b.may_match(&m), may, "{q}");
+            if !may {
+                assert!(b.select(&m, 0, 10).is_empty());
+            }
+        }
+        assert!(b.cached.lock().unwrap().1.is_none(), "no query reached the index");
+        assert_eq!(b.select(&sel("up"), 0, 10).len(), 1);
     }
 
     #[test]
