@@ -4,11 +4,10 @@
 //! A closed chunk lives until its range is cut into a block, and then every chunk of
 //! that range goes at once. Kept as one heap block each, 100k series leave 100k holes
 //! in malloc's heap at every cut, between the blocks that live on (series, label ids,
-//! open chunks); measured at 100k series, ~25 MiB of free but resident memory built up
-//! that way. Here a range's chunks share pages that hold nothing else, so a cut frees
-//! whole pages; pages of 128 KiB and more are mapped by malloc apart from its heap and
-//! go back to the system when freed. Each chunk also saves malloc's 8-byte header and
-//! rounding.
+//! open chunks), and the holes stay resident. Here a range's chunks share pages that
+//! hold nothing else, so a cut frees whole pages; pages of 128 KiB and more are mapped
+//! by malloc apart from its heap and go back to the system when freed (8–10 MiB less
+//! RSS at 100k series). Each chunk also saves malloc's 8-byte header and rounding.
 //!
 //! A page is shared by its chunks (`Arc`) and freed with the last of them. Bytes are
 //! written once, before the chunk holding them exists, and never again.
