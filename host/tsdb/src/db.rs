@@ -1082,6 +1082,16 @@ mod tests {
         assert_eq!(db.label_values("x", &sets(&[r#"{x=~".+"}"#]), 190_000, 200_000), ["y"]);
         assert_eq!(db.label_values("only", &[], 0, 10_000), ["blocks"]);
         assert!(db.label_values("nope", &[], all, far).is_empty());
+
+        // A metric no block holds: the blocks' indexes are not even decoded (a decode
+        // so soon after the queries above would keep them).
+        let blocks = db.blocks.read().unwrap().clone();
+        blocks.iter().for_each(|b| assert!(!b.evict_idle_index(Duration::ZERO)));
+        assert!(db.series(&sets(&["pg_up"]), all, far).is_empty());
+        assert!(db.label_values("x", &sets(&["pg_up"]), all, far).is_empty());
+        assert!(blocks.iter().all(|b| !b.evict_idle_index(Duration::from_secs(3600))));
+        assert!(!db.series(&sets(&["a"]), all, 100_000).is_empty());
+        assert!(blocks.iter().any(|b| b.evict_idle_index(Duration::from_secs(3600))));
     }
 
     #[test]

@@ -27,8 +27,14 @@ pub struct Block {
     pub size: u64,
     /// The values of `__name__` in the block, sorted ("" when a series has none).
     names: Box<[Box<str>]>,
-    /// The decoded index while queries use it, and when it was last used.
-    cached: Mutex<(Option<Arc<BlockIndex>>, Option<Instant>)>,
+    cached: Mutex<Cached>,
+}
+
+/// The decoded index while queries use it, and when a query last needed it.
+#[derive(Default)]
+struct Cached {
+    index: Option<Arc<BlockIndex>>,
+    used: Option<Instant>,
 }
 
 /// An index is kept once it is used again within this long. A rule group evaluated
@@ -67,8 +73,13 @@ impl BlockIndex {
     /// The value of the label named by symbol `name` of series `i` ("" when absent, as
     /// in Prometheus).
     fn value(&self, i: usize, name: Option<u32>) -> &str {
-        name.and_then(|name| self.index.label_ids(i).find(|(n, _)| *n == name))
-            .map_or("", |(_, v)| self.index.symbol(v))
+        self.value_id(i, name).map_or("", |v| self.index.symbol(v))
+    }
+
+    /// The symbol of that value (None when absent).
+    fn value_id(&self, i: usize, name: Option<u32>) -> Option<u32> {
+        let name = name?;
+        self.index.label_ids(i).find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
     fn resolve<'m>(&self, matchers: &'m [Matcher]) -> Vec<Resolved<'m>> {
@@ -221,7 +232,7 @@ impl Block {
             chunks,
             size: chunks_len + index_len + meta_bytes.len() as u64,
             names: Box::default(),
-            cached: Mutex::new((None, None)),
+            cached: Mutex::default(),
         };
         let idx = block.index()?;
         if (0..idx.len()).any(|i| {
@@ -232,9 +243,7 @@ impl Block {
         }
         // Each series' name; "" for a series without one.
         let name = idx.index.find_symbol("__name__");
-        let mut values: Vec<Option<u32>> = (0..idx.len())
-            .map(|i| name.and_then(|name| idx.index.label_ids(i).find(|(n, _)| *n == name).map(|(_, v)| v)))
-            .collect();
+        let mut values: Vec<Option<u32>> = (0..idx.len()).map(|i| idx.value_id(i, name)).collect();
         values.sort_unstable();
         values.dedup();
         // Symbols are numbered in string order, and None sorts first: sorted strings.
@@ -264,14 +273,14 @@ impl Block {
     pub fn cached_index(&self) -> Result<Arc<BlockIndex>, BlockError> {
         let mut c = self.cached.lock().unwrap();
         let now = Instant::now();
-        let reused = c.1.is_some_and(|used| now.duration_since(used) < INDEX_REUSE);
-        c.1 = Some(now);
-        if let Some(idx) = &c.0 {
+        let reused = c.used.is_some_and(|used| now.duration_since(used) < INDEX_REUSE);
+        c.used = Some(now);
+        if let Some(idx) = &c.index {
             return Ok(idx.clone());
         }
         let idx = Arc::new(self.index()?);
         if reused {
-            c.0 = Some(idx.clone());
+            c.index = Some(idx.clone());
         }
         Ok(idx)
     }
@@ -280,10 +289,10 @@ impl Block {
     /// still kept.
     pub fn evict_idle_index(&self, idle: Duration) -> bool {
         let mut c = self.cached.lock().unwrap();
-        if c.1.is_some_and(|used| used.elapsed() >= idle) {
-            c.0 = None;
+        if c.used.is_some_and(|used| used.elapsed() >= idle) {
+            c.index = None;
         }
-        c.0.is_some()
+        c.index.is_some()
     }
 
     /// Whether a series of the block can match `matchers`, judged by the metric name
@@ -533,7 +542,7 @@ mod tests {
                 assert!(b.select(&m, 0, 10).is_empty());
             }
         }
-        assert!(b.cached.lock().unwrap().1.is_none(), "no query reached the index");
+        assert!(b.cached.lock().unwrap().used.is_none(), "no query reached the index");
         assert_eq!(b.select(&sel("up"), 0, 10).len(), 1);
     }
 

@@ -464,6 +464,23 @@ mod tests {
         assert!(created && b2 != b, "a removed series gets a new ref");
     }
 
+    #[test]
+    fn truncation_frees_the_pages_of_the_ranges_before_it() {
+        let h = Head::new(0, TEST_RANGE);
+        let refs: Vec<_> = (0..200)
+            .map(|i| h.get_or_create(&[("__name__", "m"), ("i", &i.to_string())]).0)
+            .collect();
+        // Three ranges at 1 s: the chunks of the first two are closed, into pages.
+        for t in (0..3 * TEST_RANGE).step_by(1000) {
+            h.append(&refs.iter().map(|&r| (r, t, (t / 1000) as f64)).collect::<Vec<_>>());
+        }
+        let pages = || h.inner.read().unwrap().arena.memory_bytes();
+        assert!(pages() > 200 * 100, "{}", pages());
+        h.truncate_before(2 * TEST_RANGE);
+        assert_eq!(pages(), 0, "only open chunks are left, and they are not in pages");
+        assert_eq!(h.select(&name_is("m"), 0, i64::MAX)[0].samples.len(), 120);
+    }
+
     /// A series of a cut: metric name, the column's first byte, its samples decoded.
     type CutOut = (String, u8, Vec<(i64, f64)>);
 
