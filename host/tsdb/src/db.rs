@@ -679,7 +679,7 @@ impl Db {
         self.for_each_block_series(sets, mint, maxt, f);
         let g = self.head.inner.read().unwrap();
         let mut visit = |r: &SeriesRef| {
-            if let Some(s) = g.series.get(r).filter(|s| s.overlaps(mint, maxt)) {
+            if let Some(s) = g.series.get(*r).filter(|s| s.overlaps(mint, maxt)) {
                 f(&mut g.symbols.iter(&s.labels));
             }
         };

@@ -9,8 +9,8 @@ use crate::chunk::bits::{prefetch, prefetch_all};
 use crate::postings::SeriesRef;
 use std::sync::atomic::Ordering;
 
-/// How many samples ahead [`Head::check`] prefetches a series and [`Head::apply`] the end of its
-/// open chunk (the series itself twice as far ahead).
+/// The step of the prefetch pipelines of [`Head::check`] (table slot two steps ahead, series
+/// one) and [`Head::apply`] (slot three steps ahead, series two, end of the open chunk one).
 const PREFETCH_AHEAD: usize = 8;
 
 /// Why a sample was not stored.
@@ -58,7 +58,7 @@ impl Head {
         let inner = &mut *g;
         if let Some(sref) = inner.find_series(pairs) {
             let mut shared = false;
-            if let Some(s) = inner.series.get_mut(&sref) {
+            if let Some(s) = inner.series.get_mut(sref) {
                 shared = s.pins > 0;
                 s.pins += 1;
             }
@@ -71,7 +71,7 @@ impl Head {
         let sref = inner.next_ref;
         inner.next_ref += 1;
         inner.insert_series(sref, pairs);
-        inner.series.get_mut(&sref).expect("just inserted").pins = 1;
+        inner.series.get_mut(sref).expect("just inserted").pins = 1;
         self.stats.series_created.fetch_add(1, Ordering::Relaxed);
         Pinned {
             sref,
@@ -84,7 +84,7 @@ impl Head {
     pub fn restore_series(&self, r: SeriesRef, pairs: &[(&str, &str)]) {
         let mut g = self.inner.write().unwrap();
         let inner = &mut *g;
-        if inner.series.contains_key(&r) {
+        if inner.series.contains_key(r) {
             return;
         }
         // A WAL written by a bug could name one label set twice: the later ref wins the
@@ -97,7 +97,7 @@ impl Head {
     }
 
     pub fn release(&self, r: SeriesRef) {
-        if let Some(s) = self.inner.write().unwrap().series.get_mut(&r) {
+        if let Some(s) = self.inner.write().unwrap().series.get_mut(r) {
             s.pins = s.pins.saturating_sub(1);
         }
     }
@@ -122,12 +122,15 @@ impl Head {
             min_valid: g.min_valid_t,
         };
         for (i, &(r, t, v)) in samples.iter().enumerate() {
-            // The series a few samples ahead: its look-up hits the (small) map, its
-            // data is fetched while this one is classified.
-            if let Some(s) = samples.get(i + PREFETCH_AHEAD).and_then(|a| g.series.get(&a.0)) {
+            // Two steps ahead: the table slot of a later sample's series, then (slot in
+            // cache) the series itself, fetched while this one is classified.
+            if let Some(a) = samples.get(i + 2 * PREFETCH_AHEAD) {
+                g.series.prefetch(a.0);
+            }
+            if let Some(s) = samples.get(i + PREFETCH_AHEAD).and_then(|a| g.series.get(a.0)) {
                 prefetch(s.last_addr());
             }
-            let Some(s) = g.series.get(&r) else {
+            let Some(s) = g.series.get(r) else {
                 outcomes.push(AppendOutcome::Rejected(Rejected::UnknownSeries));
                 continue;
             };
@@ -152,19 +155,23 @@ impl Head {
         let mut ooo = 0;
         let range = self.chunk_range_ms;
         for (i, (&(r, t, v), o)) in samples.iter().zip(outcomes).enumerate() {
-            // With thousands of series, each append's series and chunk are out of
-            // cache, and those misses were most of an append's cost: fetch the series
-            // two steps ahead, then (once it is in cache) the end of its open chunk.
-            if let Some(s) = samples.get(i + 2 * PREFETCH_AHEAD).and_then(|a| inner.series.get(&a.0)) {
+            // With thousands of series, each append's table slot, series and chunk are
+            // out of cache, and those misses were most of an append's cost: fetch the
+            // slot three steps ahead, the series two steps ahead (its slot in cache by
+            // then), then the end of its open chunk.
+            if let Some(a) = samples.get(i + 3 * PREFETCH_AHEAD) {
+                inner.series.prefetch(a.0);
+            }
+            if let Some(s) = samples.get(i + 2 * PREFETCH_AHEAD).and_then(|a| inner.series.get(a.0)) {
                 prefetch_all::<MemSeries>(s);
             }
-            if let Some(s) = samples.get(i + PREFETCH_AHEAD).and_then(|a| inner.series.get(&a.0)) {
+            if let Some(s) = samples.get(i + PREFETCH_AHEAD).and_then(|a| inner.series.get(a.0)) {
                 s.open.prefetch();
             }
             if *o != AppendOutcome::Appended {
                 continue;
             }
-            let Some(s) = inner.series.get_mut(&r) else { continue };
+            let Some(s) = inner.series.get_mut(r) else { continue };
             if s.last().is_none_or(|(lt, _)| t > lt) {
                 // The open chunk holds samples since `last`'s range began (when not empty).
                 let new_range = s
@@ -294,7 +301,7 @@ impl Inner {
         let series = &self.series;
         self.by_labels
             .find(self.symbols.hash_ids(&ids), |r| {
-                series.get(r).is_some_and(|s| s.labels.ids() == ids)
+                series.get(*r).is_some_and(|s| s.labels.ids() == ids)
             })
             .copied()
     }
@@ -307,13 +314,13 @@ impl Inner {
         self.series.insert(r, Box::new(MemSeries::new(labels)));
         let (series, symbols) = (&self.series, &self.symbols);
         self.by_labels.insert_unique(hash, r, |r| {
-            series.get(r).map_or(0, |s| symbols.hash_ids(s.labels.ids()))
+            series.get(*r).map_or(0, |s| symbols.hash_ids(s.labels.ids()))
         });
     }
 
     /// Takes `r` out of the label-set map.
     fn unindex(&mut self, r: SeriesRef) {
-        let Some(s) = self.series.get(&r) else { return };
+        let Some(s) = self.series.get(r) else { return };
         let hash = self.symbols.hash_ids(s.labels.ids());
         if let Ok(e) = self.by_labels.find_entry(hash, |x| *x == r) {
             e.remove();
@@ -322,7 +329,7 @@ impl Inner {
 
     pub(crate) fn remove_series(&mut self, r: SeriesRef) {
         self.unindex(r);
-        if let Some(s) = self.series.remove(&r) {
+        if let Some(s) = self.series.remove(r) {
             self.postings.remove(r, s.labels.ids());
             self.symbols.release_set(&s.labels);
         }

@@ -9,6 +9,7 @@
 mod append;
 mod arena;
 mod read;
+mod series_map;
 
 pub use append::{AppendOutcome, Pinned, Rejected};
 pub use read::{CutBatch, CutColumn, CutPlan, SeriesSamples};
@@ -17,6 +18,7 @@ use crate::chunk::{HeadChunk, HeadIter, iter_bytes};
 use crate::labels::{SymLabels, Symbols};
 use crate::postings::{Postings, SeriesRef};
 use arena::{ChunkArena, PagedBytes};
+use series_map::SeriesMap;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::RwLock;
@@ -227,9 +229,9 @@ pub(crate) type RefMap<V> = HashMap<SeriesRef, V, BuildHasherDefault<RefHasher>>
 pub(crate) struct Inner {
     /// Refs by the hash of their label set's ids ([`Symbols::hash_ids`]).
     pub(crate) by_labels: hashbrown::HashTable<SeriesRef>,
-    /// Boxed, so the map itself stays small enough to stay in cache (16 bytes an entry):
-    /// a look-up then costs no cache miss and the series can be prefetched by address.
-    pub(crate) series: RefMap<Box<MemSeries>>,
+    /// Boxed, so the table stays small (16 bytes a slot) and a series can be prefetched
+    /// by address once its slot is in cache.
+    pub(crate) series: SeriesMap,
     pub(crate) postings: Postings,
     pub(crate) symbols: Symbols,
     /// Closed chunks' bytes.
@@ -290,7 +292,7 @@ impl Head {
     }
 
     pub fn contains(&self, r: SeriesRef) -> bool {
-        self.inner.read().unwrap().series.contains_key(&r)
+        self.inner.read().unwrap().series.contains_key(r)
     }
 
     /// Removes series by ref (WAL replay of a `Dropped` record).
@@ -312,10 +314,13 @@ impl Head {
     }
 
     /// Heap bytes held by series data (chunks, out-of-order buffers, series structs, label
-    /// ids), the closed chunks' pages and the label strings.
+    /// ids), the series table, the closed chunks' pages and the label strings.
     pub fn memory_bytes(&self) -> usize {
         let g = self.inner.read().unwrap();
-        g.series.values().map(|s| s.memory_bytes()).sum::<usize>() + g.arena.memory_bytes() + g.symbols.memory_bytes()
+        g.series.values().map(|s| s.memory_bytes()).sum::<usize>()
+            + g.series.memory_bytes()
+            + g.arena.memory_bytes()
+            + g.symbols.memory_bytes()
     }
 
     pub fn num_chunks(&self) -> usize {
@@ -515,7 +520,7 @@ mod tests {
         h.append(&[(b, 5_000, 1.5)]);
         {
             let g = h.inner.read().unwrap();
-            let s = &g.series[&a];
+            let s = g.series.get(a).unwrap();
             assert!(s.chunks.len() >= 4);
             for c in s.chunks.iter() {
                 assert_eq!(

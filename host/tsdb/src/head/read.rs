@@ -151,7 +151,7 @@ impl Head {
         let mut out = Vec::new();
         let mut shared = SharedStrings::default();
         for r in g.postings.select(matchers, &g.symbols) {
-            let Some(s) = g.series.get(&r) else { continue };
+            let Some(s) = g.series.get(r) else { continue };
             let samples = s.samples(mint, maxt);
             if !samples.is_empty() {
                 out.push(SeriesSamples {
@@ -171,7 +171,7 @@ impl Head {
         g.postings
             .select(matchers, &g.symbols)
             .iter()
-            .filter_map(|r| g.series.get(r))
+            .filter_map(|r| g.series.get(*r))
             .map(|s| g.symbols.labels(&s.labels, &mut shared))
             .collect()
     }
@@ -216,7 +216,7 @@ impl Head {
                     continue;
                 }
                 let l = s.labels.ids();
-                refs.push((*r, ids.len() as u32, l.len() as u32));
+                refs.push((r, ids.len() as u32, l.len() as u32));
                 ids.extend_from_slice(l);
                 for &id in l {
                     if !std::mem::replace(&mut seen[id as usize], true) {
@@ -257,7 +257,7 @@ impl Head {
         let g = self.inner.read().unwrap();
         let mut parts: Vec<ChunkParts> = Vec::new();
         for r in refs {
-            let Some(s) = g.series.get(&r) else {
+            let Some(s) = g.series.get(r) else {
                 out.columns.push(None);
                 continue;
             };
@@ -303,12 +303,13 @@ impl Head {
                 drop_before(s, t, &mut inner.arena, range);
             }
             if s.is_empty() && s.pins == 0 {
-                removed.push(*r);
+                removed.push(r);
             }
         }
         for r in &removed {
             inner.remove_series(*r);
         }
+        inner.series.shrink();
         inner.min_t = inner
             .series
             .values()
