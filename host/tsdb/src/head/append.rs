@@ -236,10 +236,11 @@ struct Limits {
     min_valid: i64,
 }
 
-/// Whether some series appears more than once in `samples`. The refs of a batch are
-/// usually in registration order, so the sort is close to linear.
+/// Whether some series appears more than once in `samples`. The refs of a scrape are
+/// usually in registration order, ascending: then no copy is needed; else the sort is
+/// close to linear.
 fn has_repeats(samples: &[(SeriesRef, i64, f64)]) -> bool {
-    if samples.len() < 2 {
+    if samples.windows(2).all(|w| w[0].0 < w[1].0) {
         return false;
     }
     let mut refs: Vec<SeriesRef> = samples.iter().map(|s| s.0).collect();
@@ -333,5 +334,21 @@ impl Inner {
             self.postings.remove(r, s.labels.ids());
             self.symbols.release_set(&s.labels);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_repeats;
+
+    #[test]
+    fn repeats_are_found_in_any_order() {
+        let s = |refs: &[u64]| refs.iter().map(|r| (*r, 0, 0.0)).collect::<Vec<_>>();
+        assert!(!has_repeats(&s(&[])) && !has_repeats(&s(&[7])));
+        assert!(!has_repeats(&s(&[1, 2, 5, 9])), "ascending");
+        assert!(!has_repeats(&s(&[4, 2, 9, 1])), "unordered, each once");
+        assert!(has_repeats(&s(&[1, 2, 2, 3])));
+        assert!(has_repeats(&s(&[3, 1, 2, 3])), "not next to each other");
+        assert!(has_repeats(&s(&[1, 2, 3, 1])));
     }
 }

@@ -198,7 +198,11 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             // Mostly a sliding window of refs (as the head's churn is), some far ones.
-            let r = if x.is_multiple_of(10) { x >> 40 } else { step / 4 + x % 3000 };
+            let r = if x.is_multiple_of(10) {
+                x >> 40
+            } else {
+                step / 4 + x % 3000
+            };
             if x.is_multiple_of(3) {
                 assert_eq!(map.remove(r).is_some(), model.remove(&r).is_some(), "remove {r}");
             } else {
