@@ -29,7 +29,9 @@ pub fn to_scaled(v: f64, scale: u8) -> Option<i64> {
     if x.is_nan() || x.abs() > MAX_SCALED {
         return None;
     }
-    let n = x.round() as i64;
+    // Rounded by hand: `f64::round` is a libm call on baseline x86-64 (no SSE4.1), and this
+    // runs for every sample appended. The candidate is checked below either way.
+    let n = (x + 0.5f64.copysign(x)) as i64;
     if from_scaled(n, scale).to_bits() == v.to_bits() {
         return Some(n);
     }

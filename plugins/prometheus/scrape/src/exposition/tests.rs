@@ -272,3 +272,23 @@ fn exact_decimals_round_like_the_general_parser() {
         assert_eq!(got.to_bits(), want.to_bits(), "{c}");
     }
 }
+
+#[test]
+fn a_value_after_one_space_reads_as_any_other_spacing_does() {
+    // `a 1` takes the one-step path; the others the general one: same results.
+    assert_eq!(
+        text("a 1\nb  2\nc\t3\nd 4 \ne 5 1000\nf{x=\"1 2\"} -6.5e3\ng NaN\n").unwrap(),
+        vec![
+            "a{} 1",
+            "b{} 2",
+            "c{} 3",
+            "d{} 4",
+            "e{} 5 @1000",
+            "f{x=\"1 2\"} -6500",
+            "g{} NaN"
+        ]
+    );
+    assert_eq!(om("a 1\nb 2 1.5\n# EOF\n").unwrap(), vec!["a{} 1", "b{} 2 @1500"]);
+    assert_eq!(text("a 1\r\n").unwrap_err(), "line 1: invalid value \"1\\r\"");
+    assert_eq!(text("a 1x\n").unwrap_err(), "line 1: invalid value \"1x\"");
+}
