@@ -862,8 +862,8 @@ mod tests {
             .collect();
         assert!(before.len() == 2 && before.iter().all(|(_, s)| *s == want));
         let db = Db::open(dir.path(), Options::default()).unwrap();
-        assert_eq!(dump(&db), before, "the rejected sample was not logged");
-        assert_eq!(db.open_stats.samples, 6);
+        assert_eq!(dump(&db), before);
+        assert_eq!(db.open_stats.samples, 6, "the rejected sample was not logged");
     }
 
     #[test]

@@ -205,6 +205,10 @@ impl MemSeries {
     }
 }
 
+/// 2^64 / φ: multiplying a ref by it spreads a run of refs evenly over the top bits
+/// (Fibonacci hashing), for [`RefHasher`] and [`SeriesMap`].
+pub(crate) const FIB_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+
 /// Series refs are dense integers: hash them with one multiply.
 #[derive(Default)]
 pub(crate) struct RefHasher(u64);
@@ -215,11 +219,11 @@ impl Hasher for RefHasher {
     }
     fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
-            self.0 = (self.0 << 8 | *b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            self.0 = (self.0 << 8 | *b as u64).wrapping_mul(FIB_MUL);
         }
     }
     fn write_u64(&mut self, v: u64) {
-        self.0 = v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = v.wrapping_mul(FIB_MUL);
     }
 }
 

@@ -13,7 +13,7 @@
 //! Refs are handed out in sequence; the multiplicative (Fibonacci) hash spreads a run
 //! of them evenly over the table, so probe runs stay short even at 7/8 load.
 
-use super::MemSeries;
+use super::{FIB_MUL, MemSeries};
 use crate::chunk::bits::prefetch;
 use crate::postings::SeriesRef;
 
@@ -50,7 +50,7 @@ impl SeriesMap {
     fn home(&self, r: SeriesRef) -> usize {
         // The top bits of the product: the well-mixed ones.
         let bits = self.slots.len().trailing_zeros();
-        (r.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
+        (r.wrapping_mul(FIB_MUL) >> (64 - bits)) as usize
     }
 
     fn mask(&self) -> usize {
