@@ -405,6 +405,24 @@ impl<'a> Collection<'a> {
         true
     }
 
+    /// Emits a sample of the series the previous collection emitted at this position,
+    /// when `read` finds its value: `read` gets the series' text (see [`crate::text`])
+    /// and returns the value when the input has that series next (as
+    /// `sonde_scrape`'s `Lines::next_sample_of` does). Returns false, emitting
+    /// nothing, when there is no such series or `read` returns `None`. For a source
+    /// that prints its series in the same order every time, this finds them without
+    /// hashing and without splitting the line first.
+    pub fn sample_in_order(&mut self, read: impl FnOnce(&[u8]) -> Option<f64>) -> bool {
+        let Some(id) = self.reg.at_position(self.batch.ids.len()) else {
+            return false;
+        };
+        let Some(value) = read(self.reg.text(id)) else {
+            return false;
+        };
+        self.push_id(id, value, NOW);
+        true
+    }
+
     /// The text of the live series `handle` (see [`crate::text`]).
     pub fn series_text(&self, handle: u64) -> Option<&[u8]> {
         let (id, generation) = (handle as u32, (handle >> 32) as u32);

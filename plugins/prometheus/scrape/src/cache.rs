@@ -117,14 +117,22 @@ impl Cache {
         e.live().then(|| e.text(&self.keys))
     }
 
-    /// The entry of `series` if it is the one that came next in the previous scrape
-    /// (not counting the samples the cache did not serve); marks it seen.
+    /// The entry that came next in the previous scrape (not counting the samples the
+    /// cache did not serve) and its text. When the line is that series, say so with
+    /// [`Cache::confirm`].
+    pub fn expected(&self) -> Option<(u32, &[u8])> {
+        let idx = *self.order.get(self.next_order.len())?;
+        self.key(idx).map(|k| (idx, k))
+    }
+
+    /// The line read is the series [`Cache::expected`] gave: marks it seen.
+    pub fn confirm(&mut self, idx: u32) {
+        self.touch(idx);
+    }
+
+    /// The entry of `series` if it is the one [`Cache::expected`] gives; marks it seen.
     pub fn at_position(&mut self, series: &[u8]) -> Option<u32> {
-        let idx = self
-            .order
-            .get(self.next_order.len())
-            .copied()
-            .filter(|&i| self.key(i).is_some_and(|k| same(k, series)))?;
+        let (idx, _) = self.expected().filter(|(_, k)| same(k, series))?;
         self.touch(idx);
         Some(idx)
     }

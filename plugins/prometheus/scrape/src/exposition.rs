@@ -6,7 +6,10 @@
 //! [`parse_series`] only for a series the cache has not seen, as Prometheus's scrape
 //! loop does. Errors name the line and what was expected there.
 
+mod decimal;
+
 use memchr::{memchr, memchr2};
+use sonde_plugin_sdk::text::same;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -167,6 +170,31 @@ impl<'a> Lines<'a> {
             line: self.line,
             eof: self.eof,
         }
+    }
+
+    /// The fast path of a page printed as last time: when the next line is `series`
+    /// byte for byte, one space and a plain decimal value (see [`decimal::scan`])
+    /// ending the line, its value and the whole line, the line read. `None`, nothing
+    /// read, for any other line: [`Lines::next`] reads it the general way, with the
+    /// same result for the lines this one takes (their series text is complete and
+    /// ends the labels, their value holds no space, `}` or timestamp).
+    pub fn next_sample_of(&mut self, series: &[u8]) -> Option<(f64, &'a [u8])> {
+        let n = series.len();
+        if self.done || self.eof || n == 0 {
+            return None;
+        }
+        let rest = &self.body[self.pos..];
+        if rest.len() <= n || rest[n] != b' ' || !same(&rest[..n], series) {
+            return None;
+        }
+        let (value, len) = decimal::scan(&rest[n + 1..])?;
+        let end = n + 1 + len;
+        if rest.get(end) != Some(&b'\n') {
+            return None;
+        }
+        self.pos += end + 1;
+        self.line += 1;
+        Some((value, &rest[..end]))
     }
 
     fn error(&mut self, msg: impl Into<String>) -> Option<Result<Line<'a>, ParseError>> {
@@ -620,10 +648,6 @@ pub fn parse_float(s: &[u8]) -> Option<f64> {
 /// exact). Most exposition values qualify; the general parser is slow in wasm32,
 /// where its 128-bit products are emulated.
 fn exact_decimal(s: &[u8]) -> Option<f64> {
-    const POW10: [f64; 23] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
-        1e20, 1e21, 1e22,
-    ];
     let (neg, mut i) = match s.first()? {
         b'-' => (true, 1),
         b'+' => (false, 1),
@@ -675,14 +699,7 @@ fn exact_decimal(s: &[u8]) -> Option<f64> {
     if i != s.len() {
         return None;
     }
-    let m = mant as f64;
-    let v = match exp {
-        0..=22 => m * POW10[exp as usize],
-        -22..=-1 => m / POW10[(-exp) as usize],
-        _ if mant == 0 => 0.0,
-        _ => return None,
-    };
-    Some(if neg { -v } else { v })
+    decimal::exact(neg, mant, exp)
 }
 
 fn parse_timestamp(ts: &[u8], format: Format) -> Result<i64, String> {

@@ -277,35 +277,57 @@ impl Scraper {
 
     fn parse_lines(&mut self, page: &mut Page, lines: &mut Lines, out: &mut Collection) -> Result<(), ParseError> {
         let (format, by_text) = (page.format, page.by_text);
-        while let Some(line) = lines.next() {
-            let (text, series, value, timestamp_ms) = match line? {
-                Line::Sample {
-                    line,
-                    series,
-                    value,
-                    timestamp_ms,
-                } => (line, series, value, timestamp_ms),
-                Line::Help { name, text } => {
-                    let m = page.meta.for_name(name);
-                    m.help.clear();
-                    m.help.extend_from_slice(text);
-                    continue;
+        loop {
+            // The fast path: the line is the series that came next last time, printed
+            // as then, with a plain value. The line is neither split nor looked up.
+            if by_text && out.sample_in_order(|series| lines.next_sample_of(series).map(|(value, _)| value)) {
+                page.stats.scraped += 1;
+                continue;
+            }
+            let fast = self.cache.expected().and_then(|(idx, series)| {
+                let (value, line) = lines.next_sample_of(series)?;
+                Some((idx, value, line, series.len()))
+            });
+            let (text, series, value, ts, mut cached) = match fast {
+                Some((idx, value, line, len)) => {
+                    self.cache.confirm(idx);
+                    (line, &line[..len], value, None, Some(idx))
                 }
-                Line::Type { name, kind } => {
-                    page.meta.for_name(name).kind = Some(kind);
-                    continue;
-                }
-                Line::Unit { name, unit } => {
-                    let m = page.meta.for_name(name);
-                    m.unit.clear();
-                    m.unit.extend_from_slice(unit);
-                    continue;
+                None => {
+                    let Some(line) = lines.next() else {
+                        return Ok(());
+                    };
+                    match line? {
+                        Line::Sample {
+                            line,
+                            series,
+                            value,
+                            timestamp_ms,
+                        } => {
+                            let ts = if self.honor_timestamps { timestamp_ms } else { None };
+                            (line, series, value, ts, self.cache.at_position(series))
+                        }
+                        Line::Help { name, text } => {
+                            let m = page.meta.for_name(name);
+                            m.help.clear();
+                            m.help.extend_from_slice(text);
+                            continue;
+                        }
+                        Line::Type { name, kind } => {
+                            page.meta.for_name(name).kind = Some(kind);
+                            continue;
+                        }
+                        Line::Unit { name, unit } => {
+                            let m = page.meta.for_name(name);
+                            m.unit.clear();
+                            m.unit.extend_from_slice(unit);
+                            continue;
+                        }
+                    }
                 }
             };
             let stats = &mut page.stats;
             stats.scraped += 1;
-            let ts = if self.honor_timestamps { timestamp_ms } else { None };
-            let mut cached = self.cache.at_position(series);
             if cached.is_none() {
                 if by_text && out.sample_by_text(series, value, ts) {
                     continue;
@@ -348,7 +370,6 @@ impl Scraper {
                 }
             }
         }
-        Ok(())
     }
 
     /// The slow path: parses the labels, relabels, registers the series and emits
