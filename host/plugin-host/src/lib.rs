@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod grants;
 mod host_api;
+mod http_client;
 pub mod instance;
 pub mod sql;
 mod state;

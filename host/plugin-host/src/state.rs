@@ -114,6 +114,7 @@ impl State {
                 grants: grants.clone(),
                 incidents: incidents.clone(),
                 plugin: name.clone(),
+                pool: Arc::default(),
             },
             name,
             grants,
@@ -201,6 +202,8 @@ struct HttpGate {
     grants: Arc<Grants>,
     incidents: SharedIncidents,
     plugin: Arc<str>,
+    /// Connections kept for the instance's next requests.
+    pool: Arc<crate::http_client::Pool>,
 }
 
 type SendResult = wasmtime_wasi_http::Result<(
@@ -233,14 +236,7 @@ impl WasiHttpHooks for HttpGate {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         _ = fut;
-        Box::new(async move {
-            use http_body_util::BodyExt;
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                res.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
-        })
+        Box::new(crate::http_client::send(self.pool.clone(), request, options))
     }
 }
 
