@@ -119,8 +119,7 @@ pub(crate) async fn send(
         |pick: fn(&RequestOptions) -> Option<Duration>| options.as_ref().and_then(pick).unwrap_or(DEFAULT_TIMEOUT);
     let connect_timeout = timeout(|o| o.connect_timeout);
     let first_byte_timeout = timeout(|o| o.first_byte_timeout);
-    // tokio's timers reject nothing, but a zero gap would fail every body at once.
-    let between_bytes_timeout = timeout(|o| o.between_bytes_timeout).max(Duration::from_nanos(1));
+    let between_bytes_timeout = timeout(|o| o.between_bytes_timeout);
     // The request line carries the path only (the absolute form is for proxies).
     let path = uri.path_and_query().cloned();
     *req.uri_mut() = http::Uri::builder()
@@ -165,8 +164,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
 /// A new connection to `origin`, its task spawned.
 async fn connect(origin: &Origin, timeout: Duration) -> Result<SendRequest<WasiBody>, Error> {
-    let within = |f| tokio::time::timeout(timeout, f);
-    let tcp = within(TcpStream::connect(&origin.authority))
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(&origin.authority))
         .await
         .map_err(|_| Error::ConnectionTimeout)?
         .map_err(Error::Connect)?;
