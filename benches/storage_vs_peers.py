@@ -611,6 +611,10 @@ def cmd_serve(args):
         return "".join(body).encode()
 
     class H(http.server.BaseHTTPRequestHandler):
+        # HTTP/1.1 keeps the connection open between scrapes, as node_exporter and every
+        # other Go exporter do; the default (HTTP/1.0) makes each scrape a new TCP connection.
+        protocol_version = "HTTP/1.1"
+
         def do_GET(self):
             with lock:
                 body = render()

@@ -97,6 +97,21 @@ impl IntCoder {
         }
     }
 
+    /// A coder in the state a long steady run leaves: `prev` coded last, every recent delta
+    /// `delta`, so [`predicted`](Self::predicted) is `prev + delta`.
+    #[cfg(test)]
+    pub fn steady(prev: i64, delta: i64) -> Self {
+        IntCoder {
+            prev,
+            last_delta: delta,
+            mean: delta << MEAN_SHIFT,
+            k_avg: 0,
+            cost: [0, 8 << COST_SHIFT, 0],
+            seen: 2,
+            ..Self::default()
+        }
+    }
+
     /// Whether `x` can follow: its difference to the previous integer is a multiple of 2^shift.
     #[inline]
     pub fn fits(&self, x: i64) -> bool {

@@ -139,6 +139,26 @@ impl StreamCoder {
         }
     }
 
+    /// Whether `v`, planned as `planned`, is the [`predicted_value`](Self::predicted_value),
+    /// compared as integers in decimal mode: the float would need a division.
+    #[inline]
+    fn value_as_predicted(&self, planned: Planned, v: f64) -> bool {
+        match (&self.values, planned) {
+            (_, Planned::Special(_)) => false,
+            (ValueCoder::Decimal { scale, ints }, Planned::Int(n)) => match ints.predicted() {
+                None => false,
+                Some(p) if p == n => true,
+                // Distinct integers up to 2^52 in magnitude stand for distinct floats (their
+                // quotients by 10^k are farther apart than an ulp); beyond, two can round to
+                // the same float, which is then the predicted value.
+                Some(p) if p.unsigned_abs().max(n.unsigned_abs()) <= 1 << 52 => false,
+                Some(p) => from_scaled(p, *scale).to_bits() == v.to_bits(),
+            },
+            (ValueCoder::Float(xor), _) => xor.predicted() == Some(v.to_bits()),
+            (ValueCoder::Decimal { .. }, Planned::Float(_)) => unreachable!("planned for this coder"),
+        }
+    }
+
     #[inline]
     fn skip_predicted(&mut self) {
         if let ValueCoder::Decimal { ints, .. } = &mut self.values {
@@ -158,9 +178,7 @@ impl StreamCoder {
             },
             ValueCoder::Float(_) => Planned::Float(v),
         };
-        let as_predicted = self.times.predicted() == Some(t)
-            && !matches!(planned, Planned::Special(_))
-            && self.predicted_value() == Some(v.to_bits());
+        let as_predicted = self.times.predicted() == Some(t) && self.value_as_predicted(planned, v);
         if self.run {
             w.write_bit(!as_predicted);
             if as_predicted {
@@ -221,5 +239,89 @@ impl StreamCoder {
             });
         }
         Ok((t, v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::tests::{Rng, sample_sets};
+
+    /// Near 2^53, scale-2 integers are denser than floats (1/64 apart above 2^46): `n` and
+    /// `n + 1` can stand for the same float, and `to_scaled` gives one of them. The value
+    /// is as predicted when the predicted integer is the other one.
+    #[test]
+    fn a_float_two_integers_stand_for_is_as_predicted_through_either() {
+        let base = 100 * (1i64 << 46);
+        // 2^46 + 3/64 is the float of both base + 4 and base + 5; to_scaled gives base + 5.
+        let v = from_scaled(base + 4, 2);
+        assert_eq!(v.to_bits(), from_scaled(base + 5, 2).to_bits());
+        let n = to_scaled(v, 2).unwrap();
+        assert_eq!(n, base + 5);
+        let coder = |prev: i64| StreamCoder {
+            values: ValueCoder::Decimal {
+                scale: 2,
+                ints: IntCoder::steady(prev, 1),
+            },
+            times: IntCoder::for_timestamps(),
+            run: false,
+        };
+        assert!(
+            coder(base + 3).value_as_predicted(Planned::Int(n), v),
+            "predicted base + 4"
+        );
+        assert!(
+            coder(base + 4).value_as_predicted(Planned::Int(n), v),
+            "predicted base + 5"
+        );
+        assert!(
+            !coder(base + 5).value_as_predicted(Planned::Int(n), v),
+            "predicted base + 6"
+        );
+        assert!(
+            !coder(base + 1).value_as_predicted(Planned::Int(n), v),
+            "predicted base + 2"
+        );
+    }
+
+    /// The integer comparison agrees with comparing the predicted float, on every sample
+    /// of the shared sample sets and of runs near 2^53.
+    #[test]
+    fn values_are_as_predicted_exactly_when_their_float_is() {
+        let mut sets = sample_sets();
+        let mut rng = Rng(7);
+        for scale in 0..=decimal::MAX_SCALE {
+            let top = (1i64 << 53) - 2000;
+            let mut x = top;
+            sets.push(
+                (0..1000)
+                    .map(|i| {
+                        x += [0, 1, 1, 1, 2, 3][rng.below(6) as usize];
+                        (i * 1000, from_scaled(x.min(1 << 53), scale))
+                    })
+                    .collect(),
+            );
+        }
+        let mut checked = 0;
+        for set in sets {
+            let Some(&(_, first)) = set.first() else { continue };
+            let mut c = StreamCoder::new(ValueMode::for_first(first));
+            let mut w = BitWriter::new();
+            for (t, v) in set {
+                let planned = match &c.values {
+                    ValueCoder::Decimal { scale, ints } => match to_scaled(v, *scale) {
+                        Some(n) if ints.fits(n) => Planned::Int(n),
+                        None if is_special(v) => Planned::Special(v.to_bits()),
+                        _ => break,
+                    },
+                    ValueCoder::Float(_) => Planned::Float(v),
+                };
+                let by_float = !matches!(planned, Planned::Special(_)) && c.predicted_value() == Some(v.to_bits());
+                assert_eq!(c.value_as_predicted(planned, v), by_float, "{v} after {:?}", c.values);
+                checked += by_float as usize;
+                assert!(c.encode(&mut w, t, v));
+            }
+        }
+        assert!(checked > 100, "few samples were as predicted: {checked}");
     }
 }

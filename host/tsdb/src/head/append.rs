@@ -124,7 +124,7 @@ impl Head {
         let inner = &mut *g;
         let mut appended = 0;
         let mut ooo = 0;
-        let range = self.chunk_range_ms;
+        let mut range_start = RangeStart::new(self.chunk_range_ms);
         for (i, (&(r, t, v), o)) in samples.iter().zip(outcomes).enumerate() {
             // With thousands of series, each append's table slot, series and chunk are
             // out of cache, and those misses were most of an append's cost: fetch the
@@ -144,12 +144,12 @@ impl Head {
             }
             let Some(s) = inner.series.get_mut(r) else { continue };
             if s.last().is_none_or(|(lt, _)| t > lt) {
-                // The open chunk holds samples since `last`'s range began (when not empty).
-                let new_range = s
-                    .last()
-                    .is_some_and(|(lt, _)| lt.div_euclid(range) != t.div_euclid(range));
+                // The open chunk holds samples since `last`'s range began (when not empty);
+                // `last` is older than `t`, so it is in an earlier range when it is before
+                // the start of `t`'s.
+                let new_range = s.last().is_some_and(|(lt, _)| lt < range_start.of(t));
                 if s.open.is_full() || (new_range && !s.open.is_empty()) {
-                    if let Some(c) = super::ClosedChunk::freeze(&s.open, &mut inner.arena, range) {
+                    if let Some(c) = super::ClosedChunk::freeze(&s.open, &mut inner.arena, range_start.range) {
                         s.chunks.push(c);
                     }
                     s.open = HeadChunk::new();
@@ -195,6 +195,31 @@ impl Head {
                 _ => {}
             }
         }
+    }
+}
+
+/// The start of a timestamp's chunk range, remembered for the last timestamp asked
+/// about: the samples of a scrape share one, and a 64-bit division a sample was a
+/// visible part of an append's cost.
+struct RangeStart {
+    range: i64,
+    t: i64,
+    start: i64,
+}
+
+impl RangeStart {
+    fn new(range: i64) -> Self {
+        RangeStart { range, t: 0, start: 0 }
+    }
+
+    /// The first millisecond of `t`'s range (`i64::MIN` when that is below it).
+    #[inline]
+    fn of(&mut self, t: i64) -> i64 {
+        if t != self.t {
+            self.t = t;
+            self.start = t.div_euclid(self.range).saturating_mul(self.range);
+        }
+        self.start
     }
 }
 
