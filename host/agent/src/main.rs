@@ -557,20 +557,33 @@ fn release_freed_memory() {
     }
 }
 
-/// Every second hands the WAL buffer to the OS (samples then survive the process being
-/// killed); every `wal_fsync_interval` fsyncs it (survives power loss); every 10 s cuts
-/// full head ranges into blocks, compacts and applies retention.
+/// Hands WAL records that no append flushed to the OS within [`storage::FLUSH_WITHIN`]
+/// (samples then survive the process being killed); every `wal_fsync_interval` fsyncs
+/// the WAL (survives power loss); every 10 s cuts full head ranges into blocks, compacts
+/// and applies retention.
 async fn maintain_storage(
     head: Arc<storage::Storage>,
     fsync_every: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut flush = tokio::time::interval(Duration::from_secs(1));
     let mut fsync = tokio::time::interval(fsync_every);
     let mut retention = tokio::time::interval(Duration::from_secs(10));
+    // Armed by the first record left in the buffer after a flush; an append half a second
+    // or more after the last flush flushes by itself, so scrapes at 1 s or slower never
+    // arm it.
+    let flush = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(flush);
+    let mut armed = false;
     loop {
         tokio::select! {
-            _ = flush.tick() => head.flush(),
+            _ = head.flush_wanted.notified(), if !armed => {
+                flush.as_mut().reset((head.flushed_at() + storage::FLUSH_WITHIN).into());
+                armed = true;
+            }
+            _ = &mut flush, if armed => {
+                armed = false;
+                head.flush_waiting();
+            }
             _ = fsync.tick() => {
                 let h = head.clone();
                 let _ = tokio::task::spawn_blocking(move || h.sync()).await;
@@ -580,6 +593,8 @@ async fn maintain_storage(
                 let now = scrape::now_ms(SystemTime::now());
                 let _ = tokio::task::spawn_blocking(move || {
                     h.maintain(now);
+                    // A cut logs the series it drops: to the OS now, not at the next append.
+                    h.flush();
                     // Cutting a block builds every series' samples in temporary buffers.
                     release_freed_memory();
                 })

@@ -457,20 +457,17 @@ impl Run {
 
     async fn try_collect(&mut self, now: i64) -> Result<Outcome, String> {
         let target = self.scraper.target.clone();
-        let plugin = match &self.scraper.plugin {
-            Ok(p) => p.clone(),
-            Err(e) => {
-                target.stats.fail("load");
-                return Err(e.clone());
-            }
-        };
+        if let Err(e) = &self.scraper.plugin {
+            target.stats.fail("load");
+            return Err(e.clone());
+        }
         let deadline = Instant::now() + target.timeout;
         let remaining = || {
             deadline
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(1))
         };
-        self.ensure_instance(&plugin, deadline).await?;
+        self.ensure_instance(deadline).await?;
         let inst = self.instance.as_mut().expect("created above");
         let result = inst.collect(remaining()).await;
         let denials = inst.take_denials();
@@ -506,10 +503,16 @@ impl Run {
 
     /// Creates and configures the instance if there is none (the first call, or the
     /// first after a trap dropped it).
-    async fn ensure_instance(&mut self, plugin: &Plugin, deadline: Instant) -> Result<(), String> {
+    /// Creates and configures an instance of the loaded plugin unless one is running.
+    async fn ensure_instance(&mut self, deadline: Instant) -> Result<(), String> {
         if self.instance.is_some() {
             return Ok(());
         }
+        // Cloned only here: a scrape with a running instance does not need it.
+        let plugin = match &self.scraper.plugin {
+            Ok(p) => p.clone(),
+            Err(e) => return Err(e.clone()),
+        };
         let remaining = || {
             deadline
                 .saturating_duration_since(Instant::now())
@@ -585,7 +588,7 @@ impl Run {
         let restored = if state.is_empty() {
             Ok(())
         } else {
-            self.restore(&plugin, &state).await
+            self.restore(&state).await
         };
         match restored {
             Ok(()) => {
@@ -597,9 +600,10 @@ impl Run {
         }
     }
 
-    async fn restore(&mut self, plugin: &Plugin, state: &[u8]) -> Result<(), String> {
+    /// Gives the new version (already in `scraper.plugin`) its predecessor's state.
+    async fn restore(&mut self, state: &[u8]) -> Result<(), String> {
         let timeout = self.scraper.target.timeout;
-        self.ensure_instance(plugin, Instant::now() + timeout).await?;
+        self.ensure_instance(Instant::now() + timeout).await?;
         let inst = self.instance.as_mut().expect("created above");
         match inst.restore(state, timeout).await {
             Ok(()) => Ok(()),
@@ -617,12 +621,11 @@ impl Run {
     /// instance starts empty and counters restart, which `rate()` treats as a reset).
     async fn ingest(&mut self, batch: Received) {
         let target = self.scraper.target.clone();
-        let plugin = match &self.scraper.plugin {
-            Ok(p) => p.clone(),
-            Err(_) => return,
-        };
+        if self.scraper.plugin.is_err() {
+            return;
+        }
         let deadline = Instant::now() + target.timeout;
-        let result = match self.ensure_instance(&plugin, deadline).await {
+        let result = match self.ensure_instance(deadline).await {
             Ok(()) => {
                 let inst = self.instance.as_mut().expect("created above");
                 match inst.ingest(&batch.payload, &batch.ends, target.timeout).await {

@@ -4,8 +4,9 @@
 use promql_parser::label::Matcher;
 use sonde_tsdb::db::{Db, Options};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 pub use sonde_tsdb::head::{Metadata, Pinned};
 pub use sonde_tsdb::labels::{Labels, METRIC_NAME};
@@ -22,7 +23,22 @@ pub struct Storage {
     db: Db,
     /// Appends that failed in the WAL (disk full, I/O error).
     pub write_errors: AtomicU64,
+    /// When the WAL buffer was last handed to the OS.
+    flushed_at: Mutex<Instant>,
+    /// Something was logged since then.
+    unflushed: AtomicBool,
+    /// Woken when the first record after a flush stays in the buffer: the maintenance
+    /// task then flushes it within [`FLUSH_WITHIN`].
+    pub flush_wanted: tokio::sync::Notify,
 }
+
+/// The longest a logged record waits in the WAL buffer before it is handed to the OS
+/// (from then it survives sonde being killed).
+pub const FLUSH_WITHIN: Duration = Duration::from_secs(1);
+
+/// An append flushes the buffer itself when the last flush is at least this old, so a
+/// collection every second or slower costs no extra wake-up of the maintenance task.
+const FLUSH_WITH_APPEND_AFTER: Duration = Duration::from_millis(500);
 
 /// The least time a finished block range stays in the head before it is cut: room for
 /// samples appended a little after their timestamps (rule evaluations, staleness
@@ -53,6 +69,9 @@ impl Storage {
         Ok(Storage {
             db,
             write_errors: AtomicU64::new(0),
+            flushed_at: Mutex::new(Instant::now()),
+            unflushed: AtomicBool::new(false),
+            flush_wanted: tokio::sync::Notify::new(),
         })
     }
 
@@ -85,10 +104,13 @@ impl Storage {
     }
 
     pub fn append(&self, samples: &[(SeriesRef, i64, f64)]) -> Result<(), String> {
-        self.db
+        let result = self
+            .db
             .append(samples)
             .map(|_| ())
-            .map_err(|e| self.failed("append samples", e))
+            .map_err(|e| self.failed("append samples", e));
+        self.logged();
+        result
     }
 
     /// Metadata for the sample names of one family. A failure is logged, not fatal.
@@ -98,6 +120,23 @@ impl Storage {
                 tracing::warn!("{}", self.failed("record metadata", e));
             }
         }
+        self.logged();
+    }
+
+    /// After records went to the WAL buffer: flush it now if the last flush is old enough,
+    /// else have the maintenance task flush it within [`FLUSH_WITHIN`] (it is woken once
+    /// per flush, by the first record left waiting).
+    fn logged(&self) {
+        if self.flushed_at.lock().unwrap().elapsed() >= FLUSH_WITH_APPEND_AFTER {
+            self.flush();
+        } else if !self.unflushed.swap(true, Ordering::AcqRel) {
+            self.flush_wanted.notify_one();
+        }
+    }
+
+    /// When the buffer was last flushed.
+    pub fn flushed_at(&self) -> Instant {
+        *self.flushed_at.lock().unwrap()
     }
 
     pub fn metadata(&self, sample_name: &str) -> Option<Metadata> {
@@ -124,10 +163,21 @@ impl Storage {
         }
     }
 
+    /// Flushes when records are waiting (an append may have flushed them meanwhile).
+    pub fn flush_waiting(&self) {
+        if self.unflushed.load(Ordering::Acquire) {
+            self.flush();
+        }
+    }
+
+    /// Hands the WAL buffer to the OS.
     pub fn flush(&self) {
+        let mut at = self.flushed_at.lock().unwrap();
+        self.unflushed.store(false, Ordering::Release);
         if let Err(e) = self.db.flush() {
             tracing::error!("{}", self.failed("write the WAL", e));
         }
+        *at = Instant::now();
     }
 
     pub fn sync(&self) {
@@ -155,4 +205,45 @@ pub fn test_storage() -> (tempfile::TempDir, Storage) {
     let dir = tempfile::tempdir().unwrap();
     let s = Storage::open(dir.path(), &Default::default()).unwrap();
     (dir, s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(s: &Storage) -> u64 {
+        s.db().wal_stats().bytes_written
+    }
+
+    #[test]
+    fn an_append_long_after_the_last_flush_flushes_and_one_soon_after_asks_for_a_flush() {
+        let (_dir, s) = test_storage();
+        let r = s.get_or_create(&[("__name__", "up"), ("job", "a")]).unwrap();
+        s.flush();
+        let before = written(&s);
+        // Right after a flush: the samples wait in the buffer, and the maintenance task
+        // is asked (once) to flush them.
+        s.append(&[(r, 1_000, 1.0)]).unwrap();
+        assert_eq!(written(&s), before, "flushed too early");
+        let asked = s.flush_wanted.notified();
+        tokio::pin!(asked);
+        assert!(asked.as_mut().enable(), "no flush was asked for");
+        s.append(&[(r, 2_000, 1.0)]).unwrap();
+        let again = s.flush_wanted.notified();
+        tokio::pin!(again);
+        assert!(!again.as_mut().enable(), "asked twice for one flush");
+        s.flush_waiting();
+        let flushed = written(&s);
+        assert!(flushed > before, "the waiting samples were not flushed");
+        s.flush_waiting();
+        assert_eq!(written(&s), flushed, "nothing was waiting");
+
+        // Half a second or more after the last flush, the append flushes by itself.
+        std::thread::sleep(FLUSH_WITH_APPEND_AFTER);
+        s.append(&[(r, 3_000, 1.0)]).unwrap();
+        assert!(written(&s) > flushed, "the append did not flush");
+        let none = s.flush_wanted.notified();
+        tokio::pin!(none);
+        assert!(!none.as_mut().enable(), "a flushed append asked for a flush");
+    }
 }
