@@ -501,9 +501,8 @@ impl Run {
         }
     }
 
-    /// Creates and configures the instance if there is none (the first call, or the
-    /// first after a trap dropped it).
-    /// Creates and configures an instance of the loaded plugin unless one is running.
+    /// Creates and configures an instance of the loaded plugin if there is none (the
+    /// first call, or the first after a trap or a reload dropped it).
     async fn ensure_instance(&mut self, deadline: Instant) -> Result<(), String> {
         if self.instance.is_some() {
             return Ok(());

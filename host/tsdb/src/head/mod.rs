@@ -512,6 +512,32 @@ mod tests {
             .collect()
     }
 
+    /// Samples one millisecond either side of range edges (negative times too), appended
+    /// a timestamp at a time for several series, as scrapes append them.
+    #[test]
+    fn a_sample_at_a_range_start_opens_a_chunk_and_one_just_before_does_not() {
+        let h = Head::new(0, TEST_RANGE);
+        let refs: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|n| h.get_or_create(&[("__name__", n)]).0)
+            .collect();
+        let r = TEST_RANGE;
+        let times = [-r - 1, -r, -1, 0, 1, r - 1, r, 2 * r - 1, 2 * r];
+        for (i, &t) in times.iter().enumerate() {
+            let batch: Vec<_> = refs.iter().map(|&s| (s, t, i as f64)).collect();
+            h.append(&batch);
+        }
+        let g = h.inner.read().unwrap();
+        for &s in &refs {
+            let s = g.series.get(s).unwrap();
+            let spans: Vec<(i64, i64)> = s.chunks.iter().map(|c| (c.min_t, c.max_t)).collect();
+            // The ranges hold [-r-1], [-r, -1], [0, r-1], [r, 2r-1]; the last sample is
+            // in the open chunk.
+            assert_eq!(spans, vec![(-r - 1, -r - 1), (-r, -1), (0, r - 1), (r, 2 * r - 1)]);
+            assert_eq!(s.open.first_time(), Some(2 * r));
+        }
+    }
+
     #[test]
     fn chunks_end_at_range_boundaries_and_cuts_copy_them() {
         let h = Head::new(0, TEST_RANGE);
